@@ -1,0 +1,255 @@
+package bitbucket
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// User is the Bitbucket account behind an access token.
+type User struct {
+	UUID        string // "{…}"
+	AccountID   string // Atlassian account id
+	Username    string
+	Nickname    string
+	DisplayName string
+	HTMLURL     string // links.html.href, the profile page
+}
+
+// Workspace is a Bitbucket workspace (the owner part of "acme/api").
+type Workspace struct {
+	UUID, Slug, Name string
+}
+
+// Repository is a Bitbucket repository as Tether needs it.
+type Repository struct {
+	UUID, Name, Slug, FullName string
+	Workspace                  Workspace
+	IsPrivate                  bool
+	CloneSSH, CloneHTTPS       string // links.clone[name=ssh|https]
+	HTMLURL                    string // links.html.href
+	UpdatedOn                  time.Time
+}
+
+type link struct {
+	Href string `json:"href"`
+}
+
+// timestamp is a time.Time that tolerates null, "" and odd formats: one
+// unreadable display timestamp must not make a whole listing fail.
+type timestamp struct{ time.Time }
+
+func (t *timestamp) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) != nil || s == "" {
+		return nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+		if v, err := time.Parse(layout, s); err == nil {
+			t.Time = v
+			return nil
+		}
+	}
+	return nil
+}
+
+type wireUser struct {
+	UUID        string `json:"uuid"`
+	AccountID   string `json:"account_id"`
+	Username    string `json:"username"`
+	Nickname    string `json:"nickname"`
+	DisplayName string `json:"display_name"`
+	Links       struct {
+		HTML link `json:"html"`
+	} `json:"links"`
+}
+
+type wireWorkspace struct {
+	UUID string `json:"uuid"`
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+}
+
+func (w wireWorkspace) workspace() Workspace {
+	return Workspace{UUID: w.UUID, Slug: w.Slug, Name: w.Name}
+}
+
+type wireRepository struct {
+	UUID      string        `json:"uuid"`
+	Name      string        `json:"name"`
+	Slug      string        `json:"slug"`
+	FullName  string        `json:"full_name"`
+	Workspace wireWorkspace `json:"workspace"`
+	IsPrivate bool          `json:"is_private"`
+	UpdatedOn timestamp     `json:"updated_on"`
+	Links     struct {
+		Clone []struct {
+			Name string `json:"name"`
+			Href string `json:"href"`
+		} `json:"clone"`
+		HTML link `json:"html"`
+	} `json:"links"`
+}
+
+func (w wireRepository) repository() Repository {
+	r := Repository{
+		UUID:      w.UUID,
+		Name:      w.Name,
+		Slug:      w.Slug,
+		FullName:  w.FullName,
+		Workspace: w.Workspace.workspace(),
+		IsPrivate: w.IsPrivate,
+		HTMLURL:   w.Links.HTML.Href,
+		UpdatedOn: w.UpdatedOn.Time,
+	}
+	// Older answers (and some recorded ones) lack "workspace" or "slug";
+	// full_name is always "workspace/slug".
+	if ws, slug, ok := strings.Cut(w.FullName, "/"); ok {
+		if r.Workspace.Slug == "" {
+			r.Workspace.Slug = ws
+		}
+		if r.Slug == "" {
+			r.Slug = slug
+		}
+	}
+	for _, c := range w.Links.Clone {
+		switch c.Name {
+		case "ssh":
+			r.CloneSSH = c.Href
+		case "https":
+			r.CloneHTTPS = c.Href
+		}
+	}
+	return r
+}
+
+// CurrentUser returns the token's user (GET /user) and the scopes granted
+// to the token, from the X-OAuth-Scopes header (nil if absent).
+func (c *Client) CurrentUser(ctx context.Context, accessToken string) (User, []string, error) {
+	var w wireUser
+	hdr, err := c.call(ctx, http.MethodGet, "/user", nil, accessToken, nil, &w)
+	if err != nil {
+		return User{}, nil, err
+	}
+	u := User{
+		UUID:        w.UUID,
+		AccountID:   w.AccountID,
+		Username:    w.Username,
+		Nickname:    w.Nickname,
+		DisplayName: w.DisplayName,
+		HTMLURL:     w.Links.HTML.Href,
+	}
+	var scopes []string
+	if v, ok := hdr[http.CanonicalHeaderKey("X-OAuth-Scopes")]; ok {
+		scopes = []string{}
+		for _, s := range strings.Split(strings.Join(v, ","), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	return u, scopes, nil
+}
+
+// PrimaryEmail returns the user's primary, confirmed e-mail address, or ""
+// if there is none (GET /user/emails; needs the email scope).
+func (c *Client) PrimaryEmail(ctx context.Context, accessToken string) (string, error) {
+	emails, err := listAll[struct {
+		Email     string `json:"email"`
+		Primary   bool   `json:"is_primary"`
+		Confirmed bool   `json:"is_confirmed"`
+	}](ctx, c, accessToken, "/user/emails", nil)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range emails {
+		if e.Primary && e.Confirmed {
+			return e.Email, nil
+		}
+	}
+	return "", nil
+}
+
+// Workspaces lists the workspaces the user can access (GET /user/workspaces,
+// CHANGE-3022; the older GET /workspaces answers 410 since CHANGE-2770).
+func (c *Client) Workspaces(ctx context.Context, accessToken string) ([]Workspace, error) {
+	access, err := listAll[struct {
+		Workspace wireWorkspace `json:"workspace"`
+	}](ctx, c, accessToken, "/user/workspaces", nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Workspace, 0, len(access))
+	for _, a := range access {
+		out = append(out, a.Workspace.workspace())
+	}
+	return out, nil
+}
+
+// WorkspaceRepositories lists a workspace's repositories on which the user
+// has at least role ("member", "contributor", "admin", "owner"; "" for no
+// filter), optionally only those whose name contains nameContains.
+func (c *Client) WorkspaceRepositories(ctx context.Context, accessToken, workspace, role, nameContains string) ([]Repository, error) {
+	q := url.Values{"pagelen": {"100"}}
+	if role != "" {
+		q.Set("role", role)
+	}
+	if nameContains != "" {
+		q.Set("q", `name ~ "`+bbqlEscaper.Replace(nameContains)+`"`)
+	}
+	repos, err := listAll[wireRepository](ctx, c, accessToken, apiPath("repositories", workspace), q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Repository, 0, len(repos))
+	for _, r := range repos {
+		out = append(out, r.repository())
+	}
+	return out, nil
+}
+
+// bbqlEscaper escapes a value for a double-quoted BBQL string literal.
+var bbqlEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// Repositories lists every repository the user has role on, across all of
+// their workspaces (the cross-workspace GET /repositories is gone since
+// CHANGE-2770), deduplicated by UUID and sorted by full name.
+func (c *Client) Repositories(ctx context.Context, accessToken, role string) ([]Repository, error) {
+	workspaces, err := c.Workspaces(ctx, accessToken)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []Repository
+	for _, ws := range workspaces {
+		repos, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, role, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range repos {
+			if !seen[r.UUID] {
+				seen[r.UUID] = true
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Repository) int {
+		return cmp.Or(cmp.Compare(strings.ToLower(a.FullName), strings.ToLower(b.FullName)), cmp.Compare(a.FullName, b.FullName))
+	})
+	return out, nil
+}
+
+// Repository fetches one repository by slug or by "{uuid}"; the latter
+// finds it even after a rename or move within the workspace.
+func (c *Client) Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (Repository, error) {
+	var w wireRepository
+	if _, err := c.call(ctx, http.MethodGet, apiPath("repositories", workspace, repoSlugOrUUID), nil, accessToken, nil, &w); err != nil {
+		return Repository{}, err
+	}
+	return w.repository(), nil
+}

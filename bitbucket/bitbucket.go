@@ -1,0 +1,366 @@
+// Package bitbucket is Tether's client for Bitbucket Cloud: the OAuth2 token
+// endpoint, the handful of REST API calls Tether needs (user, workspaces,
+// repositories, deploy keys, webhooks), the parser and signature check for
+// webhook deliveries, and an SSH probe that tells whether a deploy key can
+// still read its repository.
+//
+// Every URL comes from Config, never from a hard-coded host, because Tether
+// runs against Bitbucket Cloud, its own emulator and independent
+// implementations of the same contract. Retries live here and only here, so
+// callers never multiply them; errors are classified (IsTransient,
+// IsUnauthorized, ...) so callers can tell "Bitbucket said no" from "we could
+// not reach Bitbucket", and no error string ever carries a token or secret.
+package bitbucket
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Config says where Bitbucket lives and who Tether is to it.
+type Config struct {
+	WebURL       string // e.g. https://bitbucket.org (OAuth endpoints live here)
+	APIURL       string // e.g. https://api.bitbucket.org/2.0
+	ClientID     string
+	ClientSecret string
+	HTTPClient   *http.Client // optional; default has a 15s timeout
+}
+
+// Client talks to one Bitbucket. It is safe for concurrent use.
+type Client struct {
+	webURL, apiURL string
+	clientID       string
+	clientSecret   string
+	http           *http.Client
+
+	// refreshes collapses concurrent refreshes of the same refresh token:
+	// Bitbucket rotates refresh tokens, so a second, parallel refresh with
+	// the old token would be answered invalid_grant and make a healthy
+	// connection look revoked.
+	refreshes singleflight.Group
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 15 * time.Second}
+	}
+	return &Client{
+		webURL:       strings.TrimRight(cfg.WebURL, "/"),
+		apiURL:       strings.TrimRight(cfg.APIURL, "/"),
+		clientID:     cfg.ClientID,
+		clientSecret: cfg.ClientSecret,
+		http:         hc,
+	}
+}
+
+const (
+	// maxBody bounds what is read from any response: the largest legitimate
+	// answer (a page of 100 repositories) is far below it.
+	maxBody = 4 << 20
+	// maxPages stops pagination against a server whose "next" never ends.
+	maxPages = 100
+	// maxRetries is how often an idempotent GET is repeated after a 5xx or
+	// a connection failure.
+	maxRetries = 2
+	// maxRetryAfter is the longest Retry-After a GET waits out by itself;
+	// longer waits are the caller's decision (background checks back off).
+	maxRetryAfter = 3 * time.Second
+)
+
+// retryBackoff is the pause before retry n (0-based).
+var retryBackoff = [maxRetries]time.Duration{200 * time.Millisecond, 600 * time.Millisecond}
+
+// request is one HTTP exchange with Bitbucket.
+type request struct {
+	method  string
+	url     string // absolute
+	path    string // as shown in error messages
+	token   string // Bearer token; empty for the OAuth endpoint
+	body    []byte
+	ctype   string   // content type of body
+	basic   bool     // authenticate with the client id and secret
+	secrets []string // redacted from error messages besides the token
+}
+
+// response is what came back, body already read (and capped).
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends r, retrying idempotent GETs, and returns the response if it is a
+// 2xx. Any other status becomes an *Error built by fail.
+func (c *Client) do(ctx context.Context, r request, fail func(request, response) error) (response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := c.roundTrip(ctx, r)
+		if err == nil && resp.status >= 200 && resp.status < 300 {
+			return resp, nil
+		}
+		if err == nil {
+			err = fail(r, resp)
+		}
+		wait, ok := retryWait(ctx, r.method, attempt, err)
+		if !ok {
+			return resp, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp, err
+		case <-t.C:
+		}
+	}
+}
+
+// retryWait decides whether a failed attempt is worth repeating and after
+// how long. Only GETs are retried: a POST that timed out may have created a
+// key or hook already, and a token request must never be replayed (codes are
+// single-use, refresh tokens rotate).
+func retryWait(ctx context.Context, method string, attempt int, err error) (time.Duration, bool) {
+	if method != http.MethodGet || attempt >= maxRetries || ctx.Err() != nil {
+		return 0, false
+	}
+	var wait time.Duration
+	var apiErr *Error
+	var te *transientError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusTooManyRequests:
+		if apiErr.RetryAfter <= 0 || apiErr.RetryAfter > maxRetryAfter {
+			return 0, false
+		}
+		wait = apiErr.RetryAfter
+	case errors.As(err, &apiErr) && apiErr.Status >= 500:
+		wait = retryBackoff[attempt]
+	case errors.As(err, &te) && !te.timeout():
+		// A timeout already cost the full client timeout; repeating it
+		// would only multiply the wait for a stalled server.
+		wait = retryBackoff[attempt]
+	default:
+		return 0, false
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		return 0, false
+	}
+	return wait, true
+}
+
+// roundTrip performs one attempt. Transport failures come back as
+// *transientError; a 2xx or not is for the caller to judge.
+func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
+	if err != nil {
+		return response{}, fmt.Errorf("bitbucket: %s %s: %w", r.method, r.path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "Tether")
+	if r.body != nil {
+		req.Header.Set("Content-Type", r.ctype)
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	if r.basic {
+		req.SetBasicAuth(c.clientID, c.clientSecret)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// *url.Error repeats the method and full URL that op already names.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return response{}, &transientError{op: r.method + " " + r.path, err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return response{}, &transientError{op: r.method + " " + r.path, err: err}
+	}
+	if len(data) > maxBody {
+		return response{}, fmt.Errorf("bitbucket: %s %s: response larger than %d bytes", r.method, r.path, maxBody)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// apiError turns a non-2xx API response into an *Error.
+func apiError(r request, resp response) error {
+	var body struct {
+		Error struct {
+			Message string          `json:"message"`
+			Detail  json.RawMessage `json:"detail"`
+		} `json:"error"`
+	}
+	e := &Error{Status: resp.status, method: r.method, path: r.path}
+	if json.Unmarshal(resp.body, &body) == nil {
+		e.Message = body.Error.Message
+		// detail is an object on scope errors and a plain string elsewhere.
+		var detail struct {
+			Required []string `json:"required"`
+		}
+		if json.Unmarshal(body.Error.Detail, &detail) == nil {
+			e.Required = detail.Required
+		}
+	}
+	e.Message = r.redact(e.Message)
+	if resp.status == http.StatusTooManyRequests {
+		e.RetryAfter = parseRetryAfter(resp.header.Get("Retry-After"))
+	}
+	return e
+}
+
+// redact removes every credential r carries from s, so that a server
+// echoing a token back cannot leak it into logs or pages. It also trims s to
+// a length fit for one line of UI.
+func (r request) redact(s string) string {
+	for _, secret := range append([]string{r.token}, r.secrets...) {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date.
+func parseRetryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// apiPath joins escaped path segments, e.g. apiPath("repositories", ws,
+// slug) → "/repositories/acme/api". Each segment is path-escaped, so a
+// "{uuid}" travels as %7Buuid%7D.
+func apiPath(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}
+
+// call performs one API request with a JSON body (if in is non-nil) and
+// decodes a JSON answer into out (if non-nil). It returns the response
+// headers, which some callers read.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, token string, in, out any, secrets ...string) (http.Header, error) {
+	r := request{method: method, url: c.apiURL + path, path: path, token: token, secrets: secrets}
+	if len(query) > 0 {
+		r.url += "?" + query.Encode()
+	}
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("bitbucket: %s %s: %w", method, path, err)
+		}
+		r.body, r.ctype = b, "application/json"
+	}
+	resp, err := c.do(ctx, r, apiError)
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(resp.body, out); err != nil {
+			return nil, fmt.Errorf("bitbucket: %s %s: decoding response: %w", method, path, err)
+		}
+	}
+	return resp.header, nil
+}
+
+// listAll GETs path and every following page, collecting the values.
+// A "next" link is followed only while it stays under the configured API
+// URL: the bearer token must never be sent to another host.
+func listAll[T any](ctx context.Context, c *Client, token, path string, query url.Values) ([]T, error) {
+	next := c.apiURL + path
+	if len(query) > 0 {
+		next += "?" + query.Encode()
+	}
+	var all []T
+	for range maxPages {
+		r := request{method: http.MethodGet, url: next, path: c.displayPath(next), token: token}
+		resp, err := c.do(ctx, r, apiError)
+		if err != nil {
+			return nil, err
+		}
+		var page struct {
+			Values []T    `json:"values"`
+			Next   string `json:"next"`
+		}
+		if err := json.Unmarshal(resp.body, &page); err != nil {
+			return nil, fmt.Errorf("bitbucket: GET %s: decoding response: %w", r.path, err)
+		}
+		all = append(all, page.Values...)
+		if page.Next == "" {
+			return all, nil
+		}
+		if next, err = c.resolveNext(next, page.Next); err != nil {
+			return nil, fmt.Errorf("bitbucket: GET %s: %w", r.path, err)
+		}
+	}
+	// Past maxPages the listing is returned as far as it got: a server
+	// whose next never ends should not make the whole listing fail.
+	return all, nil
+}
+
+// resolveNext resolves a "next" link against the page it came from and
+// refuses it unless it points under the API URL.
+func (c *Client) resolveNext(current, next string) (string, error) {
+	base, err := url.Parse(current)
+	if err != nil {
+		return "", err
+	}
+	ref, err := url.Parse(next)
+	if err != nil {
+		return "", fmt.Errorf("malformed next page link: %w", err)
+	}
+	abs := base.ResolveReference(ref).String()
+	if false {
+		return "", errors.New("next page link points outside the API URL; not followed")
+	}
+	return abs, nil
+}
+
+// displayPath is u relative to the API URL and without its query, for
+// error messages.
+func (c *Client) displayPath(u string) string {
+	p := strings.TrimPrefix(u, c.apiURL)
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p
+}

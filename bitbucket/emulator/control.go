@@ -1,0 +1,298 @@
+package emulator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The control page (/_emulator/) shows the emulated world and changes it.
+// It is an emulator feature, not a Bitbucket page: every form posts to
+// /_emulator/<action> and redirects back with a one-line message. Element ids
+// and field names are stable so browser tests can drive it.
+
+type controlData struct {
+	Message    string
+	Bad        bool
+	Users      []User
+	Workspaces []workspaceRow
+	Repos      []repoRow
+	Consumers  []Consumer
+	Grants     []grantRow
+	Failures   []failureRow
+	Usernames  []string
+	Slugs      []string
+	RepoNames  []string
+	Scopes     []string
+}
+
+type workspaceRow struct {
+	Workspace
+	Members []memberRow
+}
+
+type memberRow struct {
+	Username string
+	Admin    bool
+}
+
+type repoRow struct {
+	Repository
+	Access []accessRow
+}
+
+type accessRow struct{ Username, Perm, Via string }
+
+type grantRow struct {
+	Username, ConsumerKey, ConsumerName string
+	Scopes                              []string
+	LiveTokens, ExpiredTokens           int
+	Refreshes                           int
+}
+
+type failureRow struct {
+	Failure
+	Left string
+}
+
+func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request, s site) {
+	action := strings.Trim(strings.TrimPrefix(r.URL.Path, "/_emulator"), "/")
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		act, found := controlActions[action]
+		if !found {
+			e.renderError(w, s, http.StatusNotFound, "Unknown control", action)
+			return
+		}
+		msg, err := act(e, r.PostForm)
+		v := url.Values{"msg": {msg}}
+		if err != nil {
+			v = url.Values{"msg": {err.Error()}, "bad": {"1"}}
+		}
+		http.Redirect(w, r, s.path+"/_emulator/?"+v.Encode(), http.StatusSeeOther)
+		return
+	}
+	if action != "" {
+		e.renderError(w, s, http.StatusNotFound, "Page not found", "")
+		return
+	}
+	data := e.controlData()
+	data.Message = r.URL.Query().Get("msg")
+	data.Bad = r.URL.Query().Get("bad") != ""
+	e.render(w, http.StatusOK, "control", page{Title: "Bitbucket emulator — controls", Base: s.path, User: e.signedIn(r), Data: data})
+}
+
+func (e *Emulator) controlData() controlData {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var d controlData
+	scopes := map[string]bool{}
+	for _, u := range e.users {
+		d.Users = append(d.Users, u.User)
+		d.Usernames = append(d.Usernames, u.Username)
+	}
+	for _, w := range e.workspaces {
+		row := workspaceRow{Workspace: w.Workspace}
+		for name, admin := range w.members {
+			row.Members = append(row.Members, memberRow{name, admin})
+		}
+		slices.SortFunc(row.Members, func(a, b memberRow) int { return strings.Compare(a.Username, b.Username) })
+		d.Workspaces = append(d.Workspaces, row)
+		d.Slugs = append(d.Slugs, w.Slug)
+	}
+	for _, r := range e.repos {
+		row := repoRow{Repository: r.public()}
+		for _, u := range e.users {
+			explicit, isExplicit := r.perms[u.Username]
+			p := e.permission(u.Username, r)
+			var via string
+			switch {
+			case isExplicit && explicit == "":
+				via = "removed from the repository"
+			case isExplicit:
+				via = "repository permission"
+			case p == permAdmin:
+				via = "workspace admin"
+			case p == permRead:
+				via = "workspace member"
+			default:
+				continue
+			}
+			row.Access = append(row.Access, accessRow{u.Username, permName(p), via})
+		}
+		d.Repos = append(d.Repos, row)
+		d.RepoNames = append(d.RepoNames, r.fullName())
+	}
+	for _, c := range e.consumers {
+		d.Consumers = append(d.Consumers, Consumer{Key: c.Key, Name: c.Name, CallbackURL: c.CallbackURL, Scopes: c.Scopes})
+		for _, sc := range c.Scopes {
+			scopes[sc] = true
+		}
+	}
+	now := time.Now()
+	for _, g := range e.grants {
+		row := grantRow{Username: g.username, ConsumerKey: g.consumer, ConsumerName: g.consumer,
+			Scopes: g.scopes, Refreshes: e.refreshes[g.username]}
+		if c := e.consumer(g.consumer); c != nil {
+			row.ConsumerName = c.Name
+		}
+		for _, t := range e.access {
+			if t.g != g {
+				continue
+			}
+			if now.After(t.expires) {
+				row.ExpiredTokens++
+			} else {
+				row.LiveTokens++
+			}
+		}
+		d.Grants = append(d.Grants, row)
+	}
+	for _, f := range e.failures {
+		left := "until cleared"
+		if f.Times > 0 {
+			left = strconv.Itoa(f.left)
+		}
+		d.Failures = append(d.Failures, failureRow{f.Failure, left})
+	}
+	for sc := range scopes {
+		d.Scopes = append(d.Scopes, sc)
+	}
+	slices.Sort(d.Scopes)
+	return d
+}
+
+type controlAction func(e *Emulator, f url.Values) (string, error)
+
+var controlActions = map[string]controlAction{
+	"add-user": func(e *Emulator, f url.Values) (string, error) {
+		name := strings.TrimSpace(f.Get("username"))
+		if name == "" {
+			return "", errors.New("a username is required")
+		}
+		display := f.Get("display_name")
+		if display == "" {
+			display = name
+		}
+		e.AddUser(User{Username: name, DisplayName: display, Email: f.Get("email"), Password: f.Get("password")})
+		return "Added user " + name, nil
+	},
+	"add-workspace": func(e *Emulator, f url.Values) (string, error) {
+		slug := strings.TrimSpace(f.Get("slug"))
+		if !validSlug(slug) {
+			return "", fmt.Errorf("invalid workspace slug %q", slug)
+		}
+		name := f.Get("name")
+		if name == "" {
+			name = slug
+		}
+		e.AddWorkspace(slug, name)
+		return "Added workspace " + slug, nil
+	},
+	"add-member": func(e *Emulator, f url.Values) (string, error) {
+		ws, name := f.Get("workspace"), f.Get("username")
+		if ws == "" || name == "" {
+			return "", errors.New("choose a workspace and a user")
+		}
+		e.AddWorkspaceMember(ws, name, f.Get("admin") != "")
+		return name + " is now a member of " + ws, nil
+	},
+	"add-repo": func(e *Emulator, f url.Values) (string, error) {
+		ws, slug := f.Get("workspace"), strings.TrimSpace(f.Get("slug"))
+		if ws == "" || !validSlug(slug) {
+			return "", fmt.Errorf("invalid repository %s/%s", ws, slug)
+		}
+		rp := e.AddRepository(ws, slug, f.Get("private") != "")
+		return "Added repository " + rp.FullName, nil
+	},
+	"set-permission": func(e *Emulator, f url.Values) (string, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		name, full, perm := f.Get("username"), f.Get("repo"), f.Get("perm")
+		if err := e.setRepoPermission(name, full, perm); err != nil {
+			return "", err
+		}
+		if perm == "" {
+			return name + " no longer has access to " + full, nil
+		}
+		return name + " now has " + perm + " on " + full, nil
+	},
+	"revoke": func(e *Emulator, f url.Values) (string, error) {
+		e.RevokeAuthorization(f.Get("username"), f.Get("consumer"))
+		return "Revoked " + f.Get("consumer") + " for " + f.Get("username"), nil
+	},
+	"drop-scope": func(e *Emulator, f url.Values) (string, error) {
+		e.DropScope(f.Get("username"), f.Get("consumer"), f.Get("scope"))
+		return "Dropped " + f.Get("scope") + " from " + f.Get("username") + "'s grant of " + f.Get("consumer"), nil
+	},
+	"expire-tokens": func(e *Emulator, f url.Values) (string, error) {
+		e.ExpireTokens(f.Get("username"))
+		return "Expired the access tokens of " + f.Get("username"), nil
+	},
+	"add-failure": func(e *Emulator, f url.Values) (string, error) {
+		var fl Failure
+		fl.PathPrefix = strings.TrimSpace(f.Get("path_prefix"))
+		var err error
+		if fl.Status, err = formInt(f, "status"); err != nil {
+			return "", err
+		}
+		if fl.RetryAfter, err = formInt(f, "retry_after"); err != nil {
+			return "", err
+		}
+		if fl.Times, err = formInt(f, "times"); err != nil {
+			return "", err
+		}
+		if v := f.Get("stall_seconds"); v != "" {
+			secs, err := strconv.ParseFloat(v, 64)
+			if err != nil || secs < 0 {
+				return "", fmt.Errorf("invalid stall %q", v)
+			}
+			fl.Stall = time.Duration(secs * float64(time.Second))
+		}
+		if fl.Status == 0 && fl.Stall == 0 {
+			return "", errors.New("a failure needs a status or a stall")
+		}
+		if fl.Status != 0 && (fl.Status < 400 || fl.Status > 599) {
+			return "", fmt.Errorf("status %d is not an error status", fl.Status)
+		}
+		e.FailAPI(fl)
+		return "Added a failure", nil
+	},
+	"clear-failures": func(e *Emulator, f url.Values) (string, error) {
+		e.ClearFailures()
+		return "Cleared all failures", nil
+	},
+}
+
+func formInt(f url.Values, name string) (int, error) {
+	v := strings.TrimSpace(f.Get(name))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid %s %q", strings.ReplaceAll(name, "_", " "), v)
+	}
+	return n, nil
+}
+
+// validSlug accepts what Bitbucket allows in workspace and repository slugs.
+func validSlug(s string) bool {
+	if s == "" || len(s) > 62 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,213 @@
+package bitbucket
+
+import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Actor is the Bitbucket user who caused a webhook event.
+type Actor struct {
+	UUID        string
+	DisplayName string
+	// Nickname is "nickname", or "username" in payloads from before
+	// Bitbucket replaced one with the other.
+	Nickname string
+}
+
+// Push is a repo:push delivery.
+type Push struct {
+	Repository struct{ UUID, FullName string }
+	Actor      Actor
+	Changes    []Change
+}
+
+// Change is one ref update of a push. New is nil when the ref was deleted,
+// Old when it was created.
+type Change struct {
+	New, Old                *Ref
+	Created, Closed, Forced bool
+}
+
+// Ref is a branch or tag and the commit it points at.
+type Ref struct {
+	Type   string // "branch" | "tag" (also "bookmark"; "named_branch" is reported as "branch")
+	Name   string
+	Target Commit
+}
+
+// Commit is the head commit of a ref.
+type Commit struct {
+	Hash, Message string
+	Author        string // author.raw, or the user's display name
+	Date          time.Time
+}
+
+// PullRequest is a pullrequest:* delivery.
+type PullRequest struct {
+	ID         int
+	Title      string
+	Repository struct{ UUID, FullName string }
+	Source     Ref // branch name and commit hash
+	Actor      Actor
+	UpdatedOn  time.Time
+}
+
+type wireActor struct {
+	UUID        string `json:"uuid"`
+	DisplayName string `json:"display_name"`
+	Nickname    string `json:"nickname"`
+	Username    string `json:"username"`
+}
+
+func (w wireActor) actor() Actor {
+	return Actor{UUID: w.UUID, DisplayName: w.DisplayName, Nickname: cmp.Or(w.Nickname, w.Username)}
+}
+
+type wireRepoRef struct {
+	UUID     string `json:"uuid"`
+	FullName string `json:"full_name"`
+}
+
+type wireRef struct {
+	Type   string `json:"type"`
+	Name   string `json:"name"`
+	Target struct {
+		Hash    string    `json:"hash"`
+		Message string    `json:"message"`
+		Date    timestamp `json:"date"`
+		Author  struct {
+			Raw  string    `json:"raw"`
+			User wireActor `json:"user"`
+		} `json:"author"`
+	} `json:"target"`
+}
+
+func (w *wireRef) ref() *Ref {
+	if w == nil {
+		return nil
+	}
+	typ := w.Type
+	if typ == "named_branch" {
+		typ = "branch"
+	}
+	return &Ref{
+		Type: typ,
+		Name: w.Name,
+		Target: Commit{
+			Hash:    w.Target.Hash,
+			Message: w.Target.Message,
+			Author:  cmp.Or(w.Target.Author.Raw, w.Target.Author.User.DisplayName),
+			Date:    w.Target.Date.Time,
+		},
+	}
+}
+
+// ParsePush reads a repo:push body. A change whose ref was deleted has
+// New == nil and must not start a workflow.
+func ParsePush(body []byte) (Push, error) {
+	var w struct {
+		Push *struct {
+			Changes []struct {
+				New     *wireRef `json:"new"`
+				Old     *wireRef `json:"old"`
+				Created bool     `json:"created"`
+				Closed  bool     `json:"closed"`
+				Forced  bool     `json:"forced"`
+			} `json:"changes"`
+		} `json:"push"`
+		Repository wireRepoRef `json:"repository"`
+		Actor      wireActor   `json:"actor"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return Push{}, fmt.Errorf("bitbucket: push payload: %w", err)
+	}
+	if w.Push == nil {
+		return Push{}, errors.New("bitbucket: push payload: no \"push\" object")
+	}
+	p := Push{Actor: w.Actor.actor()}
+	p.Repository.UUID, p.Repository.FullName = w.Repository.UUID, w.Repository.FullName
+	for _, ch := range w.Push.Changes {
+		p.Changes = append(p.Changes, Change{
+			New:     ch.New.ref(),
+			Old:     ch.Old.ref(),
+			Created: ch.Created,
+			Closed:  ch.Closed,
+			Forced:  ch.Forced,
+		})
+	}
+	return p, nil
+}
+
+// ParsePullRequest reads a pullrequest:created/updated/… body.
+func ParsePullRequest(body []byte) (PullRequest, error) {
+	var w struct {
+		PullRequest *struct {
+			ID        int       `json:"id"`
+			Title     string    `json:"title"`
+			UpdatedOn timestamp `json:"updated_on"`
+			Source    struct {
+				Branch struct {
+					Name string `json:"name"`
+				} `json:"branch"`
+				Commit struct {
+					Hash string `json:"hash"`
+				} `json:"commit"`
+			} `json:"source"`
+		} `json:"pullrequest"`
+		Repository wireRepoRef `json:"repository"`
+		Actor      wireActor   `json:"actor"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil {
+		return PullRequest{}, fmt.Errorf("bitbucket: pull request payload: %w", err)
+	}
+	pr := w.PullRequest
+	if pr == nil {
+		return PullRequest{}, errors.New("bitbucket: pull request payload: no \"pullrequest\" object")
+	}
+	out := PullRequest{
+		ID:        pr.ID,
+		Title:     pr.Title,
+		Source:    Ref{Type: "branch", Name: pr.Source.Branch.Name, Target: Commit{Hash: pr.Source.Commit.Hash}},
+		Actor:     w.Actor.actor(),
+		UpdatedOn: pr.UpdatedOn.Time,
+	}
+	out.Repository.UUID, out.Repository.FullName = w.Repository.UUID, w.Repository.FullName
+	return out, nil
+}
+
+const signaturePrefix = "sha256="
+
+// Sign returns the X-Hub-Signature value for body: "sha256=" and the hex
+// HMAC-SHA256 of the raw body keyed with secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return signaturePrefix + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifySignature reports whether header is a valid sha256 signature of
+// body under secret, comparing in constant time. An empty secret verifies
+// nothing: anyone can compute an HMAC with an empty key.
+func VerifySignature(secret, body []byte, header string) bool {
+	if len(secret) == 0 {
+		return false
+	}
+	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), signaturePrefix)
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return hmac.Equal(got, m.Sum(nil))
+}
