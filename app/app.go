@@ -1,0 +1,122 @@
+// Package app assembles Tether from its parts: it opens the store, builds
+// the services and the Bitbucket client for the configured URLs (or starts
+// the built-in emulator in demo mode), and returns the HTTP handler. main
+// serves it; tests serve it on a loopback listener.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/labstack/echo/v4"
+
+	"tether/accounts"
+	"tether/bitbucket"
+	"tether/bitbucket/emulator"
+	"tether/config"
+	"tether/connections"
+	"tether/db"
+	"tether/handlers"
+	"tether/secrets"
+)
+
+// Demo consumer of the built-in emulator. It is not a secret: the emulator
+// only exists inside this process.
+const (
+	demoClientID     = "tether-demo"
+	demoClientSecret = "tether-demo-secret-not-for-production"
+	demoPrefix       = "/bitbucket"
+)
+
+// DemoScopes are the scopes the demo consumer asks for; a real consumer
+// must be set up with the same.
+var DemoScopes = []string{"account", "email", "repository:admin", "webhook", "pullrequest"}
+
+// App is a ready-to-serve Tether.
+type App struct {
+	Handler  http.Handler
+	Config   config.Config      // as in force (demo mode fills the Bitbucket URLs)
+	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
+	Store    *db.Store
+}
+
+// New builds Tether for cfg.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{Config: cfg}
+	mounts := map[string]http.Handler{}
+	demoURL := ""
+	if cfg.Demo() {
+		base := cfg.PublicURL + demoPrefix
+		a.Emulator = emulator.New(emulator.Config{
+			BaseURL: base,
+			Demo:    true,
+			Consumers: []emulator.Consumer{{
+				Key: demoClientID, Secret: demoClientSecret, Name: "Tether (demo)",
+				CallbackURL: cfg.PublicURL + "/auth/bitbucket/callback", Scopes: DemoScopes,
+			}},
+		})
+		mounts[demoPrefix] = a.Emulator
+		a.Config.BitbucketClientID, a.Config.BitbucketClientSecret = demoClientID, demoClientSecret
+		a.Config.BitbucketURL, a.Config.BitbucketAPIURL = base, base+"/2.0"
+		demoURL = base + "/_emulator/"
+		log.Info("demo mode: no BITBUCKET_CLIENT_ID set, using the built-in Bitbucket emulator", "url", base)
+	}
+	cfg = a.Config
+
+	key, err := secrets.LoadOrCreateKey(cfg.DataDir, cfg.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	box, err := secrets.NewBox(key)
+	if err != nil {
+		return nil, err
+	}
+	store, err := db.Open(ctx, filepath.Join(cfg.DataDir, "tether.db"), box)
+	if err != nil {
+		return nil, err
+	}
+	a.Store = store
+
+	bb := bitbucket.New(bitbucket.Config{
+		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
+		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
+	})
+	acc := accounts.New(log, store)
+	oauth := accounts.NewOAuth(accounts.OAuthConfig{
+		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
+		CallbackURL: cfg.PublicURL + "/auth/bitbucket/callback",
+		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
+	}, bb)
+	conns := connections.New(log, store, bb)
+
+	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
+	h := handlers.New(log, handlers.Config{
+		SecureCookies: cfg.SecureCookies(),
+		BitbucketURL:  cfg.BitbucketURL,
+		Demo:          cfg.Demo() || a.Emulator != nil,
+		DemoURL:       demoURL,
+		CookieKey:     cookieKey[:],
+	}, acc, oauth, conns)
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	h.Register(e, mounts)
+	a.Handler = e
+	return a, nil
+}
+
+// Close releases what New opened.
+func (a *App) Close() error {
+	var errs []error
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("app: close: %w", err)
+	}
+	return nil
+}

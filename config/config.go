@@ -1,0 +1,95 @@
+// Package config reads Tether's settings from flags and their environment
+// variable equivalents (a flag wins over its variable). Every setting has a
+// default, so a bare `go run .` starts the demo against the built-in
+// Bitbucket emulator.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+)
+
+// Config is everything Tether needs to start.
+type Config struct {
+	Addr                  string // TETHER_ADDR
+	PublicURL             string // TETHER_PUBLIC_URL
+	DataDir               string // TETHER_DATA_DIR
+	SecretKey             string // TETHER_SECRET_KEY
+	BitbucketClientID     string // BITBUCKET_CLIENT_ID
+	BitbucketClientSecret string // BITBUCKET_CLIENT_SECRET
+	BitbucketURL          string // BITBUCKET_URL
+	BitbucketAPIURL       string // BITBUCKET_API_URL
+	BitbucketSSHAddr      string // BITBUCKET_SSH_ADDR
+	BitbucketSSHHostKeys  string // BITBUCKET_SSH_HOST_KEYS
+}
+
+// Demo reports whether no OAuth consumer is configured, in which case
+// Tether runs its built-in Bitbucket emulator.
+func (c Config) Demo() bool { return c.BitbucketClientID == "" }
+
+// SecureCookies reports whether cookies must be marked Secure.
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "https://") }
+
+type setting struct {
+	dst       *string
+	flag, env string
+	def, help string
+}
+
+func settings(c *Config) []setting {
+	return []setting{
+		{&c.Addr, "addr", "TETHER_ADDR", "localhost:8080", "address to listen on"},
+		{&c.PublicURL, "public-url", "TETHER_PUBLIC_URL", "http://localhost:8080", "base URL people and Bitbucket reach Tether at (OAuth callback, webhook URLs)"},
+		{&c.DataDir, "data-dir", "TETHER_DATA_DIR", "./data", "directory for the SQLite database and the generated secret key"},
+		{&c.SecretKey, "secret-key", "TETHER_SECRET_KEY", "", "key that encrypts secrets at rest (at least 32 characters; generated into the data dir when unset)"},
+		{&c.BitbucketClientID, "bitbucket-client-id", "BITBUCKET_CLIENT_ID", "", "Bitbucket OAuth consumer key (unset: demo mode with the built-in emulator)"},
+		{&c.BitbucketClientSecret, "bitbucket-client-secret", "BITBUCKET_CLIENT_SECRET", "", "Bitbucket OAuth consumer secret"},
+		{&c.BitbucketURL, "bitbucket-url", "BITBUCKET_URL", "https://bitbucket.org", "Bitbucket web and OAuth base URL"},
+		{&c.BitbucketAPIURL, "bitbucket-api-url", "BITBUCKET_API_URL", "https://api.bitbucket.org/2.0", "Bitbucket REST API base URL"},
+		{&c.BitbucketSSHAddr, "bitbucket-ssh-addr", "BITBUCKET_SSH_ADDR", "bitbucket.org:22", "Bitbucket SSH host:port for deploy-key probes"},
+		{&c.BitbucketSSHHostKeys, "bitbucket-ssh-host-keys", "BITBUCKET_SSH_HOST_KEYS", "", "authorized_keys-format SSH host keys to pin (default: Bitbucket's published keys)"},
+	}
+}
+
+// Load parses args (without the program name) over the environment.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("tether", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	all := settings(&c)
+	for _, s := range all {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		fs.StringVar(s.dst, s.flag, def, s.help+" ($"+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	for name, v := range map[string]*string{
+		"TETHER_PUBLIC_URL": &c.PublicURL, "BITBUCKET_URL": &c.BitbucketURL, "BITBUCKET_API_URL": &c.BitbucketAPIURL,
+	} {
+		*v = strings.TrimRight(*v, "/")
+		u, err := url.Parse(*v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an absolute http(s) URL, got %q", name, *v))
+		}
+	}
+	if c.BitbucketClientID != "" && c.BitbucketClientSecret == "" {
+		errs = append(errs, errors.New("BITBUCKET_CLIENT_SECRET is required when BITBUCKET_CLIENT_ID is set"))
+	}
+	if c.SecretKey != "" && len(c.SecretKey) < 32 {
+		errs = append(errs, errors.New("TETHER_SECRET_KEY must be at least 32 characters"))
+	}
+	return errors.Join(errs...)
+}

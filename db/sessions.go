@@ -1,0 +1,25 @@
+package db
+
+import (
+	"context"
+	"time"
+)
+
+// CreateSession stores a session for userID under the hash of its token.
+func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, userID int64, expires time.Time) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		tokenHash, userID, s.now(), expires.UTC())
+	return err
+}
+
+// SessionUser returns the user of an unexpired session.
+func (s *Store) SessionUser(ctx context.Context, tokenHash []byte) (User, error) {
+	return scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+userFrom+`
+		JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = ? AND s.expires_at > ?`, tokenHash, s.now()))
+}
+
+// DeleteSession ends a session.
+func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash)
+	return err
+}

@@ -1,0 +1,232 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"tether/accounts"
+	"tether/problem"
+	"tether/views"
+)
+
+const (
+	oauthCookie   = "tether_oauth"
+	oauthPath     = "/auth/bitbucket"
+	oauthStateTTL = 10 * time.Minute
+)
+
+// oauthState travels in a signed cookie from the start of the OAuth dance
+// to its callback. State must match the query's; UserID is set when a
+// signed-in person grants access (intent "connect").
+type oauthState struct {
+	State    string
+	Intent   string
+	UserID   int64
+	ReturnTo string
+}
+
+func (h *Handlers) home(c echo.Context) error {
+	if currentUser(c) != nil {
+		return c.Redirect(http.StatusSeeOther, "/account")
+	}
+	return render(c, http.StatusOK, views.Home(h.page(c, "Welcome", ""), views.Form{}), nil)
+}
+
+func (h *Handlers) signupPage(c echo.Context) error {
+	if currentUser(c) != nil {
+		return c.Redirect(http.StatusSeeOther, "/account")
+	}
+	return render(c, http.StatusOK, views.SignupPage(h.page(c, "Sign up", "signup"), views.Form{}), nil)
+}
+
+func (h *Handlers) loginPage(c echo.Context) error {
+	if currentUser(c) != nil {
+		return c.Redirect(http.StatusSeeOther, "/account")
+	}
+	f := views.Form{}
+	if msg := c.QueryParam("error"); msg != "" {
+		f.Error = loginMessages[msg]
+	}
+	return render(c, http.StatusOK, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
+}
+
+// loginMessages are the only messages the login page shows from its query,
+// so a crafted link cannot put words on Tether's page.
+var loginMessages = map[string]string{
+	"denied":  "You cancelled on Bitbucket, so you are not signed in. You can try again at any time.",
+	"expired": "The sign-in took too long or was started in another browser. Please try again.",
+}
+
+func (h *Handlers) signup(c echo.Context) error {
+	f := formOf(c, "name", "email")
+	u, err := h.accounts.SignUp(c.Request().Context(), f.Value("name"), f.Value("email"), c.FormValue("password"))
+	if err != nil {
+		return h.formError(c, err, f, func(f views.Form) error {
+			return render(c, http.StatusUnprocessableEntity, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
+		})
+	}
+	return h.signIn(c, u.ID, "/account")
+}
+
+func (h *Handlers) login(c echo.Context) error {
+	f := formOf(c, "email")
+	u, err := h.accounts.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"))
+	if err != nil {
+		return h.formError(c, err, f, func(f views.Form) error {
+			return render(c, http.StatusUnprocessableEntity, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
+		})
+	}
+	return h.signIn(c, u.ID, "/account")
+}
+
+func formOf(c echo.Context, names ...string) views.Form {
+	f := views.Form{Values: map[string]string{}, Errors: map[string]string{}}
+	for _, n := range names {
+		f.Values[n] = strings.TrimSpace(c.FormValue(n))
+	}
+	return f
+}
+
+// formError shows an Invalid problem on the form it came from; other errors
+// go to the error handler.
+func (h *Handlers) formError(c echo.Context, err error, f views.Form, show func(views.Form) error) error {
+	p, ok := problem.As(err)
+	if !ok || p.Kind != problem.Invalid && p.Kind != problem.Conflict {
+		return err
+	}
+	if p.Field != "" {
+		f.Errors[p.Field] = p.Message
+	} else {
+		f.Error = p.Message
+	}
+	return show(f)
+}
+
+// signIn rotates the session: whatever session the browser had ends, and
+// a new token is issued.
+func (h *Handlers) signIn(c echo.Context, userID int64, to string) error {
+	ctx := c.Request().Context()
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		if err := h.accounts.EndSession(ctx, ck.Value); err != nil {
+			return err
+		}
+	}
+	token, err := h.accounts.StartSession(ctx, userID)
+	if err != nil {
+		return err
+	}
+	h.setCookie(c, sessionCookie, token, "/", accounts.SessionTTL)
+	return c.Redirect(http.StatusSeeOther, to)
+}
+
+func (h *Handlers) logout(c echo.Context) error {
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		if err := h.accounts.EndSession(c.Request().Context(), ck.Value); err != nil {
+			return err
+		}
+	}
+	h.clearCookie(c, sessionCookie, "/")
+	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// startBitbucket begins "Log in with Bitbucket" (intent login) or "Grant
+// access" (intent connect, signed in only).
+func (h *Handlers) startBitbucket(c echo.Context) error {
+	st := oauthState{Intent: c.FormValue("intent"), ReturnTo: "/account"}
+	switch st.Intent {
+	case "login":
+	case "connect":
+		u := currentUser(c)
+		if u == nil {
+			return c.Redirect(http.StatusSeeOther, "/login")
+		}
+		st.UserID = u.ID
+		if rt := c.FormValue("return_to"); isLocalPath(rt) {
+			st.ReturnTo = rt
+		}
+	default:
+		return problem.New(problem.Invalid, "Unknown sign-in request.")
+	}
+	raw := make([]byte, 24)
+	rand.Read(raw)
+	st.State = base64.RawURLEncoding.EncodeToString(raw)
+	authURL, err := h.oauth.AuthURL(st.State)
+	if err != nil {
+		return err
+	}
+	encoded, err := h.stateCookie.Encode(oauthCookie, st)
+	if err != nil {
+		return err
+	}
+	h.setCookie(c, oauthCookie, encoded, oauthPath, oauthStateTTL)
+	return c.Redirect(http.StatusSeeOther, authURL)
+}
+
+// isLocalPath accepts only paths on this site, so return_to cannot send
+// people elsewhere.
+func isLocalPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.Contains(p, `\`)
+}
+
+// bitbucketCallback finishes the OAuth dance: the state must match the
+// cookie set when it began, then the code is exchanged and the person is
+// signed in or their account connected.
+func (h *Handlers) bitbucketCallback(c echo.Context) error {
+	var st oauthState
+	ck, err := c.Cookie(oauthCookie)
+	if err == nil {
+		err = h.stateCookie.Decode(oauthCookie, ck.Value, &st)
+	}
+	h.clearCookie(c, oauthCookie, oauthPath)
+	if err != nil || st.State == "" || c.QueryParam("state") != st.State {
+		h.log.Warn("oauth callback refused: state mismatch")
+		return c.Redirect(http.StatusSeeOther, "/login?error=expired")
+	}
+	if e := c.QueryParam("error"); e != "" {
+		if st.Intent == "connect" {
+			return c.Redirect(http.StatusSeeOther, withQuery(st.ReturnTo, "bitbucket", "denied"))
+		}
+		return c.Redirect(http.StatusSeeOther, "/login?error=denied")
+	}
+	code := c.QueryParam("code")
+	if code == "" {
+		return problem.New(problem.Invalid, "Bitbucket sent no authorization code. Please try again.")
+	}
+	ctx := c.Request().Context()
+	profile, tok, err := h.oauth.Complete(ctx, code)
+	if err != nil {
+		return err
+	}
+	if st.Intent == "connect" {
+		u := currentUser(c)
+		if u == nil || u.ID != st.UserID {
+			return c.Redirect(http.StatusSeeOther, "/login?error=expired")
+		}
+		if err := h.accounts.Connect(ctx, u.ID, profile, tok); err != nil {
+			return err
+		}
+		return c.Redirect(http.StatusSeeOther, withQuery(st.ReturnTo, "bitbucket", "connected"))
+	}
+	u, _, err := h.accounts.LogInWithBitbucket(ctx, profile, tok)
+	if err != nil {
+		return err
+	}
+	return h.signIn(c, u.ID, "/account")
+}
+
+func withQuery(path, key, value string) string {
+	u, err := url.Parse(path)
+	if err != nil {
+		return path
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,67 @@
+// Package handlers is Tether's HTTP surface on Echo. Handlers are thin:
+// parse and validate, make one service call, render. Each declares the
+// small interface it needs from the services; routes.go maps the whole
+// surface in one place.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/gorilla/securecookie"
+
+	"tether/accounts"
+	"tether/db"
+)
+
+// Accounts signs people up and in.
+type Accounts interface {
+	SignUp(ctx context.Context, name, email, password string) (db.User, error)
+	LogIn(ctx context.Context, email, password string) (db.User, error)
+	LogInWithBitbucket(ctx context.Context, p accounts.Profile, tok db.Token) (db.User, bool, error)
+	Connect(ctx context.Context, userID int64, p accounts.Profile, tok db.Token) error
+	StartSession(ctx context.Context, userID int64) (string, error)
+	SessionUser(ctx context.Context, token string) (db.User, error)
+	EndSession(ctx context.Context, token string) error
+}
+
+// OAuth runs the Bitbucket OAuth dance.
+type OAuth interface {
+	AuthURL(state string) (string, error)
+	Complete(ctx context.Context, code string) (accounts.Profile, db.Token, error)
+}
+
+// Connections reports and checks Bitbucket connections.
+type Connections interface {
+	Identity(ctx context.Context, userID int64) (db.Identity, error)
+	Check(ctx context.Context, userID int64) (db.Identity, error)
+	CheckIfStale(ident db.Identity)
+	Checking(userID int64) bool
+	Disconnect(ctx context.Context, userID int64) error
+}
+
+// Config is what handlers need to know about the deployment.
+type Config struct {
+	SecureCookies bool
+	BitbucketURL  string // for links to Bitbucket's own pages
+	Demo          bool
+	DemoURL       string // the emulator's control page
+	CookieKey     []byte // signs the OAuth state cookie (32+ bytes)
+}
+
+// Handlers serves Tether's pages.
+type Handlers struct {
+	log         *slog.Logger
+	cfg         Config
+	accounts    Accounts
+	oauth       OAuth
+	connections Connections
+	stateCookie *securecookie.SecureCookie
+}
+
+// New returns the handlers.
+func New(log *slog.Logger, cfg Config, acc Accounts, oauth OAuth, conns Connections) *Handlers {
+	sc := securecookie.New(cfg.CookieKey, nil)
+	sc.MaxAge(int(oauthStateTTL.Seconds()))
+	return &Handlers{log: log, cfg: cfg, accounts: acc, oauth: oauth, connections: conns, stateCookie: sc}
+}

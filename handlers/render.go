@@ -1,0 +1,107 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/a-h/templ"
+	"github.com/labstack/echo/v4"
+
+	"tether/problem"
+	"tether/views"
+)
+
+// isHTMX reports whether htmx sent the request.
+func isHTMX(r *http.Request) bool { return r.Header.Get("HX-Request") == "true" }
+
+// wantsFragment is the one render rule: an htmx request that is not
+// boosted, not a history restore and not a full-page request gets the
+// fragment; everything else gets the whole page.
+func wantsFragment(r *http.Request) bool {
+	return isHTMX(r) &&
+		r.Header.Get("HX-Boosted") == "" &&
+		r.Header.Get("HX-History-Restore-Request") == "" &&
+		r.Header.Get("HX-Request-Type") != "full"
+}
+
+// render writes page, or fragment when the request wants one (and fragment
+// is not nil). It renders into a buffer first, so a failed render still
+// becomes a clean error page.
+func render(c echo.Context, status int, page, fragment templ.Component) error {
+	c.Response().Header().Add("Vary", "HX-Request")
+	comp := page
+	if fragment != nil && wantsFragment(c.Request()) {
+		comp = fragment
+	}
+	return renderComponent(c, status, comp)
+}
+
+func renderComponent(c echo.Context, status int, comp templ.Component) error {
+	buf := templ.GetBuffer()
+	defer templ.ReleaseBuffer(buf)
+	if err := comp.Render(c.Request().Context(), buf); err != nil {
+		return err
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// page returns what every full page needs.
+func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
+	return views.Page{
+		Title: title, User: currentUser(c), CSRF: csrfToken(c),
+		Demo: h.cfg.Demo, DemoURL: h.cfg.DemoURL, Nav: nav,
+	}
+}
+
+// statusOf maps an error to the status and the message a person may see.
+func statusOf(err error) (int, string) {
+	if p, ok := problem.As(err); ok {
+		switch p.Kind {
+		case problem.Invalid:
+			return http.StatusUnprocessableEntity, p.Message
+		case problem.NotFound:
+			return http.StatusNotFound, p.Message
+		case problem.Forbidden:
+			return http.StatusForbidden, p.Message
+		case problem.Conflict:
+			return http.StatusConflict, p.Message
+		case problem.Unauthenticated:
+			return http.StatusUnauthorized, p.Message
+		case problem.Unavailable:
+			return http.StatusBadGateway, p.Message
+		}
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg, ok := he.Message.(string)
+		if !ok || he.Code >= 500 {
+			msg = http.StatusText(he.Code)
+		}
+		if he.Code == http.StatusNotFound {
+			msg = "There is nothing at this address."
+		}
+		return he.Code, msg
+	}
+	return http.StatusInternalServerError, "Something went wrong on our side. Please try again."
+}
+
+// handleError is Echo's one error handler: it logs server errors, and
+// answers with a page, or with a fragment that lands in the htmx target.
+func (h *Handlers) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := statusOf(err)
+	if status >= 500 {
+		h.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	var rerr error
+	if wantsFragment(c.Request()) {
+		rerr = renderComponent(c, status, views.ErrorFragment(msg))
+	} else {
+		rerr = renderComponent(c, status, views.ErrorPage(h.page(c, "Error", ""), status, msg))
+	}
+	if rerr != nil {
+		h.log.Error("render error page", "err", rerr)
+	}
+}

@@ -1,0 +1,49 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"tether/static"
+)
+
+// Register maps every route of Tether onto e. Reading it tells the product.
+func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
+	e.HTTPErrorHandler = h.handleError
+	e.Use(middleware.Recover())
+	e.Use(h.logRequests)
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
+		ReferrerPolicy: "same-origin",
+	}))
+
+	// Mounted handlers (the demo's Bitbucket emulator) keep their own
+	// sessions and forms: no Tether session or CSRF around them.
+	for prefix, handler := range mounts {
+		e.Any(prefix+"/*", echo.WrapHandler(http.StripPrefix(prefix, handler)))
+	}
+
+	e.GET("/static/*", h.static(static.FS))
+	e.GET("/healthz", h.healthz)
+
+	app := e.Group("", h.csrf(), h.loadSession)
+
+	// Ways in.
+	app.GET("/", h.home)
+	app.GET("/signup", h.signupPage)
+	app.POST("/signup", h.signup)
+	app.GET("/login", h.loginPage)
+	app.POST("/login", h.login)
+	app.POST("/logout", h.logout)
+	app.POST("/auth/bitbucket", h.startBitbucket)
+	app.GET("/auth/bitbucket/callback", h.bitbucketCallback)
+
+	// The signed-in product.
+	in := app.Group("", h.requireUser)
+	in.GET("/account", h.account)
+	in.GET("/account/bitbucket", h.bitbucketStatus)
+	in.POST("/account/bitbucket/check", h.checkBitbucket)
+	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
+}

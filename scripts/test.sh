@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (Debian's Chromium for the
+# browser tests), checks generated code is fresh and the tree is gofmt/vet
+# clean, then runs every test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Debian's chromium for the browser tests"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== templ generate (generated files must be committed and fresh)"
+sum() { find . -name '*_templ.go' -not -path './.git/*' -print0 | sort -z | xargs -0 sha256sum; }
+before=$(sum)
+go tool templ generate >/dev/null
+after=$(sum)
+if [ "$before" != "$after" ]; then
+  echo "templ output was stale: run 'go tool templ generate' and commit the *_templ.go files" >&2
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  exit 1
+fi
+
+echo "== gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '_templ.go$' || true)
+if [ -n "$unformatted" ]; then
+  echo "gofmt wants: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 30m ./...

@@ -1,0 +1,38 @@
+// Package views renders Tether's pages and the htmx partials inside them as
+// templ components. A page and the poll that refreshes part of it render the
+// same partial component, so the two can never disagree.
+package views
+
+import "tether/db"
+
+// Page is what every full page needs around its content.
+type Page struct {
+	Title   string
+	User    *db.User // nil when signed out
+	CSRF    string   // sent by htmx as X-CSRF-Token, and in every form
+	Demo    bool     // running against the built-in Bitbucket emulator
+	DemoURL string   // the emulator's control page, in demo mode
+	Nav     string   // which nav entry is current
+}
+
+// Form carries what a person typed back to them with messages per field.
+type Form struct {
+	Values map[string]string
+	Errors map[string]string
+	Error  string // a message about the whole form
+}
+
+// Value returns the typed value of a field.
+func (f Form) Value(name string) string { return f.Values[name] }
+
+// FieldError returns the message for a field, if any.
+func (f Form) FieldError(name string) string { return f.Errors[name] }
+
+// Invalid returns the aria-invalid value for a field: "true" when it has a
+// message, "" (attribute omitted) otherwise.
+func (f Form) Invalid(name string) string {
+	if f.Errors[name] != "" {
+		return "true"
+	}
+	return ""
+}
