@@ -145,7 +145,7 @@ func (c *Client) CurrentUser(ctx context.Context, accessToken string) (User, []s
 		HTMLURL:     w.Links.HTML.Href,
 	}
 	var scopes []string
-	if v, ok := hdr[http.CanonicalHeaderKey("X-OAuth-Scopes")]; ok {
+	if v := hdr.Values("X-OAuth-Scopes"); v != nil {
 		scopes = []string{}
 		for _, s := range strings.Split(strings.Join(v, ","), ",") {
 			if s = strings.TrimSpace(s); s != "" {

@@ -236,11 +236,22 @@ func (r request) redact(s string) string {
 			s = strings.ReplaceAll(s, secret, "[redacted]")
 		}
 	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	return clip(strings.Join(strings.Fields(s), " "), 300)
+}
+
+// clip shortens s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	cut := 0
+	for i := range s {
+		if i > n {
+			break
+		}
+		cut = i
+	}
+	return s[:cut] + "…"
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date.
@@ -349,7 +360,7 @@ func (c *Client) resolveNext(current, next string) (string, error) {
 		return "", fmt.Errorf("malformed next page link: %w", err)
 	}
 	abs := base.ResolveReference(ref).String()
-	if false {
+	if !strings.HasPrefix(abs, c.apiURL+"/") {
 		return "", errors.New("next page link points outside the API URL; not followed")
 	}
 	return abs, nil

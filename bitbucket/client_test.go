@@ -728,3 +728,24 @@ func TestResponseBodyIsCapped(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestParseRetryAfter(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "120": 2 * time.Minute, " 3 ": 3 * time.Second, "-5": 0, "soon": 0} {
+		if got := parseRetryAfter(in); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	if got := parseRetryAfter(date); got < 80*time.Second || got > 90*time.Second {
+		t.Errorf("parseRetryAfter(%q) = %v, want about 90s", date, got)
+	}
+}
+
+func TestClip(t *testing.T) {
+	if got := clip("short", 10); got != "short" {
+		t.Errorf("clip = %q", got)
+	}
+	if got := clip(strings.Repeat("é", 10), 5); got != "éé…" {
+		t.Errorf("clip = %q, want a cut on a rune boundary", got)
+	}
+}

@@ -269,10 +269,7 @@ func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = strings.TrimSpace(s[:i])
 	}
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
+	return clip(s, 200)
 }
 
 // limitedBuffer keeps the first max bytes written to it: stderr is only

@@ -1,0 +1,170 @@
+package apptest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Browser drives one headless Chromium tab (Debian's package) with a fresh
+// profile. Every step fails the test on error, with a screenshot saved.
+type Browser struct {
+	T   testing.TB
+	Ctx context.Context
+}
+
+// NewBrowser starts Chromium. Without it the test is skipped — except in CI
+// (CI=true), where the test script installs it, so its absence fails.
+func NewBrowser(t testing.TB) *Browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; scripts/test.sh installs it")
+		}
+		t.Skip("chromium not installed; run ./scripts/test.sh to install it")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	b := &Browser{T: t, Ctx: ctx}
+	b.do("start chromium")
+	return b
+}
+
+func (b *Browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.T.Helper()
+	if err := chromedp.Do(b.Ctx, steps...); err != nil {
+		b.Screenshot("failed-" + b.T.Name())
+		b.T.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// Navigate opens url.
+func (b *Browser) Navigate(url string) {
+	b.T.Helper()
+	b.do("navigate "+url, chromedp.Navigate(url))
+}
+
+// Click clicks the element matching the CSS selector.
+func (b *Browser) Click(sel string) {
+	b.T.Helper()
+	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
+// Type types text into the element matching sel.
+func (b *Browser) Type(sel, text string) {
+	b.T.Helper()
+	b.do("type into "+sel, chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// Submit submits the form matching sel.
+func (b *Browser) Submit(sel string) {
+	b.T.Helper()
+	b.do("submit "+sel, chromedp.Submit(chromedp.CSS(sel)))
+}
+
+// WaitVisible waits until an element matching sel is visible.
+func (b *Browser) WaitVisible(sel string) {
+	b.T.Helper()
+	b.do("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+}
+
+// Text is the text of the element matching sel.
+func (b *Browser) Text(sel string) string {
+	b.T.Helper()
+	v, err := chromedp.Run(b.Ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.T.Fatalf("browser: text of %s: %v", sel, err)
+	}
+	return strings.TrimSpace(v)
+}
+
+// Attr is an attribute of the element matching sel.
+func (b *Browser) Attr(sel, name string) string {
+	b.T.Helper()
+	v, err := chromedp.Run(b.Ctx, chromedp.AttributeValue(chromedp.CSS(sel), name))
+	if err != nil {
+		b.T.Fatalf("browser: attribute %s of %s: %v", name, sel, err)
+	}
+	return v.Value
+}
+
+// Eval evaluates a JavaScript expression and returns its string value.
+func (b *Browser) Eval(js string) string {
+	b.T.Helper()
+	v, err := chromedp.Run(b.Ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.T.Fatalf("browser: eval %s: %v", js, err)
+	}
+	return v
+}
+
+// WaitFor polls the JavaScript condition until it is true or timeout.
+func (b *Browser) WaitFor(cond string, timeout time.Duration) {
+	b.T.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(b.Ctx, chromedp.Evaluate[bool](cond))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Screenshot("timeout-" + b.T.Name())
+			b.T.Fatalf("browser: %s not true after %s (last error %v)", cond, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Screenshot saves the page as test-artifacts/<name>.png at the module
+// root, for people to look at after a run.
+func (b *Browser) Screenshot(name string) {
+	png, err := chromedp.Run(b.Ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.T.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dir := filepath.Join(moduleRoot(), "test-artifacts")
+	os.MkdirAll(dir, 0o755)
+	name = strings.NewReplacer("/", "_", " ", "_").Replace(name)
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.T.Logf("write screenshot: %v", err)
+	}
+}
+
+func moduleRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
