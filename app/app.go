@@ -23,6 +23,7 @@ import (
 	"tether/db"
 	"tether/handlers"
 	"tether/secrets"
+	"tether/troubleshooting"
 )
 
 // Demo consumer of the built-in emulator. It is not a secret: the emulator
@@ -43,6 +44,9 @@ type App struct {
 	Config   config.Config      // as in force (demo mode fills the Bitbucket URLs)
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
+
+	// Services tests tune (timeouts, staleness).
+	Connections *connections.Service
 }
 
 // New builds Tether for cfg.
@@ -93,6 +97,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 	}, bb)
 	conns := connections.New(log, store, bb)
+	a.Connections = conns
 
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
@@ -101,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Demo:          cfg.Demo() || a.Emulator != nil,
 		DemoURL:       demoURL,
 		CookieKey:     cookieKey[:],
-	}, acc, oauth, conns)
+	}, acc, oauth, conns, troubleshooting.New(log, conns, bb))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	h.Register(e, mounts)

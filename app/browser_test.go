@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"testing"
+	"time"
 
 	"tether/apptest"
 )
@@ -34,4 +35,30 @@ func TestBrowserSignUpWithBitbucket(t *testing.T) {
 	if status := b.Attr(`[data-testid="bitbucket-status"]`, "data-status"); status != "connected" {
 		t.Fatalf("status %q", status)
 	}
+}
+
+// Revoking the app on Bitbucket turns the badge Not Connected in place, by
+// the page's own polling: no reload, no navigation.
+func TestBrowserBadgeTurnsNotConnectedInPlace(t *testing.T) {
+	env := apptest.Start(t, apptest.Options{})
+	env.App.Connections.Stale = 0
+	env.AddUser("alice")
+	b := apptest.NewBrowser(t)
+	b.SignUpWithBitbucket(env, "alice")
+	b.Eval(`window.tetherMarker = "same page"; "ok"`)
+
+	env.Emulator.RevokeAuthorization("alice", apptest.ClientID)
+	b.WaitFor(`document.querySelector('[data-testid="bitbucket-status"]').dataset.status === "not_connected"`, 25*time.Second)
+	b.Screenshot("badge-not-connected")
+	if got := b.Eval(`window.tetherMarker || "reloaded"`); got != "same page" {
+		t.Fatal("the page was reloaded or navigated")
+	}
+	if got := b.Text(`[data-testid="bitbucket-reason"]`); got == "" {
+		t.Fatal("no reason shown")
+	}
+	// Grant access again from the same row.
+	b.Click(`[data-testid="grant-access"]`)
+	b.WaitVisible(`#grant-access`)
+	b.Click(`#grant-access`)
+	b.WaitFor(`document.querySelector('[data-testid="bitbucket-status"]')?.dataset.status === "connected"`, 10*time.Second)
 }

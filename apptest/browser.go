@@ -168,3 +168,18 @@ func moduleRoot() string {
 	}
 	return dir
 }
+
+// SignUpWithBitbucket clicks through "Log in with Bitbucket" as username
+// (password "secret-password") and waits for the account page.
+func (b *Browser) SignUpWithBitbucket(env *Env, username string) {
+	b.T.Helper()
+	b.Navigate(env.URL + "/")
+	b.Click(`[data-testid="bitbucket-login"]`)
+	b.WaitVisible(`#signin-form`)
+	b.Type(`#signin-form input[name="username"]`, username)
+	b.Type(`#signin-form input[name="password"]`, "secret-password")
+	b.Submit(`#signin-form`)
+	b.WaitVisible(`#grant-access`)
+	b.Click(`#grant-access`)
+	b.WaitVisible(`[data-testid="bitbucket-connection"]`)
+}

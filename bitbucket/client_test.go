@@ -19,7 +19,7 @@ import (
 
 // recordedDir holds JSON that Bitbucket Cloud itself produced (see its
 // README); tests read it byte for byte.
-const recordedDir = "../../shared/bitbucket/recorded"
+const recordedDir = "testdata/recorded"
 
 func recorded(t *testing.T, name string) []byte {
 	t.Helper()

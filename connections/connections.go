@@ -45,11 +45,19 @@ type Bitbucket interface {
 
 // Service manages connections.
 type Service struct {
+	// Stale is how old the last check may be before a badge poll starts a
+	// new one in the background; it bounds the /user calls a watched page
+	// costs (at most one per Stale per person, against Bitbucket's budget
+	// of about 1,000 calls an hour).
+	Stale time.Duration
+	// CheckTimeout bounds one check, so a stalled Bitbucket answers
+	// "could not reach" instead of hanging the page.
+	CheckTimeout time.Duration
+
 	log    *slog.Logger
 	store  Store
 	bb     Bitbucket
 	now    func() time.Time
-	stale  time.Duration // a background check runs when the last is older
 	expiry time.Duration // refresh this long before the token expires
 
 	mu      sync.Mutex
@@ -61,11 +69,12 @@ type Service struct {
 func New(log *slog.Logger, store Store, bb Bitbucket) *Service {
 	return &Service{
 		log: log, store: store, bb: bb,
-		now:     time.Now,
-		stale:   12 * time.Second,
-		expiry:  time.Minute,
-		locks:   map[int64]*sync.Mutex{},
-		running: map[int64]bool{},
+		Stale:        12 * time.Second,
+		CheckTimeout: 10 * time.Second,
+		now:          time.Now,
+		expiry:       time.Minute,
+		locks:        map[int64]*sync.Mutex{},
+		running:      map[int64]bool{},
 	}
 }
 
@@ -134,7 +143,10 @@ func (s *Service) refresh(ctx context.Context, userID int64, stale string) (stri
 	if err != nil {
 		return "", err
 	}
-	err = s.store.RotateTokens(ctx, ident.ID, ident.RefreshToken, db.Token{
+	// Bitbucket has rotated the refresh token: storing the new one must
+	// not be cut short by the caller's deadline, or the connection would
+	// be lost at the next refresh.
+	err = s.store.RotateTokens(context.WithoutCancel(ctx), ident.ID, ident.RefreshToken, db.Token{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.Expiry, Scopes: tok.Scopes,
 	})
 	if err != nil {
@@ -145,7 +157,7 @@ func (s *Service) refresh(ctx context.Context, userID int64, stale string) (stri
 
 func (s *Service) revoked(ctx context.Context, ident db.Identity) {
 	s.log.Info("bitbucket connection revoked", "user_id", ident.UserID, "bitbucket_user", ident.Username)
-	if err := s.store.MarkNotConnected(ctx, ident.ID, ReasonRevoked); err != nil {
+	if err := s.store.MarkNotConnected(context.WithoutCancel(ctx), ident.ID, ReasonRevoked); err != nil {
 		s.log.Error("mark connection revoked", "user_id", ident.UserID, "err", err)
 	}
 }
@@ -180,13 +192,15 @@ func (s *Service) Do(ctx context.Context, userID int64, fn func(token string) er
 // stored result. A transient failure is recorded as such and leaves the
 // status as it was.
 func (s *Service) Check(ctx context.Context, userID int64) (db.Identity, error) {
+	callCtx, cancel := context.WithTimeout(ctx, s.CheckTimeout)
+	defer cancel()
 	var (
 		user   bitbucket.User
 		scopes []string
 	)
-	err := s.Do(ctx, userID, func(token string) error {
+	err := s.Do(callCtx, userID, func(token string) error {
 		var err error
-		user, scopes, err = s.bb.CurrentUser(ctx, token)
+		user, scopes, err = s.bb.CurrentUser(callCtx, token)
 		return err
 	})
 	ident, ierr := s.store.IdentityByUser(ctx, userID)
@@ -212,7 +226,7 @@ func (s *Service) Check(ctx context.Context, userID int64) (db.Identity, error) 
 // than the staleness window. It never waits: badge polls call it and render
 // what is stored.
 func (s *Service) CheckIfStale(ident db.Identity) {
-	if ident.Status != db.Connected || s.now().Sub(ident.CheckedAt) < s.stale {
+	if ident.Status != db.Connected || s.now().Sub(ident.CheckedAt) < s.Stale {
 		return
 	}
 	s.mu.Lock()

@@ -12,6 +12,7 @@ import (
 
 	"tether/accounts"
 	"tether/db"
+	"tether/troubleshooting"
 )
 
 // Accounts signs people up and in.
@@ -40,6 +41,11 @@ type Connections interface {
 	Disconnect(ctx context.Context, userID int64) error
 }
 
+// Troubleshooter walks the troubleshooting checklist.
+type Troubleshooter interface {
+	Run(ctx context.Context, userID int64) (troubleshooting.Report, error)
+}
+
 // Config is what handlers need to know about the deployment.
 type Config struct {
 	SecureCookies bool
@@ -51,17 +57,18 @@ type Config struct {
 
 // Handlers serves Tether's pages.
 type Handlers struct {
-	log         *slog.Logger
-	cfg         Config
-	accounts    Accounts
-	oauth       OAuth
-	connections Connections
-	stateCookie *securecookie.SecureCookie
+	log            *slog.Logger
+	cfg            Config
+	accounts       Accounts
+	oauth          OAuth
+	connections    Connections
+	troubleshooter Troubleshooter
+	stateCookie    *securecookie.SecureCookie
 }
 
 // New returns the handlers.
-func New(log *slog.Logger, cfg Config, acc Accounts, oauth OAuth, conns Connections) *Handlers {
+func New(log *slog.Logger, cfg Config, acc Accounts, oauth OAuth, conns Connections, ts Troubleshooter) *Handlers {
 	sc := securecookie.New(cfg.CookieKey, nil)
 	sc.MaxAge(int(oauthStateTTL.Seconds()))
-	return &Handlers{log: log, cfg: cfg, accounts: acc, oauth: oauth, connections: conns, stateCookie: sc}
+	return &Handlers{log: log, cfg: cfg, accounts: acc, oauth: oauth, connections: conns, troubleshooter: ts, stateCookie: sc}
 }

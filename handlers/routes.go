@@ -46,4 +46,6 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	in.GET("/account/bitbucket", h.bitbucketStatus)
 	in.POST("/account/bitbucket/check", h.checkBitbucket)
 	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
+	in.GET("/troubleshooting", h.troubleshooting)
+	in.GET("/troubleshooting/checks", h.troubleshootingChecks)
 }

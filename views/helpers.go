@@ -3,6 +3,7 @@ package views
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 func csrfHeader(token string) string {
@@ -33,3 +34,5 @@ func valueUnlessPassword(f Form, name, typ string) string {
 	}
 	return f.Value(name)
 }
+
+func stepNumber(i int) string { return strconv.Itoa(i+1) + "." }

@@ -1,0 +1,150 @@
+// Package troubleshooting walks the checklist a person follows when "my
+// repositories aren't showing" or "my pushes stopped starting workflows":
+// is Bitbucket connected, are repositories visible, and (per project) is
+// the deploy key valid, is the webhook healthy, when did the last delivery
+// arrive. Each failed step says what it means and what to do.
+package troubleshooting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"tether/bitbucket"
+	"tether/connections"
+	"tether/db"
+)
+
+// State of a step.
+const (
+	OK      = "ok"
+	Failed  = "failed"
+	Unknown = "unknown" // could not be checked now
+	Skipped = "skipped" // an earlier step failed
+)
+
+// Step is one line of the checklist.
+type Step struct {
+	Name   string // stable id, e.g. "connection"
+	Title  string
+	State  string
+	Detail string   // what was found
+	Fix    string   // what to do, for a failed or unknown step
+	Action string   // which fix button to show: "grant" or ""
+	Items  []string // e.g. the first repository names
+}
+
+// Report is the whole checklist.
+type Report struct {
+	Steps []Step
+}
+
+// Connections is the part of the connections service the checklist uses.
+type Connections interface {
+	Check(ctx context.Context, userID int64) (db.Identity, error)
+	Do(ctx context.Context, userID int64, fn func(token string) error) error
+}
+
+// Bitbucket lists repositories.
+type Bitbucket interface {
+	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
+}
+
+// Service runs the checklist.
+type Service struct {
+	log   *slog.Logger
+	conns Connections
+	bb    Bitbucket
+}
+
+// New returns the troubleshooting service.
+func New(log *slog.Logger, conns Connections, bb Bitbucket) *Service {
+	return &Service{log: log, conns: conns, bb: bb}
+}
+
+// shown is how many repository names the checklist lists.
+const shown = 5
+
+// Run walks the checklist for a user, asking Bitbucket live.
+func (s *Service) Run(ctx context.Context, userID int64) (Report, error) {
+	conn := s.connection(ctx, userID)
+	repos := Step{Name: "repositories", Title: "Repositories are visible"}
+	if conn.State != OK {
+		repos.State, repos.Detail = Skipped, "Checked once Bitbucket is connected."
+	} else {
+		repos = s.repositories(ctx, userID, repos)
+	}
+	return Report{Steps: []Step{conn, repos}}, nil
+}
+
+func (s *Service) connection(ctx context.Context, userID int64) Step {
+	st := Step{Name: "connection", Title: "Bitbucket is connected"}
+	ident, err := s.conns.Check(ctx, userID)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		st.State, st.Detail = Failed, "Your Tether account is not connected to Bitbucket."
+		st.Fix, st.Action = "Grant access so Tether can read your repositories, add deploy keys and create webhooks.", "grant"
+	case err != nil:
+		s.log.Error("troubleshooting: connection check", "user_id", userID, "err", err)
+		st.State, st.Detail, st.Fix = Unknown, "Could not check the connection.", "Try again in a minute."
+	case ident.Status != db.Connected:
+		st.State = Failed
+		st.Detail = fmt.Sprintf("Not connected: %s.", ident.StatusReason)
+		st.Fix, st.Action = "Grant access again. Until then Tether cannot reach your repositories, and projects set up through this connection cannot be checked or repaired.", "grant"
+	case ident.CheckError != "":
+		st.State, st.Detail = Unknown, fmt.Sprintf("Connected as @%s, but %s.", ident.Username, ident.CheckError)
+		st.Fix = "Bitbucket did not answer just now. Nothing is wrong on your side yet; check again in a minute."
+	default:
+		st.State, st.Detail = OK, fmt.Sprintf("Connected as @%s; the grant was verified just now.", ident.Username)
+		if g := connections.Describe(ident.Scopes); len(g.Missing) > 0 {
+			st.State = Failed
+			st.Detail = fmt.Sprintf("Connected as @%s, but the grant lacks %s: %s.", ident.Username, g.Missing[0].Scope, g.Missing[0].Breaks)
+			st.Fix, st.Action = "The OAuth consumer must include the missing permissions; then grant access again.", "grant"
+		}
+	}
+	return st
+}
+
+func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step {
+	var repos []bitbucket.Repository
+	err := s.conns.Do(ctx, userID, func(token string) error {
+		var err error
+		repos, err = s.bb.Repositories(ctx, token, "member")
+		return err
+	})
+	switch {
+	case errors.Is(err, connections.ErrNotConnected):
+		st.State, st.Detail = Failed, "Bitbucket refused the connection while listing repositories."
+		st.Fix, st.Action = "Grant access again.", "grant"
+	case bitbucket.IsForbidden(err):
+		st.State, st.Detail = Failed, "Bitbucket refused to list repositories: the grant lacks the repository permission."
+		st.Fix, st.Action = "Grant access with repository permissions.", "grant"
+	case bitbucket.IsTransient(err):
+		st.State, st.Detail, st.Fix = Unknown, "Could not reach Bitbucket to list repositories.", "Bitbucket did not answer just now; check again in a minute."
+	case err != nil:
+		s.log.Error("troubleshooting: list repositories", "user_id", userID, "err", err)
+		st.State, st.Detail, st.Fix = Unknown, "Bitbucket answered in a way Tether did not expect.", "Check again in a minute."
+	case len(repos) == 0:
+		st.State = Failed
+		st.Detail = "Tether sees no repositories in any workspace you belong to."
+		st.Fix = "Check on Bitbucket that you are a member of the workspace that holds your repositories, or that you were given access to them."
+	default:
+		st.State = OK
+		st.Detail = fmt.Sprintf("%d %s across your workspaces.", len(repos), plural(len(repos), "repository", "repositories"))
+		for i, r := range repos {
+			if i == shown {
+				break
+			}
+			st.Items = append(st.Items, r.FullName)
+		}
+	}
+	return st
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
