@@ -129,8 +129,9 @@ type apiError struct {
 }
 
 type errDetail struct {
-	Message string `json:"message"`
-	Detail  any    `json:"detail,omitempty"`
+	Message string              `json:"message"`
+	Fields  map[string][]string `json:"fields,omitempty"` // per-field validation messages
+	Detail  any                 `json:"detail,omitempty"`
 }
 
 func errorBody(msg string, detail any) apiError {
@@ -139,13 +140,14 @@ func errorBody(msg string, detail any) apiError {
 
 // reply is an API answer computed under the lock and written after it.
 type reply struct {
-	status int
-	body   any // nil for no body
+	status   int
+	body     any    // nil for no body
+	location string // Location header of a 201
 }
 
-func ok(v any) reply { return reply{http.StatusOK, v} }
+func ok(v any) reply { return reply{status: http.StatusOK, body: v} }
 
-func fail(status int, msg string) reply { return reply{status, errorBody(msg, nil)} }
+func fail(status int, msg string) reply { return reply{status: status, body: errorBody(msg, nil)} }
 
 // apiCall is one authenticated API request being served.
 type apiCall struct {
@@ -189,6 +191,24 @@ var routes = []route{
 	{pattern("workspaces/{workspace}"), get("account", apiWorkspace)},
 	{pattern("repositories/{workspace}"), get("repository", apiRepositories)},
 	{pattern("repositories/{workspace}/{repo}"), get("repository", apiRepository)},
+	{pattern("repositories/{workspace}/{repo}/deploy-keys"), map[string]op{
+		http.MethodGet:  {"repository:admin", apiListKeys},
+		http.MethodPost: {"repository:admin", apiAddKey},
+	}},
+	{pattern("repositories/{workspace}/{repo}/deploy-keys/{key}"), map[string]op{
+		http.MethodGet:    {"repository:admin", apiGetKey},
+		http.MethodPut:    {"repository:admin", apiUpdateKey},
+		http.MethodDelete: {"repository:admin", apiDeleteKey},
+	}},
+	{pattern("repositories/{workspace}/{repo}/hooks"), map[string]op{
+		http.MethodGet:  {"webhook", apiListHooks},
+		http.MethodPost: {"webhook", apiAddHook},
+	}},
+	{pattern("repositories/{workspace}/{repo}/hooks/{hook}"), map[string]op{
+		http.MethodGet:    {"webhook", apiGetHook},
+		http.MethodPut:    {"webhook", apiUpdateHook},
+		http.MethodDelete: {"webhook", apiDeleteHook},
+	}},
 }
 
 func pattern(p string) []string { return strings.Split(p, "/") }
@@ -272,6 +292,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, s site) {
 		}
 	}
 	rep := e.call(w, r, s, o, params, body)
+	if rep.location != "" {
+		w.Header().Set("Location", rep.location)
+	}
 	if rep.body == nil {
 		w.WriteHeader(rep.status)
 		return
@@ -294,7 +317,7 @@ func (e *Emulator) call(w http.ResponseWriter, r *http.Request, s site, o op, pa
 	w.Header().Set("X-OAuth-Scopes", strings.Join(c.scopes, ", "))
 	w.Header().Set("X-Accepted-OAuth-Scopes", o.scope)
 	if !hasScope(c.scopes, o.scope) {
-		return reply{http.StatusForbidden, errorBody(msgScopes, map[string][]string{
+		return reply{status: http.StatusForbidden, body: errorBody(msgScopes, map[string][]string{
 			"granted":  append([]string{}, c.scopes...),
 			"required": {o.scope},
 		})}

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,6 +30,8 @@ type controlData struct {
 	Slugs      []string
 	RepoNames  []string
 	Scopes     []string
+	Deliveries []DeliveryLog
+	SSHAddr    string
 }
 
 type workspaceRow struct {
@@ -44,6 +47,8 @@ type memberRow struct {
 type repoRow struct {
 	Repository
 	Access []accessRow
+	Keys   []DeployKey
+	Hooks  []Hook
 }
 
 type accessRow struct{ Username, Perm, Via string }
@@ -128,6 +133,12 @@ func (e *Emulator) controlData() controlData {
 			}
 			row.Access = append(row.Access, accessRow{u.Username, permName(p), via})
 		}
+		for _, k := range r.keys {
+			row.Keys = append(row.Keys, k.DeployKey)
+		}
+		for _, h := range r.hooks {
+			row.Hooks = append(row.Hooks, *h)
+		}
 		d.Repos = append(d.Repos, row)
 		d.RepoNames = append(d.RepoNames, r.fullName())
 	}
@@ -167,6 +178,10 @@ func (e *Emulator) controlData() controlData {
 		d.Scopes = append(d.Scopes, sc)
 	}
 	slices.Sort(d.Scopes)
+	d.Deliveries = e.deliveries
+	if e.ssh.ln != nil {
+		d.SSHAddr = e.ssh.ln.Addr().String()
+	}
 	return d
 }
 
@@ -270,6 +285,128 @@ var controlActions = map[string]controlAction{
 		e.ClearFailures()
 		return "Cleared all failures", nil
 	},
+	"add-key": func(e *Emulator, f url.Values) (string, error) {
+		k, err := e.AddDeployKey(f.Get("repo"), f.Get("key"), f.Get("label"))
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("Added deploy key %d to %s", k.ID, f.Get("repo")), nil
+	},
+	"delete-key": func(e *Emulator, f url.Values) (string, error) {
+		id, err := strconv.Atoi(f.Get("id"))
+		if err != nil {
+			return "", fmt.Errorf("invalid key id %q", f.Get("id"))
+		}
+		e.DeleteDeployKey(f.Get("repo"), id)
+		return fmt.Sprintf("Deleted deploy key %d from %s", id, f.Get("repo")), nil
+	},
+	"replace-key": func(e *Emulator, f url.Values) (string, error) {
+		id, err := strconv.Atoi(f.Get("id"))
+		if err != nil {
+			return "", fmt.Errorf("invalid key id %q", f.Get("id"))
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := e.replaceKeyMaterial(f.Get("repo"), id, f.Get("key")); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("Replaced the material of deploy key %d on %s", id, f.Get("repo")), nil
+	},
+	"delete-hook": func(e *Emulator, f url.Values) (string, error) {
+		e.DeleteHook(f.Get("repo"), f.Get("uuid"))
+		return "Deleted webhook " + f.Get("uuid") + " from " + f.Get("repo"), nil
+	},
+	"set-hook-active": func(e *Emulator, f url.Values) (string, error) {
+		active := f.Get("active") != ""
+		e.SetHookActive(f.Get("repo"), f.Get("uuid"), active)
+		if active {
+			return "Activated webhook " + f.Get("uuid"), nil
+		}
+		return "Deactivated webhook " + f.Get("uuid"), nil
+	},
+	"edit-hook": func(e *Emulator, f url.Values) (string, error) {
+		var events []string
+		if v := strings.TrimSpace(f.Get("events")); v != "" {
+			events = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+		}
+		if msg := checkHookURL(f.Get("url")); f.Get("url") != "" && msg != "" {
+			return "", errors.New("url: " + msg)
+		}
+		if msg := checkHookEvents(events); events != nil && msg != "" {
+			return "", errors.New("events: " + msg)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := e.editHook(f.Get("repo"), f.Get("uuid"), f.Get("url"), events, f.Get("clear_secret") != ""); err != nil {
+			return "", err
+		}
+		return "Edited webhook " + f.Get("uuid"), nil
+	},
+	"push": func(e *Emulator, f url.Values) (string, error) {
+		repo, ref, author := f.Get("repo"), strings.TrimSpace(f.Get("ref")), f.Get("author")
+		var res PushResult
+		var err error
+		switch f.Get("kind") {
+		case "tag":
+			res, err = e.PushTag(repo, ref, author)
+		case "delete-branch":
+			res, err = e.DeleteBranch(repo, ref, author)
+		case "delete-tag":
+			res, err = e.DeleteTag(repo, ref, author)
+		default:
+			res, err = e.Push(repo, ref, cmp.Or(f.Get("message"), "Update from the emulator"), author)
+		}
+		if err != nil {
+			return "", err
+		}
+		return describePush(repo, res), nil
+	},
+	"rename-repo": func(e *Emulator, f url.Values) (string, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := e.renameRepo(f.Get("repo"), strings.TrimSpace(f.Get("new_slug"))); err != nil {
+			return "", err
+		}
+		return "Renamed " + f.Get("repo"), nil
+	},
+	"move-repo": func(e *Emulator, f url.Values) (string, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := e.moveRepo(f.Get("repo"), strings.TrimSpace(f.Get("workspace"))); err != nil {
+			return "", err
+		}
+		return "Moved " + f.Get("repo") + " to " + f.Get("workspace"), nil
+	},
+	"rename-workspace": func(e *Emulator, f url.Values) (string, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := e.renameWorkspace(f.Get("workspace"), strings.TrimSpace(f.Get("new_slug"))); err != nil {
+			return "", err
+		}
+		return "Renamed workspace " + f.Get("workspace") + " to " + f.Get("new_slug"), nil
+	},
+}
+
+func describePush(repo string, res PushResult) string {
+	short := func(h string) string {
+		if len(h) > 7 {
+			return h[:7]
+		}
+		return cmp.Or(h, "none")
+	}
+	msg := fmt.Sprintf("%s %s: %s → %s", repo, res.Ref, short(res.Old), short(res.New))
+	if len(res.Deliveries) == 0 {
+		return msg + "; no active repo:push webhooks"
+	}
+	var parts []string
+	for _, d := range res.Deliveries {
+		outcome := fmt.Sprintf("HTTP %d", d.Status)
+		if d.Status == 0 {
+			outcome = d.Error
+		}
+		parts = append(parts, fmt.Sprintf("%s %s after %d attempt(s)", d.URL, outcome, d.Attempts))
+	}
+	return msg + "; delivered to " + strings.Join(parts, ", ")
 }
 
 func formInt(f url.Values, name string) (int, error) {

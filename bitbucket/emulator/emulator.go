@@ -18,6 +18,7 @@
 package emulator
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/crypto/ssh"
 )
 
 // Config configures an Emulator.
@@ -43,6 +45,12 @@ type Config struct {
 	AccessTokenTTL time.Duration
 	// Demo seeds the demo users, workspaces and repositories.
 	Demo bool
+	// RetryBackoff is the pause between webhook delivery attempts; 1s when
+	// zero.
+	RetryBackoff time.Duration
+	// HostKey is the SSH server's host key; an Ed25519 key is generated
+	// when nil.
+	HostKey ssh.Signer
 }
 
 // Consumer is an OAuth consumer registered on the emulated Bitbucket.
@@ -74,6 +82,11 @@ type Emulator struct {
 	refresh    map[string]*token // by refresh token
 	refreshes  map[string]int    // successful refresh_token grants per username
 	failures   []*failure
+	nextKeyID  int
+	deliveries []DeliveryLog // most recent first
+
+	hookClient *http.Client
+	ssh        sshServer
 }
 
 // New returns an emulator configured by cfg, seeded with the demo data when
@@ -83,6 +96,18 @@ func New(cfg Config) *Emulator {
 	if cfg.AccessTokenTTL <= 0 {
 		cfg.AccessTokenTTL = 2 * time.Hour
 	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = time.Second
+	}
+	if cfg.HostKey == nil {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			panic("emulator: generating the SSH host key: " + err.Error())
+		}
+		if cfg.HostKey, err = ssh.NewSignerFromKey(priv); err != nil {
+			panic("emulator: using the SSH host key: " + err.Error())
+		}
+	}
 	e := &Emulator{
 		cfg:       cfg,
 		sessions:  map[string]*session{},
@@ -90,6 +115,12 @@ func New(cfg Config) *Emulator {
 		access:    map[string]*token{},
 		refresh:   map[string]*token{},
 		refreshes: map[string]int{},
+		nextKeyID: 1,
+		hookClient: &http.Client{
+			Timeout: deliveryTimeout,
+			// Bitbucket does not follow redirects when delivering webhooks.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 	for _, c := range cfg.Consumers {
 		c.Scopes = append([]string(nil), c.Scopes...)

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -32,7 +33,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := New(Config{
-		Demo: true,
+		Demo:         true,
+		RetryBackoff: 10 * time.Millisecond,
 		Consumers: []Consumer{{Key: testKey, Secret: testSecret, Name: "Tether CI",
 			CallbackURL: testCallback, Scopes: testScopes}},
 	})

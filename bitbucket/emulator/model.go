@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -70,6 +71,11 @@ type repo struct {
 	// perms are explicit per-user permissions; they override workspace
 	// membership, and "" means the user was removed from the repository.
 	perms map[string]string
+
+	keys    []*deployKey
+	hooks   []*Hook
+	refs    map[string]string  // "refs/heads/main" → commit hash
+	commits map[string]*commit // by hash
 }
 
 func (r *repo) fullName() string { return r.ws.Slug + "/" + r.slug }
@@ -162,10 +168,42 @@ func (e *Emulator) addRepo(ws, slug string, private bool) *repo {
 	}
 	now := time.Now()
 	r := &repo{uuid: newUUID(), ws: w, slug: slug, name: slug, private: private, created: now, updated: now,
-		mainbranch: "main", perms: map[string]string{}}
+		mainbranch: "main", perms: map[string]string{}, refs: map[string]string{}, commits: map[string]*commit{}}
+	// Every repository starts with one commit on its main branch, so the SSH
+	// ref advertisement and the first push's "old" have something to show.
+	author, raw := e.initialAuthor(w)
+	c := r.newCommit("Initial commit\n", author, raw, nil)
+	r.refs[branchRef(r.mainbranch)] = c.hash
 	e.repos = append(e.repos, r)
 	return r
 }
+
+// initialAuthor picks who made a new repository's first commit: the owner of
+// a personal workspace, else its first administrator, else nobody known.
+func (e *Emulator) initialAuthor(w *workspace) (*user, string) {
+	u := e.userByUUID(w.UUID)
+	if u == nil {
+		var admins []string
+		for name, admin := range w.members {
+			if admin {
+				admins = append(admins, name)
+			}
+		}
+		slices.Sort(admins)
+		for _, name := range admins {
+			if u = e.userByName(name); u != nil {
+				break
+			}
+		}
+	}
+	if u == nil {
+		return nil, "Bitbucket emulator <emulator@localhost>"
+	}
+	return u, u.gitAuthor()
+}
+
+// gitAuthor is the user as a git author line, "Name <email>".
+func (u *user) gitAuthor() string { return fmt.Sprintf("%s <%s>", u.DisplayName, u.Email) }
 
 // SetRepoPermission gives username "read", "write" or "admin" on the
 // repository fullName ("workspace/slug"), overriding what workspace

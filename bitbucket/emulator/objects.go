@@ -239,6 +239,9 @@ func (e *Emulator) sshClone(s site, r *repo) string {
 // sshHost is where clients reach the SSH endpoint: the running SSH server,
 // or the web host when there is none.
 func (e *Emulator) sshHost(s site) string {
+	if e.ssh.ln != nil {
+		return e.ssh.ln.Addr().String()
+	}
 	if u, err := url.Parse(s.base); err == nil && u.Hostname() != "" {
 		return u.Hostname()
 	}
