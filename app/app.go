@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,6 +25,8 @@ import (
 	"tether/connections"
 	"tether/db"
 	"tether/handlers"
+	"tether/health"
+	"tether/projects"
 	"tether/secrets"
 	"tether/troubleshooting"
 )
@@ -47,6 +52,9 @@ type App struct {
 
 	// Services tests tune (timeouts, staleness).
 	Connections *connections.Service
+	Health      *health.Checker
+
+	closers []func()
 }
 
 // New builds Tether for cfg.
@@ -68,6 +76,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.Config.BitbucketClientID, a.Config.BitbucketClientSecret = demoClientID, demoClientSecret
 		a.Config.BitbucketURL, a.Config.BitbucketAPIURL = base, base+"/2.0"
 		demoURL = base + "/_emulator/"
+		hostKey, err := a.Emulator.StartSSH("127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("app: demo SSH server: %w", err)
+		}
+		a.closers = append(a.closers, a.Emulator.CloseSSH)
+		a.Config.BitbucketSSHAddr = a.Emulator.SSHAddr()
+		a.Config.BitbucketSSHHostKeys = string(ssh.MarshalAuthorizedKey(hostKey))
 		log.Info("demo mode: no BITBUCKET_CLIENT_ID set, using the built-in Bitbucket emulator", "url", base)
 	}
 	cfg = a.Config
@@ -98,15 +113,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}, bb)
 	conns := connections.New(log, store, bb)
 	a.Connections = conns
+	hostKeys := cfg.BitbucketSSHHostKeys
+	if hostKeys == "" {
+		hostKeys = bitbucket.DefaultHostKeys
+	}
+	pinned, err := bitbucket.ParseHostKeys(hostKeys)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("BITBUCKET_SSH_HOST_KEYS: %w", err)
+	}
+	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned})
+	a.Health = checker
 
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
 		SecureCookies: cfg.SecureCookies(),
 		BitbucketURL:  cfg.BitbucketURL,
-		Demo:          cfg.Demo() || a.Emulator != nil,
+		Demo:          a.Emulator != nil,
 		DemoURL:       demoURL,
 		CookieKey:     cookieKey[:],
-	}, acc, oauth, conns, troubleshooting.New(log, conns, bb))
+	}, handlers.Services{
+		Accounts: acc, OAuth: oauth, Connections: conns,
+		Troubleshooter: troubleshooting.New(log, conns, bb),
+		Projects:       projects.New(log, store, conns, bb, checker),
+		Health:         checker,
+	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	h.Register(e, mounts)
@@ -114,8 +145,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	return a, nil
 }
 
+// Background runs what Tether does on its own until ctx is done: the
+// health monitor re-checks every project about every ten minutes.
+func (a *App) Background(ctx context.Context) {
+	a.Health.Monitor(ctx, 10*time.Minute, 30*time.Second, 20)
+}
+
 // Close releases what New opened.
 func (a *App) Close() error {
+	for _, c := range a.closers {
+		c()
+	}
 	var errs []error
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())

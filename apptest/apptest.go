@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
+	"golang.org/x/crypto/ssh"
 
 	"tether/app"
 	"tether/bitbucket/emulator"
@@ -47,6 +48,10 @@ type Env struct {
 // Options change the environment.
 type Options struct {
 	Scopes []string // the consumer's scopes; default app.DemoScopes
+	// ForeignSSH points BITBUCKET_SSH_ADDR at an SSH server that knows none
+	// of the registered keys (its host key pinned), so every probe is
+	// refused with Permission denied (publickey).
+	ForeignSSH bool
 }
 
 // Start starts the emulator and Tether; both stop when the test ends.
@@ -73,6 +78,15 @@ func Start(t testing.TB, opts Options) *Env {
 	bbSrv.Config.Handler = emu
 	bbSrv.Start()
 	t.Cleanup(bbSrv.Close)
+	sshEmu := emu
+	if opts.ForeignSSH {
+		sshEmu = emulator.New(emulator.Config{})
+	}
+	hostKey, err := sshEmu.StartSSH("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sshEmu.CloseSSH)
 
 	env := &Env{T: t, URL: tetherURL, Emulator: emu, BBURL: bbURL, DataDir: t.TempDir(), Logs: &Logs{}}
 	cfg, err := config.Load(nil, func(k string) string {
@@ -84,6 +98,8 @@ func Start(t testing.TB, opts Options) *Env {
 			"BITBUCKET_CLIENT_SECRET": ClientSecret,
 			"BITBUCKET_URL":           bbURL,
 			"BITBUCKET_API_URL":       bbURL + "/2.0",
+			"BITBUCKET_SSH_ADDR":      sshEmu.SSHAddr(),
+			"BITBUCKET_SSH_HOST_KEYS": string(ssh.MarshalAuthorizedKey(hostKey)),
 		}[k]
 	}, io.Discard)
 	if err != nil {

@@ -63,12 +63,28 @@ type Handlers struct {
 	oauth          OAuth
 	connections    Connections
 	troubleshooter Troubleshooter
+	projects       Projects
+	health         Health
 	stateCookie    *securecookie.SecureCookie
 }
 
 // New returns the handlers.
-func New(log *slog.Logger, cfg Config, acc Accounts, oauth OAuth, conns Connections, ts Troubleshooter) *Handlers {
+// Services are what the handlers call.
+type Services struct {
+	Accounts       Accounts
+	OAuth          OAuth
+	Connections    Connections
+	Troubleshooter Troubleshooter
+	Projects       Projects
+	Health         Health
+}
+
+func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 	sc := securecookie.New(cfg.CookieKey, nil)
 	sc.MaxAge(int(oauthStateTTL.Seconds()))
-	return &Handlers{log: log, cfg: cfg, accounts: acc, oauth: oauth, connections: conns, troubleshooter: ts, stateCookie: sc}
+	return &Handlers{
+		log: log, cfg: cfg, stateCookie: sc,
+		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
+		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health,
+	}
 }

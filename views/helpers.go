@@ -36,3 +36,14 @@ func valueUnlessPassword(f Form, name, typ string) string {
 }
 
 func stepNumber(i int) string { return strconv.Itoa(i+1) + "." }
+
+func projectURL(id int64) string { return "/projects/" + strconv.FormatInt(id, 10) }
+
+// pollTrigger polls every 10 s, and once more soon while a check runs so
+// its result shows without waiting a whole interval.
+func pollTrigger(checking bool) string {
+	if checking {
+		return "load delay:1s, every 10s"
+	}
+	return "every 10s"
+}

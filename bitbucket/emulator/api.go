@@ -39,6 +39,9 @@ type Failure struct {
 	// Times is how many requests the failure affects; 0 means until
 	// ClearFailures.
 	Times int
+	// Method limits the failure to one HTTP method (e.g. "DELETE"); ""
+	// matches every method.
+	Method string
 }
 
 type failure struct {
@@ -46,7 +49,10 @@ type failure struct {
 	left int
 }
 
-func (f *failure) matches(path string) bool {
+func (f *failure) matches(method, path string) bool {
+	if f.Method != "" && f.Method != method {
+		return false
+	}
 	p := f.PathPrefix
 	if path == tokenPath {
 		return strings.HasPrefix(p, "/site/") && strings.HasPrefix(tokenPath, p)
@@ -75,7 +81,7 @@ func (e *Emulator) injectFailure(w http.ResponseWriter, r *http.Request, path st
 	e.mu.Lock()
 	var f *Failure
 	for i, x := range e.failures {
-		if !x.matches(path) {
+		if !x.matches(r.Method, path) {
 			continue
 		}
 		f = &x.Failure

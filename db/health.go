@@ -1,0 +1,52 @@
+package db
+
+import (
+	"context"
+	"time"
+)
+
+// Parts of a project's integration whose health is checked.
+const (
+	PartDeployKey = "deploy_key"
+	PartWebhook   = "webhook"
+)
+
+// Health statuses.
+const (
+	Valid   = "valid"
+	Invalid = "invalid"
+	Unknown = "unknown" // could not check: never shown as invalid
+)
+
+// Health is the last check of one part of a project.
+type Health struct {
+	ProjectID int64
+	Part      string
+	Status    string
+	Reason    string // short, stable: e.g. "removed from the repository"
+	Detail    string // what was found, for people
+	CheckedAt time.Time
+	Since     time.Time // when the status last changed
+}
+
+// Health returns the last check of a part; ErrNotFound before the first.
+func (s *Store) Health(ctx context.Context, projectID int64, part string) (Health, error) {
+	var h Health
+	err := s.read.QueryRowContext(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
+		FROM health WHERE project_id = ? AND part = ?`, projectID, part).
+		Scan(&h.ProjectID, &h.Part, &h.Status, &h.Reason, &h.Detail, &h.CheckedAt, &h.Since)
+	return h, notFound(err)
+}
+
+// RecordHealth stores a check's result; since moves only when the status
+// changes.
+func (s *Store) RecordHealth(ctx context.Context, h Health) error {
+	now := s.now()
+	_, err := s.write.ExecContext(ctx, `INSERT INTO health (project_id, part, status, reason, detail, checked_at, since)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (project_id, part) DO UPDATE SET
+		 since = CASE WHEN health.status = excluded.status THEN health.since ELSE excluded.since END,
+		 status = excluded.status, reason = excluded.reason, detail = excluded.detail, checked_at = excluded.checked_at`,
+		h.ProjectID, h.Part, h.Status, h.Reason, h.Detail, now, now)
+	return err
+}

@@ -1,0 +1,205 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrRepositoryTaken: a project for that repository exists.
+var ErrRepositoryTaken = errors.New("db: repository already has a project")
+
+// Project is a CI project tied to one Bitbucket repository.
+type Project struct {
+	ID        int64
+	Name      string
+	OwnerID   int64 // whose Bitbucket connection Tether acts with
+	OwnerName string
+	RepoUUID  string
+	Workspace string
+	RepoSlug  string
+	FullName  string
+	CloneSSH  string
+	HTMLURL   string
+	Private   bool
+	CreatedAt time.Time
+}
+
+// DeployKey is the key Tether registered on a project's repository.
+type DeployKey struct {
+	ID             int64
+	ProjectID      int64
+	BitbucketKeyID int
+	PublicKey      string // authorized_keys line
+	Fingerprint    string // SHA256:…
+	PrivateKey     []byte // OpenSSH PEM; sealed in the table, never shown
+	State          string // active | retiring
+	CreatedAt      time.Time
+}
+
+const purposeDeployKey = "deploy_keys.private_key"
+
+const projectColumns = `p.id, p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
+	p.clone_ssh, p.html_url, p.is_private, p.created_at`
+
+func scanProject(row interface{ Scan(...any) error }) (Project, error) {
+	var p Project
+	err := row.Scan(&p.ID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
+		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.CreatedAt)
+	return p, notFound(err)
+}
+
+// CreateProject stores a project with its first deploy key in one
+// transaction.
+func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey) (Project, error) {
+	now := s.now()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM projects WHERE repo_uuid = ?`, p.RepoUUID).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrRepositoryTaken
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO projects
+			(name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, now, now)
+		if err != nil {
+			return fmt.Errorf("db: insert project: %w", err)
+		}
+		if p.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		key.ProjectID = p.ID
+		return s.insertDeployKey(ctx, tx, key, now)
+	})
+	if err != nil {
+		return Project{}, err
+	}
+	return s.Project(ctx, p.ID)
+}
+
+func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k DeployKey, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO deploy_keys
+		(project_id, bitbucket_key_id, public_key, fingerprint, private_key, state, created_at)
+		VALUES (?, ?, ?, ?, ?, 'active', ?)`,
+		k.ProjectID, k.BitbucketKeyID, k.PublicKey, k.Fingerprint, s.box.Seal(purposeDeployKey, k.PrivateKey), now)
+	if err != nil {
+		return fmt.Errorf("db: insert deploy key: %w", err)
+	}
+	return nil
+}
+
+// Project returns a project by id.
+func (s *Store) Project(ctx context.Context, id int64) (Project, error) {
+	return scanProject(s.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects p
+		JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
+}
+
+// ProjectsOf returns the projects a user owns, by name.
+func (s *Store) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
+	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p
+		JOIN users u ON u.id = p.owner_id WHERE p.owner_id = ? ORDER BY p.name, p.id`, userID)
+}
+
+// AllProjects returns every project, for the background health monitor.
+func (s *Store) AllProjects(ctx context.Context) ([]Project, error) {
+	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p JOIN users u ON u.id = p.owner_id ORDER BY p.id`)
+}
+
+func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]Project, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Project
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// UsedRepositories returns the repository UUIDs that already have a project.
+func (s *Store) UsedRepositories(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT repo_uuid FROM projects`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	used := map[string]bool{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		used[u] = true
+	}
+	return used, rows.Err()
+}
+
+const deployKeyColumns = `id, project_id, bitbucket_key_id, public_key, fingerprint, private_key, state, created_at`
+
+func (s *Store) scanDeployKey(row interface{ Scan(...any) error }) (DeployKey, error) {
+	var k DeployKey
+	var sealed []byte
+	err := row.Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &sealed, &k.State, &k.CreatedAt)
+	if err != nil {
+		return DeployKey{}, notFound(err)
+	}
+	if k.PrivateKey, err = s.box.Open(purposeDeployKey, sealed); err != nil {
+		return DeployKey{}, err
+	}
+	return k, nil
+}
+
+// ActiveDeployKey returns the project's key in force.
+func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (DeployKey, error) {
+	return s.scanDeployKey(s.read.QueryRowContext(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
+		WHERE project_id = ? AND state = 'active'`, projectID))
+}
+
+// RetiringDeployKeys returns keys replaced by Regenerate that Bitbucket has
+// not yet confirmed deleted.
+func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]DeployKey, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
+		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DeployKey
+	for rows.Next() {
+		k, err := s.scanDeployKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// ReplaceDeployKey makes next the project's active key and marks the
+// previous one retiring, in one transaction.
+func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next DeployKey) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE deploy_keys SET state = 'retiring' WHERE project_id = ? AND state = 'active'`, projectID); err != nil {
+			return err
+		}
+		next.ProjectID = projectID
+		return s.insertDeployKey(ctx, tx, next, s.now())
+	})
+}
+
+// DeleteDeployKey forgets a key (after Bitbucket deleted it).
+func (s *Store) DeleteDeployKey(ctx context.Context, id int64) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM deploy_keys WHERE id = ?`, id)
+	return err
+}

@@ -1,0 +1,323 @@
+// Package health checks the two things that tie a project to its
+// repository — the deploy key and the webhook — and records the result with
+// a reason, never a bare red. Bitbucket being unreachable, slow or rate
+// limiting is "unknown", never "invalid": badges must not flap on a network
+// blip. Badge polls only read what is recorded; checks run on "Check now",
+// after a change, and in the background on a budget.
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"tether/bitbucket"
+	"tether/connections"
+	"tether/db"
+	"tether/deploykeys"
+)
+
+// Reasons, short and stable: tests, monitors and the troubleshooting page
+// key on them.
+const (
+	ReasonKeyRemoved    = "removed from the repository"
+	ReasonOAuthRevoked  = "OAuth permissions revoked"
+	ReasonOwnerNoAccess = "owner no longer has access to the repository"
+	ReasonKeyDiffers    = "key on Bitbucket differs from ours"
+	ReasonSSHDenied     = "SSH Permission denied (publickey)"
+	ReasonCouldNotCheck = "could not check"
+	ReasonNoDeployKey   = "no deploy key"
+)
+
+const (
+	statusChecking = "checking"
+	checkTimeout   = 20 * time.Second
+	defaultStale   = 30 * time.Second
+	// A 429 pauses the project's background checks this long.
+	rateLimitedFallback = 5 * time.Minute
+)
+
+// Store is the part of the database health uses.
+type Store interface {
+	Project(ctx context.Context, id int64) (db.Project, error)
+	AllProjects(ctx context.Context) ([]db.Project, error)
+	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
+	Health(ctx context.Context, projectID int64, part string) (db.Health, error)
+	RecordHealth(ctx context.Context, h db.Health) error
+}
+
+// Connections hands out the project owner's token.
+type Connections interface {
+	Do(ctx context.Context, userID int64, fn func(token string) error) error
+}
+
+// Bitbucket is the part of the client the checks use.
+type Bitbucket interface {
+	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
+	DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (bitbucket.DeployKey, error)
+}
+
+// SSH is where deploy keys are probed.
+type SSH struct {
+	Addr     string
+	HostKeys []ssh.PublicKey
+}
+
+// Checker runs and records checks.
+type Checker struct {
+	// Stale is how old a result may be before a badge poll starts a check
+	// in the background (bounding the API calls a watched page costs).
+	Stale time.Duration
+
+	log   *slog.Logger
+	store Store
+	conns Connections
+	bb    Bitbucket
+	ssh   SSH
+
+	mu       sync.Mutex
+	running  map[int64]bool      // project checks in flight
+	backoff  map[int64]time.Time // rate limited: no background check before
+	probeSSH func(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer ssh.Signer, workspace, slug string) error
+}
+
+// New returns a checker.
+func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, sshCfg SSH) *Checker {
+	return &Checker{
+		Stale: defaultStale,
+		log:   log, store: store, conns: conns, bb: bb, ssh: sshCfg,
+		running:  map[int64]bool{},
+		backoff:  map[int64]time.Time{},
+		probeSSH: bitbucket.ProbeSSH,
+	}
+}
+
+// Badge is what a health badge shows.
+type Badge struct {
+	Part     string
+	Status   string // valid | invalid | unknown | checking
+	Reason   string
+	Detail   string
+	Checked  time.Time
+	Since    time.Time
+	Checking bool // a check is running: poll again soon
+}
+
+// Badge reads the recorded health of a part. It never calls Bitbucket; when
+// the record is stale it starts a check in the background.
+func (c *Checker) Badge(ctx context.Context, p db.Project, part string, kick bool) (Badge, error) {
+	h, err := c.store.Health(ctx, p.ID, part)
+	if err != nil && !errors.Is(err, db.ErrNotFound) {
+		return Badge{}, err
+	}
+	if kick && (errors.Is(err, db.ErrNotFound) || time.Since(h.CheckedAt) >= c.Stale) {
+		c.CheckInBackground(p.ID)
+	}
+	b := Badge{Part: part, Status: h.Status, Reason: h.Reason, Detail: h.Detail, Checked: h.CheckedAt, Since: h.Since}
+	b.Checking = c.Checking(p.ID)
+	if errors.Is(err, db.ErrNotFound) || b.Checking && b.Status == "" {
+		b.Status, b.Checking = statusChecking, true
+	}
+	return b, nil
+}
+
+// Checking reports whether a check of the project is running.
+func (c *Checker) Checking(projectID int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.running[projectID]
+}
+
+// begin marks a project check as running; false if one already is.
+func (c *Checker) begin(projectID int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running[projectID] {
+		return false
+	}
+	c.running[projectID] = true
+	return true
+}
+
+func (c *Checker) end(projectID int64) {
+	c.mu.Lock()
+	delete(c.running, projectID)
+	c.mu.Unlock()
+}
+
+// CheckInBackground starts a check of the project unless one is running
+// or Bitbucket asked us to back off.
+func (c *Checker) CheckInBackground(projectID int64) {
+	c.mu.Lock()
+	until := c.backoff[projectID]
+	c.mu.Unlock()
+	if time.Now().Before(until) || !c.begin(projectID) {
+		return
+	}
+	go func() {
+		defer c.end(projectID)
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		defer cancel()
+		p, err := c.store.Project(ctx, projectID)
+		if err != nil {
+			if !errors.Is(err, db.ErrNotFound) {
+				c.log.Error("background health check", "project_id", projectID, "err", err)
+			}
+			return
+		}
+		c.run(ctx, p)
+	}()
+}
+
+// Check runs the checks of a project now and records them. Concurrent
+// checks of one project share the running one's result.
+func (c *Checker) Check(ctx context.Context, p db.Project) error {
+	if !c.begin(p.ID) {
+		return c.wait(ctx, p.ID)
+	}
+	defer c.end(p.ID)
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	return c.run(ctx, p)
+}
+
+func (c *Checker) wait(ctx context.Context, projectID int64) error {
+	for c.Checking(projectID) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// run checks every part of the project and records the results, with a
+// context that outlives the caller's so a result is never half-written.
+func (c *Checker) run(ctx context.Context, p db.Project) error {
+	key := c.checkDeployKey(ctx, p)
+	if key.Status == db.Unknown {
+		c.noteRateLimit(p.ID, key)
+	}
+	return c.store.RecordHealth(context.WithoutCancel(ctx), key)
+}
+
+func (c *Checker) noteRateLimit(projectID int64, h db.Health) {
+	if h.Detail != detailRateLimited {
+		return
+	}
+	c.mu.Lock()
+	c.backoff[projectID] = time.Now().Add(rateLimitedFallback)
+	c.mu.Unlock()
+}
+
+const detailRateLimited = "Bitbucket is rate limiting Tether; checks pause for a few minutes."
+
+// locate finds the project's repository by its UUID, so a rename or move
+// is followed instead of being mistaken for a removed key.
+func (c *Checker) locate(ctx context.Context, token string, p db.Project) (bitbucket.Repository, error) {
+	repo, err := c.bb.Repository(ctx, token, p.Workspace, p.RepoUUID)
+	if bitbucket.IsNotFound(err) {
+		// Moved to another workspace: Bitbucket finds a repository by
+		// UUID with "{}" in place of the workspace.
+		repo, err = c.bb.Repository(ctx, token, "{}", p.RepoUUID)
+	}
+	return repo, err
+}
+
+// transient turns a failure to reach Bitbucket into an unknown result.
+func transient(part string, p db.Project, err error, what string) db.Health {
+	h := db.Health{ProjectID: p.ID, Part: part, Status: db.Unknown, Reason: ReasonCouldNotCheck}
+	var be *bitbucket.Error
+	switch {
+	case errors.As(err, &be) && be.Status == 429:
+		h.Detail = detailRateLimited
+	case errors.As(err, &be) && be.Status >= 500:
+		h.Detail = fmt.Sprintf("Bitbucket answered %d while Tether %s; will retry.", be.Status, what)
+	default:
+		h.Detail = fmt.Sprintf("Could not reach Bitbucket while Tether %s; will retry.", what)
+	}
+	return h
+}
+
+func (c *Checker) checkDeployKey(ctx context.Context, p db.Project) db.Health {
+	h := db.Health{ProjectID: p.ID, Part: db.PartDeployKey}
+	key, err := c.store.ActiveDeployKey(ctx, p.ID)
+	if errors.Is(err, db.ErrNotFound) {
+		h.Status, h.Reason, h.Detail = db.Invalid, ReasonNoDeployKey, "This project has no deploy key. Press Regenerate to create one."
+		return h
+	}
+	if err != nil {
+		return transient(h.Part, p, err, "read the stored key")
+	}
+	var (
+		repo   bitbucket.Repository
+		remote bitbucket.DeployKey
+		step   string
+	)
+	err = c.conns.Do(ctx, p.OwnerID, func(token string) error {
+		var err error
+		step = "looked up the repository"
+		if repo, err = c.locate(ctx, token, p); err != nil {
+			return err
+		}
+		step = "read the deploy key"
+		remote, err = c.bb.DeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.BitbucketKeyID)
+		return err
+	})
+	switch {
+	case errors.Is(err, connections.ErrNotConnected):
+		h.Status, h.Reason = db.Invalid, ReasonOAuthRevoked
+		h.Detail = fmt.Sprintf("%s's Bitbucket connection is Not Connected, so Tether cannot act on the repository. %s must grant access again on their account page.", p.OwnerName, p.OwnerName)
+		return h
+	case bitbucket.IsTransient(err):
+		return transient(h.Part, p, err, step)
+	case step == "looked up the repository" && (bitbucket.IsNotFound(err) || bitbucket.IsForbidden(err)):
+		h.Status, h.Reason = db.Invalid, ReasonOwnerNoAccess
+		h.Detail = fmt.Sprintf("Bitbucket no longer shows %s to %s. Give them access again, or re-home the project to someone who has it.", p.FullName, p.OwnerName)
+		return h
+	case bitbucket.IsForbidden(err):
+		h.Status, h.Reason = db.Invalid, ReasonOwnerNoAccess
+		h.Detail = fmt.Sprintf("%s is no longer an admin of %s, and only admins can see its deploy keys.", p.OwnerName, repo.FullName)
+		return h
+	case bitbucket.IsNotFound(err):
+		h.Status, h.Reason = db.Invalid, ReasonKeyRemoved
+		h.Detail = fmt.Sprintf("The key Tether added (id %d) is no longer on %s; someone removed it. Press Regenerate to add a new one.", key.BitbucketKeyID, repo.FullName)
+		return h
+	case err != nil:
+		c.log.Error("deploy key check", "project_id", p.ID, "err", err)
+		return transient(h.Part, p, err, step)
+	}
+	if !deploykeys.SameKey(remote.Key, key.PublicKey) {
+		h.Status, h.Reason = db.Invalid, ReasonKeyDiffers
+		h.Detail = "The key with Tether's id on Bitbucket is not the key Tether holds. Press Regenerate to replace it."
+		return h
+	}
+	signer, err := deploykeys.Signer(key.PrivateKey)
+	if err != nil {
+		c.log.Error("deploy key unreadable", "project_id", p.ID, "err", err)
+		h.Status, h.Reason, h.Detail = db.Invalid, ReasonKeyDiffers, "Tether's copy of the private key cannot be read. Press Regenerate."
+		return h
+	}
+	err = c.probeSSH(ctx, c.ssh.Addr, c.ssh.HostKeys, signer, repo.Workspace.Slug, repo.Slug)
+	switch {
+	case errors.Is(err, bitbucket.ErrSSHPermissionDenied):
+		h.Status, h.Reason = db.Invalid, ReasonSSHDenied
+		h.Detail = fmt.Sprintf("Bitbucket lists the key, but refused it over SSH at %s.", c.ssh.Addr)
+		return h
+	case errors.Is(err, bitbucket.ErrSSHHostKeyMismatch):
+		h.Status, h.Reason = db.Unknown, ReasonCouldNotCheck
+		h.Detail = fmt.Sprintf("The SSH server at %s did not present a pinned host key (BITBUCKET_SSH_HOST_KEYS), so Tether did not trust it.", c.ssh.Addr)
+		return h
+	case err != nil:
+		return transient(h.Part, p, err, "probed SSH")
+	}
+	h.Status, h.Reason = db.Valid, ""
+	h.Detail = fmt.Sprintf("The key is on %s and reads the repository over SSH.", repo.FullName)
+	return h
+}

@@ -1,0 +1,320 @@
+// Package projects creates CI projects from Bitbucket repositories and
+// keeps what ties them together: the deploy key Tether generates and
+// registers on the repository. Every change on Bitbucket follows one rule:
+// create the new thing first, store it, then remove the old one — so a
+// failure part-way never leaves a project without a working key, and never
+// leaves a half project behind.
+package projects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"tether/bitbucket"
+	"tether/connections"
+	"tether/db"
+	"tether/deploykeys"
+	"tether/problem"
+)
+
+// Store is the part of the database projects use.
+type Store interface {
+	CreateProject(ctx context.Context, p db.Project, key db.DeployKey) (db.Project, error)
+	Project(ctx context.Context, id int64) (db.Project, error)
+	ProjectsOf(ctx context.Context, userID int64) ([]db.Project, error)
+	UsedRepositories(ctx context.Context) (map[string]bool, error)
+	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
+	RetiringDeployKeys(ctx context.Context, projectID int64) ([]db.DeployKey, error)
+	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey) error
+	DeleteDeployKey(ctx context.Context, id int64) error
+}
+
+// Connections gives the acting user's token.
+type Connections interface {
+	Do(ctx context.Context, userID int64, fn func(token string) error) error
+}
+
+// Bitbucket is the part of the client projects use.
+type Bitbucket interface {
+	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
+	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
+	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
+	DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error
+}
+
+// Checker re-checks a project after a change.
+type Checker interface {
+	Check(ctx context.Context, p db.Project) error
+}
+
+// Service manages projects.
+type Service struct {
+	log     *slog.Logger
+	store   Store
+	conns   Connections
+	bb      Bitbucket
+	checker Checker
+
+	mu    sync.Mutex
+	cache map[int64]repoList // repository lists per user, for the picker's search
+}
+
+type repoList struct {
+	repos   []bitbucket.Repository
+	fetched time.Time
+}
+
+// repoListTTL is how long the picker reuses a user's repository list while
+// they type a search, instead of asking Bitbucket on every keystroke.
+const repoListTTL = 2 * time.Minute
+
+// New returns the projects service.
+func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker) *Service {
+	return &Service{log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
+}
+
+// Choice is a repository in the New project picker.
+type Choice struct {
+	bitbucket.Repository
+	Used bool // a project for it exists
+}
+
+// Repositories lists what the user can make a project from, filtered by a
+// case-insensitive name search. fresh skips the short-lived cache.
+func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
+	repos, err := s.repositories(ctx, userID, fresh)
+	if err != nil {
+		return nil, err
+	}
+	used, err := s.store.UsedRepositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	search = strings.ToLower(strings.TrimSpace(search))
+	var out []Choice
+	for _, r := range repos {
+		if search != "" && !strings.Contains(strings.ToLower(r.FullName), search) {
+			continue
+		}
+		out = append(out, Choice{Repository: r, Used: used[r.UUID]})
+	}
+	return out, nil
+}
+
+func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([]bitbucket.Repository, error) {
+	s.mu.Lock()
+	cached, ok := s.cache[userID]
+	s.mu.Unlock()
+	if ok && !fresh && time.Since(cached.fetched) < repoListTTL {
+		return cached.repos, nil
+	}
+	var repos []bitbucket.Repository
+	err := s.conns.Do(ctx, userID, func(token string) error {
+		var err error
+		repos, err = s.bb.Repositories(ctx, token, "member")
+		return err
+	})
+	if err != nil {
+		return nil, bitbucketProblem(err, "list your repositories")
+	}
+	sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
+	s.mu.Lock()
+	s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
+	s.mu.Unlock()
+	return repos, nil
+}
+
+// bitbucketProblem turns a Bitbucket failure into a message for people.
+func bitbucketProblem(err error, doing string) error {
+	if _, ok := problem.As(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, connections.ErrNotConnected):
+		return connections.ErrNotConnected
+	case bitbucket.IsTransient(err):
+		return problem.Wrap(problem.Unavailable, err, "Could not reach Bitbucket to %s. Nothing was changed; please try again.", doing)
+	}
+	var be *bitbucket.Error
+	if errors.As(err, &be) {
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to %s: %s", doing, be.Message)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// Get returns a project the user may see; others get NotFound, which says
+// nothing about whether the project exists.
+func (s *Service) Get(ctx context.Context, userID, projectID int64) (db.Project, error) {
+	p, err := s.store.Project(ctx, projectID)
+	if errors.Is(err, db.ErrNotFound) || err == nil && p.OwnerID != userID {
+		return db.Project{}, problem.New(problem.NotFound, "There is no such project.")
+	}
+	return p, err
+}
+
+// List returns the user's projects.
+func (s *Service) List(ctx context.Context, userID int64) ([]db.Project, error) {
+	return s.store.ProjectsOf(ctx, userID)
+}
+
+// Key returns the project's deploy key in force.
+func (s *Service) Key(ctx context.Context, p db.Project) (db.DeployKey, error) {
+	k, err := s.store.ActiveDeployKey(ctx, p.ID)
+	if errors.Is(err, db.ErrNotFound) {
+		return db.DeployKey{}, nil
+	}
+	return k, err
+}
+
+// Create makes a project from the repository "workspace/slug": it looks the
+// repository up with the user's connection, registers a new deploy key on
+// it, and stores both. When storing fails the key is taken off Bitbucket
+// again, so nothing is left half made.
+func (s *Service) Create(ctx context.Context, userID int64, fullName string) (db.Project, error) {
+	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
+	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") {
+		return db.Project{}, problem.Field("repository", "Choose a repository from the list.")
+	}
+	var (
+		repo   bitbucket.Repository
+		key    deploykeys.Key
+		remote bitbucket.DeployKey
+		token  string
+	)
+	err := s.conns.Do(ctx, userID, func(t string) error {
+		var err error
+		token = t
+		if repo, err = s.bb.Repository(ctx, t, ws, slug); err != nil {
+			return err
+		}
+		return nil
+	})
+	switch {
+	case bitbucket.IsNotFound(err):
+		return db.Project{}, problem.New(problem.NotFound, "Bitbucket has no repository %s that you can see.", fullName)
+	case err != nil:
+		return db.Project{}, bitbucketProblem(err, "look up "+fullName)
+	}
+	if used, err := s.store.UsedRepositories(ctx); err != nil {
+		return db.Project{}, err
+	} else if used[repo.UUID] {
+		return db.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
+	}
+	if key, err = deploykeys.Generate(repo.FullName); err != nil {
+		return db.Project{}, err
+	}
+	remote, err = s.bb.CreateDeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.Public, deploykeys.Label(repo.FullName))
+	switch {
+	case bitbucket.IsForbidden(err):
+		return db.Project{}, problem.New(problem.Forbidden,
+			"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName)
+	case err != nil:
+		return db.Project{}, bitbucketProblem(err, "add the deploy key to "+repo.FullName)
+	}
+	p, err := s.store.CreateProject(ctx, db.Project{
+		Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
+		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate,
+	}, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private})
+	if err != nil {
+		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
+		if errors.Is(err, db.ErrRepositoryTaken) {
+			return db.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
+		}
+		return db.Project{}, fmt.Errorf("projects: store new project: %w", err)
+	}
+	s.forgetRepositories(userID)
+	if err := s.checker.Check(ctx, p); err != nil {
+		s.log.Warn("first health check", "project_id", p.ID, "err", err)
+	}
+	return p, nil
+}
+
+// undoKey removes a key Tether just added when what followed failed.
+func (s *Service) undoKey(ctx context.Context, token, ws, slug string, id int) {
+	if err := s.bb.DeleteDeployKey(context.WithoutCancel(ctx), token, ws, slug, id); err != nil {
+		s.log.Error("could not remove the deploy key after a failed change; remove it on Bitbucket",
+			"repository", ws+"/"+slug, "key_id", id, "err", err)
+	}
+}
+
+func (s *Service) forgetRepositories(userID int64) {
+	s.mu.Lock()
+	delete(s.cache, userID)
+	s.mu.Unlock()
+}
+
+// RegenerateResult says how a Regenerate went when it did not fail.
+type RegenerateResult struct {
+	// Warning is set when the new key is in force but the old one could
+	// not be removed from Bitbucket.
+	Warning string
+}
+
+// RegenerateKey replaces the project's deploy key: the new key is added to
+// Bitbucket and stored first, then the old one is deleted. If adding or
+// storing fails, the old key stays in force and nothing else changes.
+func (s *Service) RegenerateKey(ctx context.Context, p db.Project) (RegenerateResult, error) {
+	key, err := deploykeys.Generate(p.FullName)
+	if err != nil {
+		return RegenerateResult{}, err
+	}
+	var res RegenerateResult
+	err = s.conns.Do(ctx, p.OwnerID, func(token string) error {
+		remote, err := s.bb.CreateDeployKey(ctx, token, p.Workspace, p.RepoSlug, key.Public, deploykeys.Label(p.FullName))
+		switch {
+		case bitbucket.IsForbidden(err):
+			return problem.New(problem.Forbidden, "%s has no admin rights on %s any more, so the key cannot be replaced. The old key stays in force.", p.OwnerName, p.FullName)
+		case err != nil:
+			return bitbucketProblem(err, "add the new deploy key; the old key stays in force")
+		}
+		err = s.store.ReplaceDeployKey(ctx, p.ID, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private})
+		if err != nil {
+			s.undoKey(ctx, token, p.Workspace, p.RepoSlug, remote.ID)
+			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new key, so it was removed from Bitbucket again. The old key stays in force; please try again.")
+		}
+		res.Warning = s.retireAll(ctx, token, p)
+		return nil
+	})
+	if err != nil {
+		return RegenerateResult{}, bitbucketProblem(err, "replace the deploy key")
+	}
+	if err := s.checker.Check(ctx, p); err != nil {
+		s.log.Warn("health check after regenerate", "project_id", p.ID, "err", err)
+	}
+	return res, nil
+}
+
+// retireAll deletes replaced keys from Bitbucket — the one just replaced
+// and any an earlier Regenerate could not delete — then forgets them. A key
+// already gone from Bitbucket counts as deleted. It returns a warning for
+// the keys that remain.
+func (s *Service) retireAll(ctx context.Context, token string, p db.Project) string {
+	keys, err := s.store.RetiringDeployKeys(ctx, p.ID)
+	if err != nil {
+		s.log.Error("list replaced deploy keys", "project_id", p.ID, "err", err)
+		return "The new key is in force; Tether could not look up the old key to remove it."
+	}
+	var left []string
+	for _, old := range keys {
+		err := s.bb.DeleteDeployKey(ctx, token, p.Workspace, p.RepoSlug, old.BitbucketKeyID)
+		if err != nil && !bitbucket.IsNotFound(err) {
+			s.log.Warn("could not delete a replaced deploy key", "project_id", p.ID, "key_id", old.BitbucketKeyID, "err", err)
+			left = append(left, fmt.Sprint(old.BitbucketKeyID))
+			continue
+		}
+		if err := s.store.DeleteDeployKey(context.WithoutCancel(ctx), old.ID); err != nil {
+			s.log.Error("forget deleted deploy key", "project_id", p.ID, "err", err)
+		}
+	}
+	if len(left) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("The new key is in force, but the old key (id %s) could not be removed from %s yet. Tether tries again at the next Regenerate; you can also remove it on Bitbucket.",
+		strings.Join(left, ", "), p.FullName)
+}
