@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned})
 	a.Health = checker
+	projectService := projects.New(log, store, conns, bb, checker)
 
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
@@ -134,8 +135,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		CookieKey:     cookieKey[:],
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
-		Troubleshooter: troubleshooting.New(log, conns, bb),
-		Projects:       projects.New(log, store, conns, bb, checker),
+		Troubleshooter: troubleshooting.New(log, conns, bb, projectService, checker),
+		Projects:       projectService,
 		Health:         checker,
 	})
 	e := echo.New()

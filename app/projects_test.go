@@ -407,3 +407,27 @@ func TestProjectsAreNotVisibleToOthers(t *testing.T) {
 		t.Fatal("an outsider changed the deploy key")
 	}
 }
+
+func TestTroubleshootingDeployKeyStep(t *testing.T) {
+	env, c := withRepo(t, apptest.Options{})
+	project := create(t, c, "alice/api")
+	page := c.Get("/troubleshooting")
+	p := c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	step := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-deploy-key"]`)
+	if s, _ := step.Attr("data-status"); s != "ok" {
+		t.Fatalf("deploy key step %q: %s", s, step.Text())
+	}
+	env.Emulator.DeleteDeployKey("alice/api", env.Emulator.DeployKeys("alice/api")[0].ID)
+	p = c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	step = p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-deploy-key"]`)
+	if s, _ := step.Attr("data-status"); s != "failed" || !strings.Contains(step.Text(), "removed from the repository") {
+		t.Fatalf("deploy key step after removal %q: %s", s, step.Text())
+	}
+	fix, ok := step.Find(`[data-testid="regenerate"]`).Attr("hx-post")
+	if !ok || fix != project.URL.Path+"/deploy-key/regenerate" {
+		t.Fatalf("no Regenerate next to the failed step (%q)", fix)
+	}
+	if s, _ := keyStatus(c.HTMX(http.MethodPost, fix, page, nil)); s != "valid" {
+		t.Fatalf("after Regenerate from troubleshooting: %q", s)
+	}
+}

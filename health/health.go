@@ -126,6 +126,11 @@ func (c *Checker) Badge(ctx context.Context, p db.Project, part string, kick boo
 	return b, nil
 }
 
+// Result returns the recorded health of a part.
+func (c *Checker) Result(ctx context.Context, projectID int64, part string) (db.Health, error) {
+	return c.store.Health(ctx, projectID, part)
+}
+
 // Checking reports whether a check of the project is running.
 func (c *Checker) Checking(projectID int64) bool {
 	c.mu.Lock()

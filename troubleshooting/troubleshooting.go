@@ -37,7 +37,14 @@ type Step struct {
 
 // Report is the whole checklist.
 type Report struct {
-	Steps []Step
+	Steps    []Step
+	Projects []ProjectReport
+}
+
+// ProjectReport is the checklist of one project.
+type ProjectReport struct {
+	Project db.Project
+	Steps   []Step
 }
 
 // Connections is the part of the connections service the checklist uses.
@@ -51,16 +58,29 @@ type Bitbucket interface {
 	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
 }
 
+// Projects lists the projects a person sees.
+type Projects interface {
+	List(ctx context.Context, userID int64) ([]db.Project, error)
+}
+
+// Health runs and reads project checks.
+type Health interface {
+	Check(ctx context.Context, p db.Project) error
+	Result(ctx context.Context, projectID int64, part string) (db.Health, error)
+}
+
 // Service runs the checklist.
 type Service struct {
-	log   *slog.Logger
-	conns Connections
-	bb    Bitbucket
+	log      *slog.Logger
+	conns    Connections
+	bb       Bitbucket
+	projects Projects
+	health   Health
 }
 
 // New returns the troubleshooting service.
-func New(log *slog.Logger, conns Connections, bb Bitbucket) *Service {
-	return &Service{log: log, conns: conns, bb: bb}
+func New(log *slog.Logger, conns Connections, bb Bitbucket, projects Projects, health Health) *Service {
+	return &Service{log: log, conns: conns, bb: bb, projects: projects, health: health}
 }
 
 // shown is how many repository names the checklist lists.
@@ -75,7 +95,51 @@ func (s *Service) Run(ctx context.Context, userID int64) (Report, error) {
 	} else {
 		repos = s.repositories(ctx, userID, repos)
 	}
-	return Report{Steps: []Step{conn, repos}}, nil
+	r := Report{Steps: []Step{conn, repos}}
+	list, err := s.projects.List(ctx, userID)
+	if err != nil {
+		return Report{}, err
+	}
+	for _, p := range list {
+		r.Projects = append(r.Projects, s.project(ctx, p))
+	}
+	return r, nil
+}
+
+// project checks one project now and turns each part's health into a step.
+func (s *Service) project(ctx context.Context, p db.Project) ProjectReport {
+	if err := s.health.Check(ctx, p); err != nil {
+		s.log.Warn("troubleshooting: project check", "project_id", p.ID, "err", err)
+	}
+	pr := ProjectReport{Project: p}
+	h, err := s.health.Result(ctx, p.ID, db.PartDeployKey)
+	st := Step{Name: "deploy-key", Title: "Deploy key is valid"}
+	switch {
+	case err != nil:
+		st.State, st.Detail, st.Fix = Unknown, "The deploy key has not been checked yet.", "Check again in a minute."
+	case h.Status == db.Valid:
+		st.State, st.Detail = OK, h.Detail
+	case h.Status == db.Unknown:
+		st.State, st.Detail, st.Fix = Unknown, h.Detail, "Nothing is known to be broken; check again in a minute."
+	default:
+		st.State, st.Detail = Failed, h.Reason+": "+h.Detail
+		st.Fix, st.Action = deployKeyFix(h.Reason, p)
+	}
+	pr.Steps = append(pr.Steps, st)
+	return pr
+}
+
+// deployKeyFix says what to do about an invalid deploy key, and which
+// button does it.
+func deployKeyFix(reason string, p db.Project) (string, string) {
+	switch reason {
+	case "OAuth permissions revoked":
+		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; the key itself may be fine.", p.OwnerName), "grant"
+	case "owner no longer has access to the repository":
+		return fmt.Sprintf("Give %s admin access to %s on Bitbucket again, then check again.", p.OwnerName, p.FullName), ""
+	default:
+		return "Regenerate the key: Tether adds a new one to the repository, then removes the old one.", "regenerate"
+	}
 }
 
 func (s *Service) connection(ctx context.Context, userID int64) Step {
