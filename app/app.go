@@ -29,6 +29,7 @@ import (
 	"tether/projects"
 	"tether/secrets"
 	"tether/troubleshooting"
+	"tether/webhooks"
 )
 
 // Demo consumer of the built-in emulator. It is not a secret: the emulator
@@ -122,9 +123,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		store.Close()
 		return nil, fmt.Errorf("BITBUCKET_SSH_HOST_KEYS: %w", err)
 	}
-	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned})
+	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
+	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase)
 	a.Health = checker
-	projectService := projects.New(log, store, conns, bb, checker)
+	projectService := projects.New(log, store, conns, bb, checker, hookBase)
+	receiver := webhooks.New(log, store)
+	receiving, stopReceiving := context.WithCancel(context.Background())
+	received := make(chan struct{})
+	go func() {
+		receiver.Run(receiving)
+		close(received)
+	}()
+	a.closers = append(a.closers, func() {
+		stopReceiving()
+		<-received
+	})
 
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
@@ -138,6 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Troubleshooter: troubleshooting.New(log, conns, bb, projectService, checker),
 		Projects:       projectService,
 		Health:         checker,
+		Receiver:       receiver,
 	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

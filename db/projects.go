@@ -24,6 +24,7 @@ type Project struct {
 	CloneSSH  string
 	HTMLURL   string
 	Private   bool
+	HookToken string // the random last segment of the webhook URL
 	CreatedAt time.Time
 }
 
@@ -42,18 +43,18 @@ type DeployKey struct {
 const purposeDeployKey = "deploy_keys.private_key"
 
 const projectColumns = `p.id, p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
-	p.clone_ssh, p.html_url, p.is_private, p.created_at`
+	p.clone_ssh, p.html_url, p.is_private, p.hook_token, p.created_at`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	err := row.Scan(&p.ID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
-		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.CreatedAt)
+		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.HookToken, &p.CreatedAt)
 	return p, notFound(err)
 }
 
-// CreateProject stores a project with its first deploy key in one
-// transaction.
-func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey) (Project, error) {
+// CreateProject stores a project with its first deploy key and webhook in
+// one transaction.
+func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hook Webhook) (Project, error) {
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -64,17 +65,20 @@ func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey) (Pr
 			return ErrRepositoryTaken
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO projects
-			(name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, now, now)
+			(name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, p.HookToken, now, now)
 		if err != nil {
 			return fmt.Errorf("db: insert project: %w", err)
 		}
 		if p.ID, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		key.ProjectID = p.ID
-		return s.insertDeployKey(ctx, tx, key, now)
+		key.ProjectID, hook.ProjectID = p.ID, p.ID
+		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
+			return err
+		}
+		return s.insertWebhook(ctx, tx, hook, now)
 	})
 	if err != nil {
 		return Project{}, err

@@ -65,6 +65,7 @@ type Handlers struct {
 	troubleshooter Troubleshooter
 	projects       Projects
 	health         Health
+	receiver       Receiver
 	stateCookie    *securecookie.SecureCookie
 }
 
@@ -77,6 +78,7 @@ type Services struct {
 	Troubleshooter Troubleshooter
 	Projects       Projects
 	Health         Health
+	Receiver       Receiver
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
@@ -85,6 +87,6 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 	return &Handlers{
 		log: log, cfg: cfg, stateCookie: sc,
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
-		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health,
+		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver,
 	}
 }

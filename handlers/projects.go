@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -12,16 +13,21 @@ import (
 	"tether/problem"
 	"tether/projects"
 	"tether/views"
+	"tether/webhooks"
 )
 
-// Projects manages projects and their deploy keys.
+// Projects manages projects, their deploy keys and webhooks.
 type Projects interface {
 	List(ctx context.Context, userID int64) ([]db.Project, error)
 	Get(ctx context.Context, userID, projectID int64) (db.Project, error)
 	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
 	Create(ctx context.Context, userID int64, fullName string) (db.Project, error)
 	Key(ctx context.Context, p db.Project) (db.DeployKey, error)
+	Webhook(ctx context.Context, p db.Project) (db.Webhook, error)
+	HookURL(p db.Project) string
 	RegenerateKey(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
+	RegenerateWebhook(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
+	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
 }
 
 // Health reads and runs project health checks.
@@ -29,6 +35,34 @@ type Health interface {
 	Badge(ctx context.Context, p db.Project, part string, kick bool) (health.Badge, error)
 	Check(ctx context.Context, p db.Project) error
 }
+
+// Receiver takes webhook deliveries.
+type Receiver interface {
+	Receive(ctx context.Context, token string, h http.Header, body io.Reader) webhooks.Answer
+}
+
+// part describes one health row of the project page.
+type part struct {
+	slug, title, dbPart, confirm string
+	regenerate                   func(Projects, context.Context, db.Project) (projects.RegenerateResult, error)
+	done                         string // what a successful Regenerate says
+}
+
+var (
+	deployKeyPart = part{
+		slug: "deploy-key", title: "Deploy Key", dbPart: db.PartDeployKey,
+		confirm:    "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
+		regenerate: Projects.RegenerateKey,
+		done:       "A new deploy key is in force; the old one was removed from Bitbucket.",
+	}
+	webhookPart = part{
+		slug: "webhook", title: "Webhook", dbPart: db.PartWebhook,
+		confirm:    "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
+		regenerate: Projects.RegenerateWebhook,
+		done:       "A new webhook is in force; the old one was removed from Bitbucket.",
+	}
+	parts = []part{deployKeyPart, webhookPart}
+)
 
 func (h *Handlers) projectList(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -38,11 +72,14 @@ func (h *Handlers) projectList(c echo.Context) error {
 	}
 	rows := make([]views.ProjectRow, 0, len(list))
 	for _, p := range list {
-		b, err := h.health.Badge(ctx, p, db.PartDeployKey, false)
-		if err != nil {
+		row := views.ProjectRow{Project: p}
+		if row.Key, err = h.health.Badge(ctx, p, db.PartDeployKey, false); err != nil {
 			return err
 		}
-		rows = append(rows, views.ProjectRow{Project: p, Key: b})
+		if row.Webhook, err = h.health.Badge(ctx, p, db.PartWebhook, false); err != nil {
+			return err
+		}
+		rows = append(rows, row)
 	}
 	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows), nil)
 }
@@ -71,10 +108,10 @@ func isProblem(err error) bool {
 func (h *Handlers) repositoryChoices(c echo.Context) error {
 	choices, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, c.QueryParam("q"), c.QueryParam("fresh") != "")
 	if err != nil {
-		status, msg := statusOf(err)
 		if !isProblem(err) {
 			return err
 		}
+		status, msg := statusOf(err)
 		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), nil, msg))
 	}
 	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), choices, ""))
@@ -108,83 +145,165 @@ func (h *Handlers) projectPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	key, err := h.keyView(c, p, true)
+	v, err := h.projectView(c, p)
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, views.ProjectPage(h.page(c, p.Name, "projects"), views.ProjectView{Project: p, Key: key}), nil)
+	return render(c, http.StatusOK, views.ProjectPage(h.page(c, p.Name, "projects"), v), nil)
 }
 
-func (h *Handlers) keyView(c echo.Context, p db.Project, kick bool) (views.KeyView, error) {
-	ctx := c.Request().Context()
-	b, err := h.health.Badge(ctx, p, db.PartDeployKey, kick)
-	if err != nil {
-		return views.KeyView{}, err
-	}
-	k, err := h.projects.Key(ctx, p)
-	if err != nil {
-		return views.KeyView{}, err
-	}
-	return views.KeyView{ProjectID: p.ID, Badge: b, PublicKey: k.PublicKey, Fingerprint: k.Fingerprint}, nil
-}
-
-// deployKeyRow is the badge poll: stored state only.
-func (h *Handlers) deployKeyRow(c echo.Context) error {
-	p, err := h.project(c)
-	if err != nil {
-		return err
-	}
-	v, err := h.keyView(c, p, true)
-	if err != nil {
-		return err
-	}
-	return h.renderKeyRow(c, http.StatusOK, p, v)
-}
-
-func (h *Handlers) renderKeyRow(c echo.Context, status int, p db.Project, v views.KeyView) error {
-	page := views.ProjectPage(h.page(c, p.Name, "projects"), views.ProjectView{Project: p, Key: v})
-	return render(c, status, page, views.DeployKeyRow(v))
-}
-
-// checkDeployKey is "Check now": it waits for Bitbucket.
-func (h *Handlers) checkDeployKey(c echo.Context) error {
-	p, err := h.project(c)
-	if err != nil {
-		return err
-	}
-	if err := h.health.Check(c.Request().Context(), p); err != nil {
-		return err
-	}
-	v, err := h.keyView(c, p, false)
-	if err != nil {
-		return err
-	}
-	return h.renderKeyRow(c, http.StatusOK, p, v)
-}
-
-// regenerateKey replaces the deploy key and shows the outcome in the row.
-func (h *Handlers) regenerateKey(c echo.Context) error {
-	p, err := h.project(c)
-	if err != nil {
-		return err
-	}
-	res, rerr := h.projects.RegenerateKey(c.Request().Context(), p)
-	v, err := h.keyView(c, p, false)
-	if err != nil {
-		return err
-	}
-	status := http.StatusOK
-	switch {
-	case rerr != nil:
-		if !isProblem(rerr) {
-			return rerr
+// projectView reads everything the project page shows, from the store.
+func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView, error) {
+	v := views.ProjectView{Project: p}
+	for _, pt := range parts {
+		row, err := h.partView(c, p, pt, true)
+		if err != nil {
+			return v, err
 		}
-		status, v.Message = statusOf(rerr)
-		v.MessageKind = "error"
-	case res.Warning != "":
-		v.Message, v.MessageKind = res.Warning, "warning"
-	default:
-		v.Message, v.MessageKind = "A new deploy key is in force; the old one was removed from Bitbucket.", "ok"
+		v.Parts = append(v.Parts, row)
 	}
-	return h.renderKeyRow(c, status, p, v)
+	a, err := h.activity(c, p)
+	v.Activity = a
+	return v, err
+}
+
+func (h *Handlers) activity(c echo.Context, p db.Project) (views.Activity, error) {
+	a, err := h.projects.Activity(c.Request().Context(), p)
+	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted}, err
+}
+
+// partView reads one health row. kick lets a stale result start a check
+// in the background; it never waits for Bitbucket.
+func (h *Handlers) partView(c echo.Context, p db.Project, pt part, kick bool) (views.Part, error) {
+	ctx := c.Request().Context()
+	b, err := h.health.Badge(ctx, p, pt.dbPart, kick)
+	if err != nil {
+		return views.Part{}, err
+	}
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm}
+	switch pt.slug {
+	case deployKeyPart.slug:
+		k, err := h.projects.Key(ctx, p)
+		if err != nil {
+			return v, err
+		}
+		if k.PublicKey != "" {
+			v.Facts = []views.Fact{
+				{Label: "Fingerprint", Value: k.Fingerprint, TestID: "fingerprint", Code: true},
+				{Label: "Public key", Value: k.PublicKey, TestID: "public-key", Code: true},
+			}
+		}
+	case webhookPart.slug:
+		w, err := h.projects.Webhook(ctx, p)
+		if err != nil {
+			return v, err
+		}
+		v.Facts = []views.Fact{{Label: "URL", Value: h.projects.HookURL(p), TestID: "hook-url", Code: true}}
+		if w.UUID != "" {
+			v.Facts = append(v.Facts, views.Fact{Label: "Hook", Value: "{" + w.UUID + "}", TestID: "hook-uuid", Code: true},
+				views.Fact{Label: "Events", Value: joinEvents(w.Events), TestID: "hook-events"})
+		}
+	}
+	return v, nil
+}
+
+func joinEvents(events []string) string {
+	out := ""
+	for i, e := range events {
+		if i > 0 {
+			out += ", "
+		}
+		out += e
+	}
+	return out
+}
+
+func (h *Handlers) renderPart(c echo.Context, status int, p db.Project, v views.Part) error {
+	if !wantsFragment(c.Request()) {
+		return h.projectPage(c)
+	}
+	return renderComponent(c, status, views.HealthRow(v))
+}
+
+// healthRow is a row's poll: stored state only.
+func (h *Handlers) healthRow(pt part) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := h.project(c)
+		if err != nil {
+			return err
+		}
+		v, err := h.partView(c, p, pt, true)
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Add("Vary", "HX-Request")
+		return h.renderPart(c, http.StatusOK, p, v)
+	}
+}
+
+// checkPart is "Check now": it waits for Bitbucket.
+func (h *Handlers) checkPart(pt part) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := h.project(c)
+		if err != nil {
+			return err
+		}
+		if err := h.health.Check(c.Request().Context(), p); err != nil {
+			return err
+		}
+		v, err := h.partView(c, p, pt, false)
+		if err != nil {
+			return err
+		}
+		return h.renderPart(c, http.StatusOK, p, v)
+	}
+}
+
+// regeneratePart replaces the key or hook and shows the outcome in place.
+func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := h.project(c)
+		if err != nil {
+			return err
+		}
+		res, rerr := pt.regenerate(h.projects, c.Request().Context(), p)
+		v, err := h.partView(c, p, pt, false)
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		switch {
+		case rerr != nil:
+			if !isProblem(rerr) {
+				return rerr
+			}
+			status, v.Message = statusOf(rerr)
+			v.MessageKind = "error"
+		case res.Warning != "":
+			v.Message, v.MessageKind = res.Warning, "warning"
+		default:
+			v.Message, v.MessageKind = pt.done, "ok"
+		}
+		return h.renderPart(c, status, p, v)
+	}
+}
+
+// projectActivity is the workflows and deliveries poll.
+func (h *Handlers) projectActivity(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	a, err := h.activity(c, p)
+	if err != nil {
+		return err
+	}
+	return renderComponent(c, http.StatusOK, views.ActivitySection(a))
+}
+
+// receiveWebhook answers Bitbucket's deliveries: plain text, a status that
+// tells Bitbucket whether to retry.
+func (h *Handlers) receiveWebhook(c echo.Context) error {
+	a := h.receiver.Receive(c.Request().Context(), c.Param("token"), c.Request().Header, c.Request().Body)
+	return c.String(a.Status, a.Message)
 }

@@ -28,6 +28,10 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	e.GET("/static/*", h.static(static.FS))
 	e.GET("/healthz", h.healthz)
 
+	// Bitbucket's webhook deliveries: signed, not browser requests, so no
+	// session and no CSRF token.
+	e.POST("/hooks/bitbucket/:token", h.receiveWebhook)
+
 	app := e.Group("", h.csrf(), h.loadSession)
 
 	// Ways in.
@@ -51,9 +55,13 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	in.GET("/projects/new/repositories", h.repositoryChoices)
 	in.POST("/projects", h.createProject)
 	in.GET("/projects/:id", h.projectPage)
-	in.GET("/projects/:id/deploy-key", h.deployKeyRow)
-	in.POST("/projects/:id/deploy-key/check", h.checkDeployKey)
-	in.POST("/projects/:id/deploy-key/regenerate", h.regenerateKey)
+	in.GET("/projects/:id/activity", h.projectActivity)
+	in.GET("/projects/:id/deploy-key", h.healthRow(deployKeyPart))
+	in.POST("/projects/:id/deploy-key/check", h.checkPart(deployKeyPart))
+	in.POST("/projects/:id/deploy-key/regenerate", h.regeneratePart(deployKeyPart))
+	in.GET("/projects/:id/webhook", h.healthRow(webhookPart))
+	in.POST("/projects/:id/webhook/check", h.checkPart(webhookPart))
+	in.POST("/projects/:id/webhook/regenerate", h.regeneratePart(webhookPart))
 	in.GET("/troubleshooting", h.troubleshooting)
 	in.GET("/troubleshooting/checks", h.troubleshootingChecks)
 }

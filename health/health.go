@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,12 @@ const (
 	ReasonSSHDenied     = "SSH Permission denied (publickey)"
 	ReasonCouldNotCheck = "could not check"
 	ReasonNoDeployKey   = "no deploy key"
+	ReasonHookDeleted   = "deleted on Bitbucket"
+	ReasonHookInactive  = "deactivated"
+	ReasonHookWrongURL  = "points at the wrong URL"
+	ReasonHookNoPush    = "repo:push missing"
+	ReasonHookNoSecret  = "no secret"
+	ReasonNoWebhook     = "no webhook"
 )
 
 const (
@@ -47,6 +54,7 @@ type Store interface {
 	Project(ctx context.Context, id int64) (db.Project, error)
 	AllProjects(ctx context.Context) ([]db.Project, error)
 	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
+	ActiveWebhook(ctx context.Context, projectID int64) (db.Webhook, error)
 	Health(ctx context.Context, projectID int64, part string) (db.Health, error)
 	RecordHealth(ctx context.Context, h db.Health) error
 }
@@ -60,6 +68,7 @@ type Connections interface {
 type Bitbucket interface {
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
 	DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (bitbucket.DeployKey, error)
+	Hook(ctx context.Context, accessToken, workspace, slug, uuid string) (bitbucket.Hook, error)
 }
 
 // SSH is where deploy keys are probed.
@@ -74,11 +83,12 @@ type Checker struct {
 	// in the background (bounding the API calls a watched page costs).
 	Stale time.Duration
 
-	log   *slog.Logger
-	store Store
-	conns Connections
-	bb    Bitbucket
-	ssh   SSH
+	log      *slog.Logger
+	store    Store
+	conns    Connections
+	bb       Bitbucket
+	ssh      SSH
+	hookBase string // webhook URLs are hookBase + the project's token
 
 	mu       sync.Mutex
 	running  map[int64]bool      // project checks in flight
@@ -87,10 +97,10 @@ type Checker struct {
 }
 
 // New returns a checker.
-func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, sshCfg SSH) *Checker {
+func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, sshCfg SSH, hookBase string) *Checker {
 	return &Checker{
 		Stale: defaultStale,
-		log:   log, store: store, conns: conns, bb: bb, ssh: sshCfg,
+		log:   log, store: store, conns: conns, bb: bb, ssh: sshCfg, hookBase: hookBase,
 		running:  map[int64]bool{},
 		backoff:  map[int64]time.Time{},
 		probeSSH: bitbucket.ProbeSSH,
@@ -205,11 +215,63 @@ func (c *Checker) wait(ctx context.Context, projectID int64) error {
 // run checks every part of the project and records the results, with a
 // context that outlives the caller's so a result is never half-written.
 func (c *Checker) run(ctx context.Context, p db.Project) error {
-	key := c.checkDeployKey(ctx, p)
-	if key.Status == db.Unknown {
-		c.noteRateLimit(p.ID, key)
+	r := c.inspect(ctx, p)
+	results := []db.Health{c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)}
+	var errs []error
+	for _, h := range results {
+		if h.Status == db.Unknown {
+			c.noteRateLimit(p.ID, h)
+		}
+		errs = append(errs, c.store.RecordHealth(context.WithoutCancel(ctx), h))
 	}
-	return c.store.RecordHealth(context.WithoutCancel(ctx), key)
+	return errors.Join(errs...)
+}
+
+// remote is what Bitbucket says about a project, read with one token.
+type remote struct {
+	key     db.DeployKey // ours, as stored
+	hook    db.Webhook
+	keyErr  error // reading ours
+	hookErr error
+
+	err  error  // a failure before the parts could be read
+	step string // what Tether was doing when err happened
+	repo bitbucket.Repository
+
+	remoteKey     bitbucket.DeployKey
+	remoteKeyErr  error
+	remoteHook    bitbucket.Hook
+	remoteHookErr error
+}
+
+// inspect reads the repository (by UUID) and our key and hook on it with
+// the owner's connection.
+func (c *Checker) inspect(ctx context.Context, p db.Project) remote {
+	var r remote
+	r.key, r.keyErr = c.store.ActiveDeployKey(ctx, p.ID)
+	r.hook, r.hookErr = c.store.ActiveWebhook(ctx, p.ID)
+	r.err = c.conns.Do(ctx, p.OwnerID, func(token string) error {
+		var err error
+		r.step = "looked up the repository"
+		if r.repo, err = c.locate(ctx, token, p); err != nil {
+			return err
+		}
+		if r.keyErr == nil {
+			r.remoteKey, r.remoteKeyErr = c.bb.DeployKey(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.key.BitbucketKeyID)
+			if bitbucket.IsUnauthorized(r.remoteKeyErr) {
+				return r.remoteKeyErr
+			}
+		}
+		if r.hookErr == nil {
+			r.remoteHook, r.remoteHookErr = c.bb.Hook(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.hook.UUID)
+			if bitbucket.IsUnauthorized(r.remoteHookErr) {
+				return r.remoteHookErr
+			}
+		}
+		r.step = ""
+		return nil
+	})
+	return r
 }
 
 func (c *Checker) noteRateLimit(projectID int64, h db.Health) {
@@ -250,66 +312,68 @@ func transient(part string, p db.Project, err error, what string) db.Health {
 	return h
 }
 
-func (c *Checker) checkDeployKey(ctx context.Context, p db.Project) db.Health {
-	h := db.Health{ProjectID: p.ID, Part: db.PartDeployKey}
-	key, err := c.store.ActiveDeployKey(ctx, p.ID)
-	if errors.Is(err, db.ErrNotFound) {
-		h.Status, h.Reason, h.Detail = db.Invalid, ReasonNoDeployKey, "This project has no deploy key. Press Regenerate to create one."
-		return h
-	}
-	if err != nil {
-		return transient(h.Part, p, err, "read the stored key")
-	}
-	var (
-		repo   bitbucket.Repository
-		remote bitbucket.DeployKey
-		step   string
-	)
-	err = c.conns.Do(ctx, p.OwnerID, func(token string) error {
-		var err error
-		step = "looked up the repository"
-		if repo, err = c.locate(ctx, token, p); err != nil {
-			return err
-		}
-		step = "read the deploy key"
-		remote, err = c.bb.DeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.BitbucketKeyID)
-		return err
-	})
+// shared judges what both parts depend on: the owner's connection and
+// their access to the repository. ok is false when that decided the result.
+func (c *Checker) shared(part string, p db.Project, r remote) (db.Health, bool) {
+	h := db.Health{ProjectID: p.ID, Part: part}
 	switch {
-	case errors.Is(err, connections.ErrNotConnected):
+	case r.err == nil:
+		return h, true
+	case errors.Is(r.err, connections.ErrNotConnected):
 		h.Status, h.Reason = db.Invalid, ReasonOAuthRevoked
 		h.Detail = fmt.Sprintf("%s's Bitbucket connection is Not Connected, so Tether cannot act on the repository. %s must grant access again on their account page.", p.OwnerName, p.OwnerName)
-		return h
-	case bitbucket.IsTransient(err):
-		return transient(h.Part, p, err, step)
-	case step == "looked up the repository" && (bitbucket.IsNotFound(err) || bitbucket.IsForbidden(err)):
+	case bitbucket.IsTransient(r.err):
+		return transient(part, p, r.err, r.step), false
+	case bitbucket.IsNotFound(r.err) || bitbucket.IsForbidden(r.err):
 		h.Status, h.Reason = db.Invalid, ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("Bitbucket no longer shows %s to %s. Give them access again, or re-home the project to someone who has it.", p.FullName, p.OwnerName)
+	default:
+		c.log.Error("health check", "project_id", p.ID, "err", r.err)
+		return transient(part, p, r.err, r.step), false
+	}
+	return h, false
+}
+
+func (c *Checker) deployKeyHealth(ctx context.Context, p db.Project, r remote) db.Health {
+	if errors.Is(r.keyErr, db.ErrNotFound) {
+		return db.Health{ProjectID: p.ID, Part: db.PartDeployKey, Status: db.Invalid, Reason: ReasonNoDeployKey,
+			Detail: "This project has no deploy key. Press Regenerate to create one."}
+	}
+	if r.keyErr != nil {
+		return transient(db.PartDeployKey, p, r.keyErr, "read the stored key")
+	}
+	h, ok := c.shared(db.PartDeployKey, p, r)
+	if !ok {
 		return h
+	}
+	err := r.remoteKeyErr
+	switch {
+	case bitbucket.IsTransient(err):
+		return transient(h.Part, p, err, "read the deploy key")
 	case bitbucket.IsForbidden(err):
 		h.Status, h.Reason = db.Invalid, ReasonOwnerNoAccess
-		h.Detail = fmt.Sprintf("%s is no longer an admin of %s, and only admins can see its deploy keys.", p.OwnerName, repo.FullName)
+		h.Detail = fmt.Sprintf("%s is no longer an admin of %s, and only admins can see its deploy keys.", p.OwnerName, r.repo.FullName)
 		return h
 	case bitbucket.IsNotFound(err):
 		h.Status, h.Reason = db.Invalid, ReasonKeyRemoved
-		h.Detail = fmt.Sprintf("The key Tether added (id %d) is no longer on %s; someone removed it. Press Regenerate to add a new one.", key.BitbucketKeyID, repo.FullName)
+		h.Detail = fmt.Sprintf("The key Tether added (id %d) is no longer on %s; someone removed it. Press Regenerate to add a new one.", r.key.BitbucketKeyID, r.repo.FullName)
 		return h
 	case err != nil:
 		c.log.Error("deploy key check", "project_id", p.ID, "err", err)
-		return transient(h.Part, p, err, step)
+		return transient(h.Part, p, err, "read the deploy key")
 	}
-	if !deploykeys.SameKey(remote.Key, key.PublicKey) {
+	if !deploykeys.SameKey(r.remoteKey.Key, r.key.PublicKey) {
 		h.Status, h.Reason = db.Invalid, ReasonKeyDiffers
 		h.Detail = "The key with Tether's id on Bitbucket is not the key Tether holds. Press Regenerate to replace it."
 		return h
 	}
-	signer, err := deploykeys.Signer(key.PrivateKey)
+	signer, err := deploykeys.Signer(r.key.PrivateKey)
 	if err != nil {
 		c.log.Error("deploy key unreadable", "project_id", p.ID, "err", err)
 		h.Status, h.Reason, h.Detail = db.Invalid, ReasonKeyDiffers, "Tether's copy of the private key cannot be read. Press Regenerate."
 		return h
 	}
-	err = c.probeSSH(ctx, c.ssh.Addr, c.ssh.HostKeys, signer, repo.Workspace.Slug, repo.Slug)
+	err = c.probeSSH(ctx, c.ssh.Addr, c.ssh.HostKeys, signer, r.repo.Workspace.Slug, r.repo.Slug)
 	switch {
 	case errors.Is(err, bitbucket.ErrSSHPermissionDenied):
 		h.Status, h.Reason = db.Invalid, ReasonSSHDenied
@@ -323,6 +387,49 @@ func (c *Checker) checkDeployKey(ctx context.Context, p db.Project) db.Health {
 		return transient(h.Part, p, err, "probed SSH")
 	}
 	h.Status, h.Reason = db.Valid, ""
-	h.Detail = fmt.Sprintf("The key is on %s and reads the repository over SSH.", repo.FullName)
+	h.Detail = fmt.Sprintf("The key is on %s and reads the repository over SSH.", r.repo.FullName)
 	return h
 }
+
+func (c *Checker) webhookHealth(p db.Project, r remote) db.Health {
+	if errors.Is(r.hookErr, db.ErrNotFound) {
+		return db.Health{ProjectID: p.ID, Part: db.PartWebhook, Status: db.Invalid, Reason: ReasonNoWebhook,
+			Detail: "This project has no webhook, so pushes cannot start workflows. Press Regenerate to create one."}
+	}
+	if r.hookErr != nil {
+		return transient(db.PartWebhook, p, r.hookErr, "read the stored webhook")
+	}
+	h, ok := c.shared(db.PartWebhook, p, r)
+	if !ok {
+		return h
+	}
+	err, hook := r.remoteHookErr, r.remoteHook
+	h.Status = db.Invalid
+	switch {
+	case bitbucket.IsTransient(err):
+		return transient(h.Part, p, err, "read the webhook")
+	case bitbucket.IsForbidden(err):
+		h.Reason = ReasonOwnerNoAccess
+		h.Detail = fmt.Sprintf("%s can no longer manage webhooks on %s (admin rights or the webhook permission are missing).", p.OwnerName, r.repo.FullName)
+	case bitbucket.IsNotFound(err):
+		h.Reason = ReasonHookDeleted
+		h.Detail = fmt.Sprintf("The webhook Tether created ({%s}) is no longer on %s, so pushes do not reach Tether. Press Regenerate.", r.hook.UUID, r.repo.FullName)
+	case err != nil:
+		c.log.Error("webhook check", "project_id", p.ID, "err", err)
+		return transient(h.Part, p, err, "read the webhook")
+	case !hook.Active:
+		h.Reason, h.Detail = ReasonHookInactive, "The webhook is deactivated on Bitbucket, so pushes do not reach Tether. Press Regenerate."
+	case hook.URL != c.hookURL(p):
+		h.Reason, h.Detail = ReasonHookWrongURL, fmt.Sprintf("The webhook sends to %s instead of Tether's %s. Press Regenerate.", hook.URL, c.hookURL(p))
+	case !slices.Contains(hook.Events, "repo:push"):
+		h.Reason, h.Detail = ReasonHookNoPush, "The webhook no longer includes repo:push, so pushes do not start workflows. Press Regenerate."
+	case !hook.SecretSet:
+		h.Reason, h.Detail = ReasonHookNoSecret, "The webhook has no secret, so Tether refuses its deliveries as unsigned. Press Regenerate."
+	default:
+		h.Status, h.Reason = db.Valid, ""
+		h.Detail = fmt.Sprintf("The webhook on %s is active, sends repo:push to Tether and signs its deliveries.", r.repo.FullName)
+	}
+	return h
+}
+
+func (c *Checker) hookURL(p db.Project) string { return c.hookBase + p.HookToken }

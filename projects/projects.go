@@ -8,9 +8,12 @@ package projects
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,11 +24,12 @@ import (
 	"tether/db"
 	"tether/deploykeys"
 	"tether/problem"
+	"tether/webhooks"
 )
 
 // Store is the part of the database projects use.
 type Store interface {
-	CreateProject(ctx context.Context, p db.Project, key db.DeployKey) (db.Project, error)
+	CreateProject(ctx context.Context, p db.Project, key db.DeployKey, hook db.Webhook) (db.Project, error)
 	Project(ctx context.Context, id int64) (db.Project, error)
 	ProjectsOf(ctx context.Context, userID int64) ([]db.Project, error)
 	UsedRepositories(ctx context.Context) (map[string]bool, error)
@@ -33,6 +37,13 @@ type Store interface {
 	RetiringDeployKeys(ctx context.Context, projectID int64) ([]db.DeployKey, error)
 	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey) error
 	DeleteDeployKey(ctx context.Context, id int64) error
+	ActiveWebhook(ctx context.Context, projectID int64) (db.Webhook, error)
+	RetiringWebhooks(ctx context.Context, projectID int64) ([]db.Webhook, error)
+	ReplaceWebhook(ctx context.Context, projectID int64, next db.Webhook) error
+	DeleteWebhook(ctx context.Context, id int64) error
+	RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]db.Workflow, error)
+	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]db.Delivery, error)
+	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
 }
 
 // Connections gives the acting user's token.
@@ -46,6 +57,8 @@ type Bitbucket interface {
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
 	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
 	DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error
+	CreateHook(ctx context.Context, accessToken, workspace, slug string, in bitbucket.HookInput) (bitbucket.Hook, error)
+	DeleteHook(ctx context.Context, accessToken, workspace, slug, uuid string) error
 }
 
 // Checker re-checks a project after a change.
@@ -55,7 +68,8 @@ type Checker interface {
 
 // Service manages projects.
 type Service struct {
-	log     *slog.Logger
+	hookBase string // TETHER_PUBLIC_URL + the receiver's path, ending in "/"
+	log      *slog.Logger
 	store   Store
 	conns   Connections
 	bb      Bitbucket
@@ -74,9 +88,10 @@ type repoList struct {
 // they type a search, instead of asking Bitbucket on every keystroke.
 const repoListTTL = 2 * time.Minute
 
-// New returns the projects service.
-func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker) *Service {
-	return &Service{log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
+// New returns the projects service. Webhook URLs are hookBase followed by
+// each project's random token.
+func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker, hookBase string) *Service {
+	return &Service{hookBase: hookBase, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
 }
 
 // Choice is a repository in the New project picker.
@@ -217,12 +232,20 @@ func (s *Service) Create(ctx context.Context, userID int64, fullName string) (db
 	case err != nil:
 		return db.Project{}, bitbucketProblem(err, "add the deploy key to "+repo.FullName)
 	}
-	p, err := s.store.CreateProject(ctx, db.Project{
-		Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
-		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate,
-	}, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private})
+	hookToken, secret := randomToken(), randomToken()
+	hook, err := s.bb.CreateHook(ctx, token, repo.Workspace.Slug, repo.Slug, s.hookInput(repo.FullName, hookToken, secret))
 	if err != nil {
 		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
+		return db.Project{}, hookProblem(err, repo.FullName, "Nothing was changed.")
+	}
+	p, err := s.store.CreateProject(ctx, db.Project{
+		Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
+		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
+	}, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
+		db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret})
+	if err != nil {
+		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
+		s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)
 		if errors.Is(err, db.ErrRepositoryTaken) {
 			return db.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
 		}
@@ -233,6 +256,49 @@ func (s *Service) Create(ctx context.Context, userID int64, fullName string) (db
 		s.log.Warn("first health check", "project_id", p.ID, "err", err)
 	}
 	return p, nil
+}
+
+// HookURL is the webhook URL of a project.
+func (s *Service) HookURL(p db.Project) string { return s.hookBase + p.HookToken }
+
+func (s *Service) hookInput(project, hookToken, secret string) bitbucket.HookInput {
+	return bitbucket.HookInput{
+		Description: "Tether: " + project, URL: s.hookBase + hookToken,
+		Active: true, Events: webhooks.Events, Secret: secret,
+	}
+}
+
+// hookProblem explains a refused hook creation, and what that left
+// (outcome).
+func hookProblem(err error, repo, outcome string) error {
+	var be *bitbucket.Error
+	switch {
+	case errors.As(err, &be) && be.Status == 403 && slices.Contains(be.Required, "webhook"):
+		return problem.New(problem.Forbidden, "The Bitbucket grant lacks the webhook permission, so Tether cannot create the webhook on %s. %s", repo, outcome)
+	case errors.As(err, &be) && be.Status == 403:
+		return problem.New(problem.Forbidden, "Admin rights on %s are needed to create its webhook. %s", repo, outcome)
+	case bitbucket.IsTransient(err):
+		return problem.Wrap(problem.Unavailable, err, "Could not reach Bitbucket to create the webhook on %s. %s", repo, outcome)
+	case errors.As(err, &be):
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the webhook on %s: %s %s", repo, be.Message, outcome)
+	}
+	return err
+}
+
+// randomToken is 32 random bytes, URL-safe: webhook path tokens and
+// secrets.
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// undoHook removes a hook Tether just created when what followed failed.
+func (s *Service) undoHook(ctx context.Context, token, ws, slug, uuid string) {
+	if err := s.bb.DeleteHook(context.WithoutCancel(ctx), token, ws, slug, uuid); err != nil {
+		s.log.Error("could not remove the webhook after a failed change; remove it on Bitbucket",
+			"repository", ws+"/"+slug, "hook_uuid", uuid, "err", err)
+	}
 }
 
 // undoKey removes a key Tether just added when what followed failed.
@@ -317,4 +383,99 @@ func (s *Service) retireAll(ctx context.Context, token string, p db.Project) str
 	}
 	return fmt.Sprintf("The new key is in force, but the old key (id %s) could not be removed from %s yet. Tether tries again at the next Regenerate; you can also remove it on Bitbucket.",
 		strings.Join(left, ", "), p.FullName)
+}
+
+// RegenerateWebhook replaces the project's webhook (with a new secret): the
+// new hook is created on Bitbucket and stored first, then the old one is
+// deleted. Deliveries from the old hook still in flight are accepted for a
+// grace window. If creating or storing fails, the old hook stays in force.
+func (s *Service) RegenerateWebhook(ctx context.Context, p db.Project) (RegenerateResult, error) {
+	var res RegenerateResult
+	secret := randomToken()
+	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
+		hook, err := s.bb.CreateHook(ctx, token, p.Workspace, p.RepoSlug, s.hookInput(p.FullName, p.HookToken, secret))
+		if err != nil {
+			if bitbucket.IsUnauthorized(err) {
+				return err // Do refreshes the token and tries again
+			}
+			return hookProblem(err, p.FullName, "The old webhook stays in force.")
+		}
+		err = s.store.ReplaceWebhook(ctx, p.ID, db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret})
+		if err != nil {
+			s.undoHook(ctx, token, p.Workspace, p.RepoSlug, hook.UUID)
+			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new webhook, so it was removed from Bitbucket again. The old webhook stays in force; please try again.")
+		}
+		res.Warning = s.retireHooks(ctx, token, p)
+		return nil
+	})
+	if err != nil {
+		return RegenerateResult{}, bitbucketProblem(err, "replace the webhook")
+	}
+	if err := s.checker.Check(ctx, p); err != nil {
+		s.log.Warn("health check after regenerate", "project_id", p.ID, "err", err)
+	}
+	return res, nil
+}
+
+// retireHooks deletes replaced hooks from Bitbucket (a hook already gone
+// counts as deleted) and forgets them once their grace window is over. It
+// returns a warning for hooks that remain on Bitbucket.
+func (s *Service) retireHooks(ctx context.Context, token string, p db.Project) string {
+	hooks, err := s.store.RetiringWebhooks(ctx, p.ID)
+	if err != nil {
+		s.log.Error("list replaced webhooks", "project_id", p.ID, "err", err)
+		return "The new webhook is in force; Tether could not look up the old one to remove it."
+	}
+	var left []string
+	for _, old := range hooks {
+		err := s.bb.DeleteHook(ctx, token, p.Workspace, p.RepoSlug, old.UUID)
+		if err != nil && !bitbucket.IsNotFound(err) {
+			s.log.Warn("could not delete a replaced webhook", "project_id", p.ID, "hook_uuid", old.UUID, "err", err)
+			left = append(left, "{"+old.UUID+"}")
+			continue
+		}
+		if time.Since(old.RetiredAt) > webhooks.Grace {
+			if err := s.store.DeleteWebhook(context.WithoutCancel(ctx), old.ID); err != nil {
+				s.log.Error("forget deleted webhook", "project_id", p.ID, "err", err)
+			}
+		}
+	}
+	if len(left) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("The new webhook is in force, but the old one (%s) could not be removed from %s yet. Tether tries again at the next Regenerate; you can also remove it on Bitbucket.",
+		strings.Join(left, ", "), p.FullName)
+}
+
+// Webhook returns the project's webhook in force.
+func (s *Service) Webhook(ctx context.Context, p db.Project) (db.Webhook, error) {
+	h, err := s.store.ActiveWebhook(ctx, p.ID)
+	if errors.Is(err, db.ErrNotFound) {
+		return db.Webhook{}, nil
+	}
+	return h, err
+}
+
+// Activity is what a project's webhook brought in lately.
+type Activity struct {
+	Workflows    []db.Workflow
+	Deliveries   []db.Delivery
+	LastAccepted time.Time
+}
+
+// recent is how many workflows and deliveries a project page lists.
+const recent = 20
+
+// Activity returns the project's recent workflows and deliveries.
+func (s *Service) Activity(ctx context.Context, p db.Project) (Activity, error) {
+	var a Activity
+	var err error
+	if a.Workflows, err = s.store.RecentWorkflows(ctx, p.ID, recent); err != nil {
+		return a, err
+	}
+	if a.Deliveries, err = s.store.RecentDeliveries(ctx, p.ID, recent); err != nil {
+		return a, err
+	}
+	a.LastAccepted, err = s.store.LastAccepted(ctx, p.ID)
+	return a, err
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"tether/db"
 )
 
 func csrfHeader(token string) string {
@@ -46,4 +48,23 @@ func pollTrigger(checking bool) string {
 		return "load delay:1s, every 10s"
 	}
 	return "every 10s"
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+func refLabel(w db.Workflow) string {
+	if w.Trigger == "pull_request" {
+		return "pull request from " + w.RefName
+	}
+	return w.RefType + " " + w.RefName
 }
