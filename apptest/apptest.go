@@ -336,4 +336,3 @@ func MustStatus(t testing.TB, p *Page, status int) {
 		t.Fatalf("%s: status %d, want %d\n%s", p.URL, p.Status, status, p.Body)
 	}
 }
-

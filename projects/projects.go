@@ -70,10 +70,10 @@ type Checker interface {
 type Service struct {
 	hookBase string // TETHER_PUBLIC_URL + the receiver's path, ending in "/"
 	log      *slog.Logger
-	store   Store
-	conns   Connections
-	bb      Bitbucket
-	checker Checker
+	store    Store
+	conns    Connections
+	bb       Bitbucket
+	checker  Checker
 
 	mu    sync.Mutex
 	cache map[int64]repoList // repository lists per user, for the picker's search
