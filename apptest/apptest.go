@@ -43,6 +43,8 @@ type Env struct {
 	App      *app.App
 	DataDir  string
 	Logs     *Logs
+
+	stop func()
 }
 
 // Options change the environment.
@@ -113,11 +115,31 @@ func Start(t testing.TB, opts Options) *Env {
 	env.App = a
 	srv := &httptest.Server{Listener: tetherLn, Config: &http.Server{Handler: a.Handler}}
 	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		a.Close()
-	})
+	var once sync.Once
+	env.stop = func() {
+		once.Do(func() {
+			srv.Close()
+			a.Close()
+		})
+	}
+	t.Cleanup(env.stop)
 	return env
+}
+
+// StopTether stops the in-process Tether (the emulator keeps running), for
+// tests that start Tether again as another process on the same data.
+func (e *Env) StopTether() { e.stop() }
+
+// Environ is the configuration the in-process Tether was started with, as
+// environment variables, for starting the binary on the same data.
+func (e *Env) Environ() []string {
+	c := e.App.Config
+	return []string{
+		"TETHER_PUBLIC_URL=" + c.PublicURL, "TETHER_DATA_DIR=" + c.DataDir,
+		"BITBUCKET_CLIENT_ID=" + c.BitbucketClientID, "BITBUCKET_CLIENT_SECRET=" + c.BitbucketClientSecret,
+		"BITBUCKET_URL=" + c.BitbucketURL, "BITBUCKET_API_URL=" + c.BitbucketAPIURL,
+		"BITBUCKET_SSH_ADDR=" + c.BitbucketSSHAddr, "BITBUCKET_SSH_HOST_KEYS=" + c.BitbucketSSHHostKeys,
+	}
 }
 
 // AddUser adds a Bitbucket user (password "secret-password") with a
