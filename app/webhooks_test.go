@@ -398,3 +398,40 @@ func TestRegenerateWebhook(t *testing.T) {
 		}
 	})
 }
+
+func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
+	h := withHook(t)
+	page := h.c.Get("/troubleshooting")
+	step := func(p *apptest.Page, name string) (string, string) {
+		s := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-` + name + `"]`)
+		st, _ := s.Attr("data-status")
+		return st, s.Text()
+	}
+	p := h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, _ := step(p, "webhook"); s != "ok" {
+		t.Fatalf("webhook step %q", s)
+	}
+	if s, text := step(p, "delivery"); s != "unknown" || !strings.Contains(text, "No delivery received yet") {
+		t.Fatalf("delivery step before any push: %q %s", s, text)
+	}
+	h.env.Emulator.Push("alice/api", "main", "hello", "alice")
+	p = h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, _ := step(p, "delivery"); s != "ok" {
+		t.Fatalf("delivery step after a push: %q", s)
+	}
+	// Bitbucket's hook loses its secret: deliveries are refused, the
+	// webhook is broken, and both steps say so with Regenerate at hand.
+	h.env.Emulator.EditHook("alice/api", h.hook.UUID, "", nil, true)
+	h.env.Emulator.Push("alice/api", "main", "unsigned", "alice")
+	p = h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, text := step(p, "webhook"); s != "failed" || !strings.Contains(text, "no secret") {
+		t.Fatalf("webhook step: %q %s", s, text)
+	}
+	if s, text := step(p, "delivery"); s != "failed" || !strings.Contains(text, "missing signature") {
+		t.Fatalf("delivery step: %q %s", s, text)
+	}
+	fix, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-webhook"] [data-testid="regenerate"]`).Attr("hx-post")
+	if s, _ := hookStatus(h.c.HTMX(http.MethodPost, fix, page, nil)); s != "valid" {
+		t.Fatalf("Regenerate from troubleshooting: %q", s)
+	}
+}

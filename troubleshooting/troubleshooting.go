@@ -14,6 +14,7 @@ import (
 	"tether/bitbucket"
 	"tether/connections"
 	"tether/db"
+	"tether/projects"
 )
 
 // State of a step.
@@ -58,9 +59,11 @@ type Bitbucket interface {
 	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
 }
 
-// Projects lists the projects a person sees.
+// Projects lists the projects a person sees and what their webhooks
+// brought in.
 type Projects interface {
 	List(ctx context.Context, userID int64) ([]db.Project, error)
+	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
 }
 
 // Health runs and reads project checks.
@@ -112,34 +115,70 @@ func (s *Service) project(ctx context.Context, p db.Project) ProjectReport {
 		s.log.Warn("troubleshooting: project check", "project_id", p.ID, "err", err)
 	}
 	pr := ProjectReport{Project: p}
-	h, err := s.health.Result(ctx, p.ID, db.PartDeployKey)
-	st := Step{Name: "deploy-key", Title: "Deploy key is valid"}
+	pr.Steps = append(pr.Steps,
+		s.partStep(ctx, p, db.PartDeployKey, Step{Name: "deploy-key", Title: "Deploy key is valid"}, "the key"),
+		s.partStep(ctx, p, db.PartWebhook, Step{Name: "webhook", Title: "Webhook is healthy"}, "the webhook"),
+		s.deliveryStep(ctx, p))
+	return pr
+}
+
+// partStep turns a part's recorded health into a step.
+func (s *Service) partStep(ctx context.Context, p db.Project, part string, st Step, what string) Step {
+	h, err := s.health.Result(ctx, p.ID, part)
 	switch {
 	case err != nil:
-		st.State, st.Detail, st.Fix = Unknown, "The deploy key has not been checked yet.", "Check again in a minute."
+		st.State, st.Detail, st.Fix = Unknown, "Not checked yet.", "Check again in a minute."
 	case h.Status == db.Valid:
 		st.State, st.Detail = OK, h.Detail
 	case h.Status == db.Unknown:
 		st.State, st.Detail, st.Fix = Unknown, h.Detail, "Nothing is known to be broken; check again in a minute."
 	default:
 		st.State, st.Detail = Failed, h.Reason+": "+h.Detail
-		st.Fix, st.Action = deployKeyFix(h.Reason, p)
+		st.Fix, st.Action = fix(h.Reason, p, what)
 	}
-	pr.Steps = append(pr.Steps, st)
-	return pr
+	return st
 }
 
-// deployKeyFix says what to do about an invalid deploy key, and which
-// button does it.
-func deployKeyFix(reason string, p db.Project) (string, string) {
+// fix says what to do about an invalid part, and which button does it.
+func fix(reason string, p db.Project, what string) (string, string) {
 	switch reason {
 	case "OAuth permissions revoked":
-		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; the key itself may be fine.", p.OwnerName), "grant"
+		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; %s itself may be fine.", p.OwnerName, what), "grant"
 	case "owner no longer has access to the repository":
 		return fmt.Sprintf("Give %s admin access to %s on Bitbucket again, then check again.", p.OwnerName, p.FullName), ""
 	default:
-		return "Regenerate the key: Tether adds a new one to the repository, then removes the old one.", "regenerate"
+		return fmt.Sprintf("Regenerate %s: Tether creates a new one on the repository first, then removes the old one.", what), "regenerate"
 	}
+}
+
+// deliveryStep says whether pushes reach Tether: when the last delivery
+// was accepted, or why the latest ones were refused.
+func (s *Service) deliveryStep(ctx context.Context, p db.Project) Step {
+	st := Step{Name: "delivery", Title: "Pushes reach Tether"}
+	a, err := s.projects.Activity(ctx, p)
+	if err != nil {
+		s.log.Error("troubleshooting: deliveries", "project_id", p.ID, "err", err)
+		st.State, st.Detail = Unknown, "Could not read the deliveries."
+		return st
+	}
+	var latest *db.Delivery
+	if len(a.Deliveries) > 0 {
+		latest = &a.Deliveries[0]
+	}
+	switch {
+	case latest != nil && latest.Status == db.Refused:
+		st.State = Failed
+		st.Detail = fmt.Sprintf("The latest delivery (%s) was refused: %s.", latest.ReceivedAt.UTC().Format("2 Jan 15:04 UTC"), latest.Reason)
+		st.Fix, st.Action = "Regenerate the webhook so Bitbucket signs deliveries with a secret Tether knows.", "regenerate-webhook"
+	case a.LastAccepted.IsZero():
+		st.State = Unknown
+		st.Detail = "No delivery received yet."
+		st.Fix = "Push a commit to the repository; a workflow should appear on the project page within seconds."
+	default:
+		st.State = OK
+		st.Detail = fmt.Sprintf("The last delivery was accepted at %s.", a.LastAccepted.UTC().Format("2 Jan 2006 15:04 UTC"))
+	}
+	return st
 }
 
 func (s *Service) connection(ctx context.Context, userID int64) Step {

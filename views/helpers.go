@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"tether/db"
+	"tether/troubleshooting"
 )
 
 func csrfHeader(token string) string {
@@ -67,4 +68,12 @@ func refLabel(w db.Workflow) string {
 		return "pull request from " + w.RefName
 	}
 	return w.RefType + " " + w.RefName
+}
+
+// regeneratePart is the row a step's Regenerate button acts on.
+func regeneratePart(s troubleshooting.Step) string {
+	if s.Action == "regenerate-webhook" {
+		return "webhook"
+	}
+	return s.Name
 }
