@@ -27,6 +27,7 @@ import (
 	"tether/handlers"
 	"tether/health"
 	"tether/projects"
+	"tether/repourl"
 	"tether/secrets"
 	"tether/troubleshooting"
 	"tether/webhooks"
@@ -126,7 +127,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
 	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase)
 	a.Health = checker
-	projectService := projects.New(log, store, conns, bb, checker, hookBase)
+	projectService := projects.New(log, store, conns, bb, checker, projects.Config{
+		HookBase: hookBase,
+		Hosts:    repourl.Hosts{WebURL: cfg.BitbucketURL, SSHAddr: cfg.BitbucketSSHAddr},
+	})
 	receiver := webhooks.New(log, store)
 	receiving, stopReceiving := context.WithCancel(context.Background())
 	received := make(chan struct{})

@@ -253,3 +253,15 @@ func (c *Client) Repository(ctx context.Context, accessToken, workspace, repoSlu
 	}
 	return w.repository(), nil
 }
+
+// RepositoryByUUID finds a repository by its UUID wherever it lives now:
+// first under the workspace it was last seen in, then — after a move to
+// another workspace or a workspace rename — with "{}" in place of the
+// workspace, which Bitbucket accepts with a repository UUID.
+func (c *Client) RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (Repository, error) {
+	repo, err := c.Repository(ctx, accessToken, lastWorkspace, uuid)
+	if IsNotFound(err) {
+		repo, err = c.Repository(ctx, accessToken, "{}", uuid)
+	}
+	return repo, err
+}

@@ -25,6 +25,7 @@ type Project struct {
 	HTMLURL   string
 	Private   bool
 	HookToken string // the random last segment of the webhook URL
+	MovedTo   string // the full name Bitbucket now has, when it differs
 	CreatedAt time.Time
 }
 
@@ -43,12 +44,12 @@ type DeployKey struct {
 const purposeDeployKey = "deploy_keys.private_key"
 
 const projectColumns = `p.id, p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
-	p.clone_ssh, p.html_url, p.is_private, p.hook_token, p.created_at`
+	p.clone_ssh, p.html_url, p.is_private, p.hook_token, p.moved_to, p.created_at`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	err := row.Scan(&p.ID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
-		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.HookToken, &p.CreatedAt)
+		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.HookToken, &p.MovedTo, &p.CreatedAt)
 	return p, notFound(err)
 }
 
@@ -206,4 +207,64 @@ func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next Depl
 func (s *Store) DeleteDeployKey(ctx context.Context, id int64) error {
 	_, err := s.write.ExecContext(ctx, `DELETE FROM deploy_keys WHERE id = ?`, id)
 	return err
+}
+
+// Repository is where a project's repository lives on Bitbucket.
+type Repository struct {
+	UUID, Workspace, Slug, FullName, CloneSSH, HTMLURL string
+	Private                                            bool
+}
+
+// SetMovedTo records the full name Bitbucket reports for the project's
+// repository when it differs from the stored one ("" when it does not).
+func (s *Store) SetMovedTo(ctx context.Context, projectID int64, fullName string) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE projects SET moved_to = ?, updated_at = ? WHERE id = ? AND moved_to != ?`,
+		fullName, s.now(), projectID, fullName)
+	return err
+}
+
+// UpdateRepository stores where the same repository (same UUID) lives now.
+func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Repository) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE projects SET workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+		html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ? AND repo_uuid = ?`,
+		r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, s.now(), projectID, r.UUID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SwitchRepository points the project at another repository with the key
+// and hook Tether created there, forgetting the old ones, in one
+// transaction.
+func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Repository, key DeployKey, hook Webhook) error {
+	now := s.now()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM projects WHERE repo_uuid = ? AND id != ?`, r.UUID, projectID).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrRepositoryTaken
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE projects SET repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ?`,
+			r.UUID, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, now, projectID)
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
+			if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
+				return err
+			}
+		}
+		key.ProjectID, hook.ProjectID = projectID, projectID
+		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
+			return err
+		}
+		return s.insertWebhook(ctx, tx, hook, now)
+	})
 }

@@ -28,6 +28,8 @@ type Projects interface {
 	RegenerateKey(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
 	RegenerateWebhook(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
 	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
+	ChangeRepository(ctx context.Context, p db.Project, input, confirmUUID string) (projects.ChangeResult, error)
+	MovedURL(p db.Project) string
 }
 
 // Health reads and runs project health checks.
@@ -154,7 +156,7 @@ func (h *Handlers) projectPage(c echo.Context) error {
 
 // projectView reads everything the project page shows, from the store.
 func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView, error) {
-	v := views.ProjectView{Project: p}
+	v := views.ProjectView{Project: p, Repository: h.repoView(p)}
 	for _, pt := range parts {
 		row, err := h.partView(c, p, pt, true)
 		if err != nil {
@@ -306,4 +308,72 @@ func (h *Handlers) projectActivity(c echo.Context) error {
 func (h *Handlers) receiveWebhook(c echo.Context) error {
 	a := h.receiver.Receive(c.Request().Context(), c.Param("token"), c.Request().Header, c.Request().Body)
 	return c.String(a.Status, a.Message)
+}
+
+func (h *Handlers) repoView(p db.Project) views.RepoView {
+	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p)}
+}
+
+// repositorySection renders the Repository section alone (Cancel).
+func (h *Handlers) repositorySection(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	return renderComponent(c, http.StatusOK, views.RepositorySection(h.repoView(p)))
+}
+
+// changeRepository is Change (and Update URL): it resolves the URL on
+// Bitbucket and shows the outcome, and the fresh health rows, in place.
+func (h *Handlers) changeRepository(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	typed := c.FormValue("url")
+	res, cerr := h.projects.ChangeRepository(c.Request().Context(), p, typed, c.FormValue("confirm"))
+	v := h.repoView(p)
+	v.URL = typed
+	status := http.StatusOK
+	switch {
+	case cerr != nil:
+		pr, ok := problem.As(cerr)
+		if !ok {
+			return cerr
+		}
+		status, _ = statusOf(cerr)
+		if pr.Field == "url" {
+			v.Error = pr.Message
+		} else {
+			v.Notice, v.NoticeKind = pr.Message, "error"
+		}
+	case res.Confirm != nil:
+		v.Confirm = res.Confirm
+	default:
+		if p, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
+			return err
+		}
+		v = h.repoView(p)
+		v.Notice, v.NoticeKind = "The project now uses "+p.FullName+". Deploy key and webhook were checked again.", "ok"
+		if res.Warning != "" {
+			v.Notice, v.NoticeKind = res.Warning, "warning"
+		}
+		for _, pt := range parts {
+			row, err := h.partView(c, p, pt, false)
+			if err != nil {
+				return err
+			}
+			v.Refreshed = append(v.Refreshed, row)
+		}
+	}
+	return renderComponent(c, status, views.RepositorySection(v))
+}
+
+// movedBanner is the poll of the moved/renamed banner: stored state only.
+func (h *Handlers) movedBanner(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	return renderComponent(c, http.StatusOK, views.MovedBanner(h.repoView(p)))
 }

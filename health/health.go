@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type Store interface {
 	ActiveWebhook(ctx context.Context, projectID int64) (db.Webhook, error)
 	Health(ctx context.Context, projectID int64, part string) (db.Health, error)
 	RecordHealth(ctx context.Context, h db.Health) error
+	SetMovedTo(ctx context.Context, projectID int64, fullName string) error
 }
 
 // Connections hands out the project owner's token.
@@ -66,7 +68,7 @@ type Connections interface {
 
 // Bitbucket is the part of the client the checks use.
 type Bitbucket interface {
-	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
+	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
 	DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (bitbucket.DeployKey, error)
 	Hook(ctx context.Context, accessToken, workspace, slug, uuid string) (bitbucket.Hook, error)
 }
@@ -216,8 +218,16 @@ func (c *Checker) wait(ctx context.Context, projectID int64) error {
 // context that outlives the caller's so a result is never half-written.
 func (c *Checker) run(ctx context.Context, p db.Project) error {
 	r := c.inspect(ctx, p)
-	results := []db.Health{c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)}
 	var errs []error
+	if r.err == nil {
+		// Found by UUID under another name: a rename or move to offer.
+		movedTo := ""
+		if !strings.EqualFold(r.repo.FullName, p.FullName) {
+			movedTo = r.repo.FullName
+		}
+		errs = append(errs, c.store.SetMovedTo(context.WithoutCancel(ctx), p.ID, movedTo))
+	}
+	results := []db.Health{c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)}
 	for _, h := range results {
 		if h.Status == db.Unknown {
 			c.noteRateLimit(p.ID, h)
@@ -253,7 +263,9 @@ func (c *Checker) inspect(ctx context.Context, p db.Project) remote {
 	r.err = c.conns.Do(ctx, p.OwnerID, func(token string) error {
 		var err error
 		r.step = "looked up the repository"
-		if r.repo, err = c.locate(ctx, token, p); err != nil {
+		// By UUID: a rename or move is followed, never mistaken for a
+		// removed key or hook.
+		if r.repo, err = c.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID); err != nil {
 			return err
 		}
 		if r.keyErr == nil {
@@ -284,18 +296,6 @@ func (c *Checker) noteRateLimit(projectID int64, h db.Health) {
 }
 
 const detailRateLimited = "Bitbucket is rate limiting Tether; checks pause for a few minutes."
-
-// locate finds the project's repository by its UUID, so a rename or move
-// is followed instead of being mistaken for a removed key.
-func (c *Checker) locate(ctx context.Context, token string, p db.Project) (bitbucket.Repository, error) {
-	repo, err := c.bb.Repository(ctx, token, p.Workspace, p.RepoUUID)
-	if bitbucket.IsNotFound(err) {
-		// Moved to another workspace: Bitbucket finds a repository by
-		// UUID with "{}" in place of the workspace.
-		repo, err = c.bb.Repository(ctx, token, "{}", p.RepoUUID)
-	}
-	return repo, err
-}
 
 // transient turns a failure to reach Bitbucket into an unknown result.
 func transient(part string, p db.Project, err error, what string) db.Health {

@@ -24,6 +24,7 @@ import (
 	"tether/db"
 	"tether/deploykeys"
 	"tether/problem"
+	"tether/repourl"
 	"tether/webhooks"
 )
 
@@ -44,6 +45,8 @@ type Store interface {
 	RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]db.Workflow, error)
 	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]db.Delivery, error)
 	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
+	UpdateRepository(ctx context.Context, projectID int64, r db.Repository) error
+	SwitchRepository(ctx context.Context, projectID int64, r db.Repository, key db.DeployKey, hook db.Webhook) error
 }
 
 // Connections gives the acting user's token.
@@ -55,6 +58,7 @@ type Connections interface {
 type Bitbucket interface {
 	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
+	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
 	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
 	DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error
 	CreateHook(ctx context.Context, accessToken, workspace, slug string, in bitbucket.HookInput) (bitbucket.Hook, error)
@@ -66,9 +70,16 @@ type Checker interface {
 	Check(ctx context.Context, p db.Project) error
 }
 
+// Config is where the projects' outside addresses come from.
+type Config struct {
+	HookBase string        // TETHER_PUBLIC_URL + the receiver's path, ending in "/"
+	Hosts    repourl.Hosts // the configured Bitbucket, for URLs people paste
+}
+
 // Service manages projects.
 type Service struct {
-	hookBase string // TETHER_PUBLIC_URL + the receiver's path, ending in "/"
+	hookBase string
+	hosts    repourl.Hosts
 	log      *slog.Logger
 	store    Store
 	conns    Connections
@@ -88,10 +99,9 @@ type repoList struct {
 // they type a search, instead of asking Bitbucket on every keystroke.
 const repoListTTL = 2 * time.Minute
 
-// New returns the projects service. Webhook URLs are hookBase followed by
-// each project's random token.
-func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker, hookBase string) *Service {
-	return &Service{hookBase: hookBase, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
+// New returns the projects service.
+func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker, cfg Config) *Service {
+	return &Service{hookBase: cfg.HookBase, hosts: cfg.Hosts, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
 }
 
 // Choice is a repository in the New project picker.
