@@ -219,3 +219,22 @@ func TestChangeWithoutAccessOrWhileBitbucketFails(t *testing.T) {
 		t.Fatal("a failed switch left changes behind")
 	}
 }
+
+func TestTroubleshootingReportsMove(t *testing.T) {
+	h := withHook(t)
+	h.env.Emulator.RenameRepository("alice/api", "api-v2")
+	page := h.c.Get("/troubleshooting")
+	p := h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	step := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-repository"]`)
+	if s, _ := step.Attr("data-status"); s != "failed" || !strings.Contains(step.Text(), "moved/renamed to alice/api-v2") {
+		t.Fatalf("repository step: %s %q", s, step.Text())
+	}
+	if s, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-deploy-key"]`).Attr("data-status"); s != "ok" {
+		t.Fatalf("a rename was reported as a deploy key problem: %s", s)
+	}
+	vals, _ := step.Find(`[data-testid="update-url"]`).Attr("hx-vals")
+	typed := vals[strings.Index(vals, `"url": "`)+len(`"url": "`) : len(vals)-2]
+	if r := change(t, h, typed, ""); !strings.Contains(r.Text(`[data-testid="repository-notice"]`), "now uses alice/api-v2") {
+		t.Fatalf("Update URL from troubleshooting: %s", r.Body)
+	}
+}

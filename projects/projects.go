@@ -489,3 +489,8 @@ func (s *Service) Activity(ctx context.Context, p db.Project) (Activity, error) 
 	a.LastAccepted, err = s.store.LastAccepted(ctx, p.ID)
 	return a, err
 }
+
+// Reload reads the project again, e.g. after a check recorded a move.
+func (s *Service) Reload(ctx context.Context, p db.Project) (db.Project, error) {
+	return s.store.Project(ctx, p.ID)
+}

@@ -32,7 +32,8 @@ type Step struct {
 	State  string
 	Detail string   // what was found
 	Fix    string   // what to do, for a failed or unknown step
-	Action string   // which fix button to show: "grant" or ""
+	Action string   // which fix button to show: "grant", "regenerate", "update-url" or ""
+	URL    string   // for "update-url": the repository's new URL
 	Items  []string // e.g. the first repository names
 }
 
@@ -64,6 +65,8 @@ type Bitbucket interface {
 type Projects interface {
 	List(ctx context.Context, userID int64) ([]db.Project, error)
 	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
+	Reload(ctx context.Context, p db.Project) (db.Project, error)
+	MovedURL(p db.Project) string
 }
 
 // Health runs and reads project checks.
@@ -114,12 +117,29 @@ func (s *Service) project(ctx context.Context, p db.Project) ProjectReport {
 	if err := s.health.Check(ctx, p); err != nil {
 		s.log.Warn("troubleshooting: project check", "project_id", p.ID, "err", err)
 	}
+	if fresh, err := s.projects.Reload(ctx, p); err == nil {
+		p = fresh
+	}
 	pr := ProjectReport{Project: p}
 	pr.Steps = append(pr.Steps,
+		s.repositoryStep(p),
 		s.partStep(ctx, p, db.PartDeployKey, Step{Name: "deploy-key", Title: "Deploy key is valid"}, "the key"),
 		s.partStep(ctx, p, db.PartWebhook, Step{Name: "webhook", Title: "Webhook is healthy"}, "the webhook"),
 		s.deliveryStep(ctx, p))
 	return pr
+}
+
+// repositoryStep reports a move or rename Tether detected, with the fix.
+func (s *Service) repositoryStep(p db.Project) Step {
+	st := Step{Name: "repository", Title: "Repository is where Tether expects it"}
+	if p.MovedTo == "" {
+		st.State, st.Detail = OK, fmt.Sprintf("%s is at the stored URL.", p.FullName)
+		return st
+	}
+	st.State = Failed
+	st.Detail = fmt.Sprintf("This repository was moved/renamed to %s on Bitbucket.", p.MovedTo)
+	st.Fix, st.Action, st.URL = "Update URL: Tether stores the new place and checks the deploy key and webhook again.", "update-url", s.projects.MovedURL(p)
+	return st
 }
 
 // partStep turns a part's recorded health into a step.
