@@ -26,6 +26,7 @@ import (
 	"tether/db"
 	"tether/handlers"
 	"tether/health"
+	"tether/orgs"
 	"tether/projects"
 	"tether/repourl"
 	"tether/secrets"
@@ -146,6 +147,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
 		SecureCookies: cfg.SecureCookies(),
+		PublicURL:     cfg.PublicURL,
 		BitbucketURL:  cfg.BitbucketURL,
 		Demo:          a.Emulator != nil,
 		DemoURL:       demoURL,
@@ -156,6 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Projects:       projectService,
 		Health:         checker,
 		Receiver:       receiver,
+		Orgs:           orgs.New(log, store),
 	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

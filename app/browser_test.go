@@ -23,7 +23,9 @@ func TestBrowserSignUpWithBitbucket(t *testing.T) {
 	b.WaitVisible(`#grant-access`)
 	b.Screenshot("bitbucket-consent")
 	b.Click(`#grant-access`)
-	b.WaitVisible(`[data-testid="bitbucket-connection"]`)
+	b.WaitVisible(`[data-testid="create-organization"]`)
+	b.Screenshot("setup-organization")
+	b.FinishSetup(env)
 	b.Screenshot("signed-up-with-bitbucket")
 
 	if path := b.Eval(`location.pathname`); path != "/account" {

@@ -337,18 +337,34 @@ func (c *Client) Consent(p *Page, grant bool) *Page {
 	return c.Submit(p, "form:has(#grant-access)", nil, button)
 }
 
-// SignUpWithBitbucket walks the whole dance for a new or returning user
-// and returns the page Tether lands on.
+// SignUpWithBitbucket walks the whole dance for a new or returning user,
+// creates the organization a first sign-in asks for, and returns the page
+// Tether lands on.
 func (c *Client) SignUpWithBitbucket(username string) *Page {
 	c.T.Helper()
-	return c.Consent(c.StartBitbucket(username), true)
+	return c.FinishSetup(c.Consent(c.StartBitbucket(username), true))
 }
 
-// SignUpWithPassword creates an e-mail account and returns the landing page.
+// SignUpWithPassword creates an e-mail account (and its organization) and
+// returns the landing page; a refused sign-up returns the form.
 func (c *Client) SignUpWithPassword(name, email, password string) *Page {
 	c.T.Helper()
 	p := c.Get("/signup")
-	return c.Submit(p, `form[action="/signup"]`, map[string]string{"name": name, "email": email, "password": password}, "")
+	return c.FinishSetup(c.Submit(p, `form[action="/signup"]`, map[string]string{"name": name, "email": email, "password": password}, ""))
+}
+
+// FinishSetup completes the first sign-in's setup step with the name it
+// suggests, when p is that step, and returns the account page.
+func (c *Client) FinishSetup(p *Page) *Page {
+	c.T.Helper()
+	if p.URL.Path != "/setup" || !p.Has(`form[action="/setup"]`) {
+		return p
+	}
+	done := c.Submit(p, `form[action="/setup"]`, nil, "")
+	if done.URL.Path != "/projects" {
+		c.T.Fatalf("setup did not finish: %s\n%s", done.URL, done.Body)
+	}
+	return c.Get("/account")
 }
 
 // MustStatus fails the test unless p has the status.

@@ -181,5 +181,18 @@ func (b *Browser) SignUpWithBitbucket(env *Env, username string) {
 	b.Submit(`#signin-form`)
 	b.WaitVisible(`#grant-access`)
 	b.Click(`#grant-access`)
+	b.FinishSetup(env)
+}
+
+// FinishSetup creates the organization a first sign-in asks for, when the
+// browser is on that step, and opens the account page.
+func (b *Browser) FinishSetup(env *Env) {
+	b.T.Helper()
+	b.WaitFor(`location.pathname === "/setup" || location.pathname === "/account"`, 10*time.Second)
+	if b.Eval(`location.pathname`) == "/setup" {
+		b.Click(`[data-testid="create-organization"]`)
+		b.WaitFor(`location.pathname === "/projects"`, 10*time.Second)
+		b.Navigate(env.URL + "/account")
+	}
 	b.WaitVisible(`[data-testid="bitbucket-connection"]`)
 }

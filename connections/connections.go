@@ -34,7 +34,7 @@ type Store interface {
 	RotateTokens(ctx context.Context, identityID int64, usedRefresh string, tok db.Token) error
 	MarkVerified(ctx context.Context, identityID int64, username, displayName string, scopes []string) error
 	MarkCheckFailed(ctx context.Context, identityID int64, message string) error
-	MarkNotConnected(ctx context.Context, identityID int64, reason string) error
+	MarkNotConnected(ctx context.Context, identityID int64, reason string, actorID int64) error
 }
 
 // Bitbucket is the part of the client the connections use.
@@ -157,7 +157,7 @@ func (s *Service) refresh(ctx context.Context, userID int64, stale string) (stri
 
 func (s *Service) revoked(ctx context.Context, ident db.Identity) {
 	s.log.Info("bitbucket connection revoked", "user_id", ident.UserID, "bitbucket_user", ident.Username)
-	if err := s.store.MarkNotConnected(context.WithoutCancel(ctx), ident.ID, ReasonRevoked); err != nil {
+	if err := s.store.MarkNotConnected(context.WithoutCancel(ctx), ident.ID, ReasonRevoked, 0); err != nil {
 		s.log.Error("mark connection revoked", "user_id", ident.UserID, "err", err)
 	}
 }
@@ -270,5 +270,5 @@ func (s *Service) Disconnect(ctx context.Context, userID int64) error {
 	if err != nil {
 		return err
 	}
-	return s.store.MarkNotConnected(ctx, ident.ID, ReasonDisconnected)
+	return s.store.MarkNotConnected(ctx, ident.ID, ReasonDisconnected, userID)
 }

@@ -154,8 +154,19 @@ func (s *Store) ConnectIdentity(ctx context.Context, userID int64, ident Identit
 		case err != nil && !errors.Is(err, ErrNotFound):
 			return err
 		}
+		var was string
+		err = tx.QueryRowContext(ctx, `SELECT status FROM bitbucket_identities WHERE user_id = ? AND bitbucket_uuid = ?`, userID, ident.UUID).Scan(&was)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		ident.UserID = userID
-		return s.upsertIdentity(ctx, tx, ident, tok, now)
+		if err := s.upsertIdentity(ctx, tx, ident, tok, now); err != nil {
+			return err
+		}
+		if was == Connected {
+			return nil // a login with a working connection changes nothing
+		}
+		return s.insertUserAudit(ctx, tx, userID, userID, "Bitbucket connected", "@"+ident.Username)
 	})
 }
 
@@ -276,11 +287,30 @@ func (s *Store) MarkCheckFailed(ctx context.Context, identityID int64, message s
 	return err
 }
 
-// MarkNotConnected forgets the identity's tokens and records why.
-func (s *Store) MarkNotConnected(ctx context.Context, identityID int64, reason string) error {
+// MarkNotConnected forgets the identity's tokens and records why: the
+// person disconnected (actorID is theirs) or Tether found the grant revoked
+// (actorID 0). The audit log of each of their organizations says so.
+func (s *Store) MarkNotConnected(ctx context.Context, identityID int64, reason string, actorID int64) error {
 	now := s.now()
-	_, err := s.write.ExecContext(ctx, `UPDATE bitbucket_identities SET status = 'not_connected', status_reason = ?,
-		access_token = NULL, refresh_token = NULL, token_expires_at = NULL, check_error = '', checked_at = ?, updated_at = ?
-		WHERE id = ?`, reason, now, now, identityID)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var userID int64
+		var status, username string
+		err := tx.QueryRowContext(ctx, `SELECT user_id, status, username FROM bitbucket_identities WHERE id = ?`, identityID).Scan(&userID, &status, &username)
+		if err != nil {
+			return notFound(err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE bitbucket_identities SET status = 'not_connected', status_reason = ?,
+			access_token = NULL, refresh_token = NULL, token_expires_at = NULL, check_error = '', checked_at = ?, updated_at = ?
+			WHERE id = ?`, reason, now, now, identityID); err != nil {
+			return err
+		}
+		if status != Connected {
+			return nil
+		}
+		action := "Bitbucket disconnected"
+		if actorID == 0 {
+			action = "revocation detected"
+		}
+		return s.insertUserAudit(ctx, tx, userID, actorID, action, "@"+username+": "+reason)
+	})
 }

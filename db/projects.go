@@ -14,6 +14,7 @@ var ErrRepositoryTaken = errors.New("db: repository already has a project")
 // Project is a CI project tied to one Bitbucket repository.
 type Project struct {
 	ID        int64
+	OrgID     int64
 	Name      string
 	OwnerID   int64 // whose Bitbucket connection Tether acts with
 	OwnerName string
@@ -43,19 +44,19 @@ type DeployKey struct {
 
 const purposeDeployKey = "deploy_keys.private_key"
 
-const projectColumns = `p.id, p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
+const projectColumns = `p.id, coalesce(p.org_id, 0), p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
 	p.clone_ssh, p.html_url, p.is_private, p.hook_token, p.moved_to, p.created_at`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
-	err := row.Scan(&p.ID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
+	err := row.Scan(&p.ID, &p.OrgID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
 		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.HookToken, &p.MovedTo, &p.CreatedAt)
 	return p, notFound(err)
 }
 
 // CreateProject stores a project with its first deploy key and webhook in
 // one transaction.
-func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hook Webhook) (Project, error) {
+func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hook Webhook, actorID int64) (Project, error) {
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -66,9 +67,9 @@ func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hoo
 			return ErrRepositoryTaken
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO projects
-			(name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, p.HookToken, now, now)
+			(org_id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.OrgID, p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, p.HookToken, now, now)
 		if err != nil {
 			return fmt.Errorf("db: insert project: %w", err)
 		}
@@ -79,7 +80,14 @@ func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hoo
 		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
 			return err
 		}
-		return s.insertWebhook(ctx, tx, hook, now)
+		if err := s.insertWebhook(ctx, tx, hook, now); err != nil {
+			return err
+		}
+		a := Audit{OrgID: p.OrgID, ActorID: actorID, ProjectID: p.ID, ProjectName: p.Name}
+		return s.insertAudit(ctx, tx,
+			a.with("project created", p.FullName),
+			a.with("deploy key created", key.Fingerprint),
+			a.with("webhook created", "{"+NormalizeHookUUID(hook.UUID)+"}"))
 	})
 	if err != nil {
 		return Project{}, err
@@ -104,10 +112,16 @@ func (s *Store) Project(ctx context.Context, id int64) (Project, error) {
 		JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
 }
 
-// ProjectsOf returns the projects a user owns, by name.
+// ProjectsOf returns the projects a user backs with their connection.
 func (s *Store) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
 	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.owner_id = ? ORDER BY p.name, p.id`, userID)
+}
+
+// ProjectsInOrg returns an organization's projects, by name.
+func (s *Store) ProjectsInOrg(ctx context.Context, orgID int64) ([]Project, error) {
+	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p
+		JOIN users u ON u.id = p.owner_id WHERE p.org_id = ? ORDER BY p.name, p.id`, orgID)
 }
 
 // AllProjects returns every project, for the background health monitor.
@@ -192,9 +206,12 @@ func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]Depl
 }
 
 // ReplaceDeployKey makes next the project's active key and marks the
-// previous one retiring, in one transaction.
-func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next DeployKey) error {
+// previous one retiring, in one transaction with its audit entry.
+func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next DeployKey, a Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.insertAudit(ctx, tx, a); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE deploy_keys SET state = 'retiring' WHERE project_id = ? AND state = 'active'`, projectID); err != nil {
 			return err
 		}
@@ -216,33 +233,50 @@ type Repository struct {
 }
 
 // SetMovedTo records the full name Bitbucket reports for the project's
-// repository when it differs from the stored one ("" when it does not).
+// repository when it differs from the stored one ("" when it does not); a
+// newly detected move goes into the audit log as Tether's finding.
 func (s *Store) SetMovedTo(ctx context.Context, projectID int64, fullName string) error {
-	_, err := s.write.ExecContext(ctx, `UPDATE projects SET moved_to = ?, updated_at = ? WHERE id = ? AND moved_to != ?`,
-		fullName, s.now(), projectID, fullName)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		p, err := scanProject(tx.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects p JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, projectID))
+		if err != nil || p.MovedTo == fullName {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE projects SET moved_to = ?, updated_at = ? WHERE id = ?`, fullName, s.now(), projectID); err != nil {
+			return err
+		}
+		if fullName == "" {
+			return nil
+		}
+		return s.insertAudit(ctx, tx, Audit{OrgID: p.OrgID, Action: "move detected", ProjectID: p.ID, ProjectName: p.Name,
+			Detail: p.FullName + " is now " + fullName})
+	})
 }
 
 // UpdateRepository stores where the same repository (same UUID) lives now.
-func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Repository) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE projects SET workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
-		html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ? AND repo_uuid = ?`,
-		r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, s.now(), projectID, r.UUID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Repository, a Audit) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE projects SET workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ? AND repo_uuid = ?`,
+			r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, s.now(), projectID, r.UUID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
 }
 
 // SwitchRepository points the project at another repository with the key
 // and hook Tether created there, forgetting the old ones, in one
 // transaction.
-func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Repository, key DeployKey, hook Webhook) error {
+func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Repository, key DeployKey, hook Webhook, a Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.insertAudit(ctx, tx, a); err != nil {
+			return err
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM projects WHERE repo_uuid = ? AND id != ?`, r.UUID, projectID).Scan(&n); err != nil {
 			return err
@@ -266,5 +300,46 @@ func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Reposit
 			return err
 		}
 		return s.insertWebhook(ctx, tx, hook, now)
+	})
+}
+
+// with returns a copy of the entry with action and detail set.
+func (a Audit) with(action, detail string) Audit {
+	a.Action, a.Detail = action, detail
+	return a
+}
+
+// RehomeProject makes newOwner the person whose connection backs the
+// project, with the key and hook created with their token, forgetting the
+// old ones, in one transaction.
+func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, key DeployKey, hook Webhook, a Audit) error {
+	now := s.now()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE projects SET owner_id = ?, updated_at = ? WHERE id = ?`, newOwner, now, projectID); err != nil {
+			return err
+		}
+		for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
+			if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
+				return err
+			}
+		}
+		key.ProjectID, hook.ProjectID = projectID, projectID
+		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
+			return err
+		}
+		if err := s.insertWebhook(ctx, tx, hook, now); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
+}
+
+// DeleteProject forgets a project and everything of it.
+func (s *Store) DeleteProject(ctx context.Context, projectID int64, a Audit) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, projectID); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, a)
 	})
 }

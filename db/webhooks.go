@@ -131,9 +131,12 @@ func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]Webhoo
 
 // ReplaceWebhook makes next the project's active hook and marks the
 // previous one retiring from now, in one transaction.
-func (s *Store) ReplaceWebhook(ctx context.Context, projectID int64, next Webhook) error {
+func (s *Store) ReplaceWebhook(ctx context.Context, projectID int64, next Webhook, a Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.insertAudit(ctx, tx, a); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET state = 'retiring', retired_at = ? WHERE project_id = ? AND state = 'active'`, now, projectID); err != nil {
 			return err
 		}

@@ -8,9 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"errors"
+
 	"github.com/labstack/echo/v4"
 
 	"tether/accounts"
+	"tether/orgs"
 	"tether/problem"
 	"tether/views"
 )
@@ -42,14 +45,15 @@ func (h *Handlers) signupPage(c echo.Context) error {
 	if currentUser(c) != nil {
 		return c.Redirect(http.StatusSeeOther, "/account")
 	}
-	return render(c, http.StatusOK, views.SignupPage(h.page(c, "Sign up", "signup"), views.Form{}), nil)
+	f := views.Form{Values: map[string]string{"next": localOrEmpty(c.QueryParam("next"))}}
+	return render(c, http.StatusOK, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
 }
 
 func (h *Handlers) loginPage(c echo.Context) error {
 	if currentUser(c) != nil {
 		return c.Redirect(http.StatusSeeOther, "/account")
 	}
-	f := views.Form{}
+	f := views.Form{Values: map[string]string{"next": localOrEmpty(c.QueryParam("next"))}}
 	if msg := c.QueryParam("error"); msg != "" {
 		f.Error = loginMessages[msg]
 	}
@@ -64,25 +68,33 @@ var loginMessages = map[string]string{
 }
 
 func (h *Handlers) signup(c echo.Context) error {
-	f := formOf(c, "name", "email")
+	f := formOf(c, "name", "email", "next")
 	u, err := h.accounts.SignUp(c.Request().Context(), f.Value("name"), f.Value("email"), c.FormValue("password"))
 	if err != nil {
 		return h.formError(c, err, f, func(f views.Form) error {
 			return render(c, http.StatusUnprocessableEntity, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
 		})
 	}
-	return h.signIn(c, u.ID, "/account")
+	return h.signIn(c, u.ID, f.Value("next"))
 }
 
 func (h *Handlers) login(c echo.Context) error {
-	f := formOf(c, "email")
+	f := formOf(c, "email", "next")
 	u, err := h.accounts.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"))
 	if err != nil {
 		return h.formError(c, err, f, func(f views.Form) error {
 			return render(c, http.StatusUnprocessableEntity, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
 		})
 	}
-	return h.signIn(c, u.ID, "/account")
+	return h.signIn(c, u.ID, f.Value("next"))
+}
+
+// localOrEmpty keeps next only when it is a path on this site.
+func localOrEmpty(next string) string {
+	if isLocalPath(next) {
+		return next
+	}
+	return ""
 }
 
 func formOf(c echo.Context, names ...string) views.Form {
@@ -109,8 +121,9 @@ func (h *Handlers) formError(c echo.Context, err error, f views.Form, show func(
 }
 
 // signIn rotates the session: whatever session the browser had ends, and
-// a new token is issued.
-func (h *Handlers) signIn(c echo.Context, userID int64, to string) error {
+// a new token is issued. It then goes to next (a local path) or, for
+// someone in no organization yet, to the setup step, else to the account.
+func (h *Handlers) signIn(c echo.Context, userID int64, next string) error {
 	ctx := c.Request().Context()
 	if ck, err := c.Cookie(sessionCookie); err == nil {
 		if err := h.accounts.EndSession(ctx, ck.Value); err != nil {
@@ -122,6 +135,15 @@ func (h *Handlers) signIn(c echo.Context, userID int64, to string) error {
 		return err
 	}
 	h.setCookie(c, sessionCookie, token, "/", accounts.SessionTTL)
+	to := localOrEmpty(next)
+	if to == "" {
+		to = "/account"
+		if _, err := h.orgs.ViewerOf(ctx, userID); errors.Is(err, orgs.ErrNoOrganization) {
+			to = "/setup"
+		} else if err != nil {
+			return err
+		}
+	}
 	return c.Redirect(http.StatusSeeOther, to)
 }
 
@@ -138,7 +160,7 @@ func (h *Handlers) logout(c echo.Context) error {
 // startBitbucket begins "Log in with Bitbucket" (intent login) or "Grant
 // access" (intent connect, signed in only).
 func (h *Handlers) startBitbucket(c echo.Context) error {
-	st := oauthState{Intent: c.FormValue("intent"), ReturnTo: "/account"}
+	st := oauthState{Intent: c.FormValue("intent"), ReturnTo: localOrEmpty(c.FormValue("return_to"))}
 	switch st.Intent {
 	case "login":
 	case "connect":
@@ -147,8 +169,8 @@ func (h *Handlers) startBitbucket(c echo.Context) error {
 			return c.Redirect(http.StatusSeeOther, "/login")
 		}
 		st.UserID = u.ID
-		if rt := c.FormValue("return_to"); isLocalPath(rt) {
-			st.ReturnTo = rt
+		if st.ReturnTo == "" {
+			st.ReturnTo = "/account"
 		}
 	default:
 		return problem.New(problem.Invalid, "Unknown sign-in request.")
@@ -217,7 +239,7 @@ func (h *Handlers) bitbucketCallback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.signIn(c, u.ID, "/account")
+	return h.signIn(c, u.ID, st.ReturnTo)
 }
 
 func withQuery(path, key, value string) string {

@@ -43,12 +43,13 @@ type Connections interface {
 
 // Troubleshooter walks the troubleshooting checklist.
 type Troubleshooter interface {
-	Run(ctx context.Context, userID int64) (troubleshooting.Report, error)
+	Run(ctx context.Context, userID, orgID int64) (troubleshooting.Report, error)
 }
 
 // Config is what handlers need to know about the deployment.
 type Config struct {
 	SecureCookies bool
+	PublicURL     string // for links Tether shows (invitations)
 	BitbucketURL  string // for links to Bitbucket's own pages
 	Demo          bool
 	DemoURL       string // the emulator's control page
@@ -66,6 +67,7 @@ type Handlers struct {
 	projects       Projects
 	health         Health
 	receiver       Receiver
+	orgs           Orgs
 	stateCookie    *securecookie.SecureCookie
 }
 
@@ -79,6 +81,7 @@ type Services struct {
 	Projects       Projects
 	Health         Health
 	Receiver       Receiver
+	Orgs           Orgs
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
@@ -87,6 +90,6 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 	return &Handlers{
 		log: log, cfg: cfg, stateCookie: sc,
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
-		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver,
+		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
 	}
 }

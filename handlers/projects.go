@@ -18,18 +18,21 @@ import (
 
 // Projects manages projects, their deploy keys and webhooks.
 type Projects interface {
-	List(ctx context.Context, userID int64) ([]db.Project, error)
-	Get(ctx context.Context, userID, projectID int64) (db.Project, error)
+	List(ctx context.Context, orgID int64) ([]db.Project, error)
+	Get(ctx context.Context, userID, projectID int64) (db.Project, string, error)
 	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
-	Create(ctx context.Context, userID int64, fullName string) (db.Project, error)
+	Create(ctx context.Context, orgID, userID int64, fullName string) (db.Project, error)
 	Key(ctx context.Context, p db.Project) (db.DeployKey, error)
 	Webhook(ctx context.Context, p db.Project) (db.Webhook, error)
 	HookURL(p db.Project) string
-	RegenerateKey(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
-	RegenerateWebhook(ctx context.Context, p db.Project) (projects.RegenerateResult, error)
+	RegenerateKey(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
+	RegenerateWebhook(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
 	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
-	ChangeRepository(ctx context.Context, p db.Project, input, confirmUUID string) (projects.ChangeResult, error)
+	ChangeRepository(ctx context.Context, actorID int64, p db.Project, input, confirmUUID string) (projects.ChangeResult, error)
 	MovedURL(p db.Project) string
+	Rehome(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
+	Delete(ctx context.Context, actorID int64, p db.Project) (string, error)
+	BackingOf(ctx context.Context, p db.Project, lostAccess bool) (projects.Backing, error)
 }
 
 // Health reads and runs project health checks.
@@ -46,7 +49,7 @@ type Receiver interface {
 // part describes one health row of the project page.
 type part struct {
 	slug, title, dbPart, confirm string
-	regenerate                   func(Projects, context.Context, db.Project) (projects.RegenerateResult, error)
+	regenerate                   func(Projects, context.Context, int64, db.Project) (projects.RegenerateResult, error)
 	done                         string // what a successful Regenerate says
 }
 
@@ -68,7 +71,7 @@ var (
 
 func (h *Handlers) projectList(c echo.Context) error {
 	ctx := c.Request().Context()
-	list, err := h.projects.List(ctx, currentUser(c).ID)
+	list, err := h.projects.List(ctx, viewer(c).Org.ID)
 	if err != nil {
 		return err
 	}
@@ -120,7 +123,7 @@ func (h *Handlers) repositoryChoices(c echo.Context) error {
 }
 
 func (h *Handlers) createProject(c echo.Context) error {
-	p, err := h.projects.Create(c.Request().Context(), currentUser(c).ID, c.FormValue("repository"))
+	p, err := h.projects.Create(c.Request().Context(), viewer(c).Org.ID, currentUser(c).ID, c.FormValue("repository"))
 	if err != nil {
 		return err
 	}
@@ -132,15 +135,50 @@ func (h *Handlers) createProject(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, to)
 }
 
-// project loads the project in the URL for the signed-in person; anyone
-// else gets a plain 404.
-func (h *Handlers) project(c echo.Context) (db.Project, error) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil {
-		return db.Project{}, problem.New(problem.NotFound, "There is no such project.")
+const (
+	projectKey = "project"
+	roleKey    = "project_role"
+)
+
+// loadProject puts the project in the URL, and the person's role in its
+// organization, in the context. Anyone outside the organization gets a
+// plain 404 that says nothing about the project, on every project route.
+func (h *Handlers) loadProject(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+		if err != nil {
+			return projects.ErrNoProject
+		}
+		p, role, err := h.projects.Get(c.Request().Context(), currentUser(c).ID, id)
+		if err != nil {
+			return err
+		}
+		c.Set(projectKey, p)
+		c.Set(roleKey, role)
+		return next(c)
 	}
-	return h.projects.Get(c.Request().Context(), currentUser(c).ID, id)
 }
+
+// requireProjectAdmin lets only admins of the project's organization on.
+func (h *Handlers) requireProjectAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Get(roleKey) != db.RoleAdmin {
+			return problem.New(problem.Forbidden, "Only admins of this project's organization can do this.")
+		}
+		return next(c)
+	}
+}
+
+// project is the project loadProject found.
+func (h *Handlers) project(c echo.Context) (db.Project, error) {
+	p, ok := c.Get(projectKey).(db.Project)
+	if !ok {
+		return db.Project{}, projects.ErrNoProject
+	}
+	return p, nil
+}
+
+func projectAdmin(c echo.Context) bool { return c.Get(roleKey) == db.RoleAdmin }
 
 func (h *Handlers) projectPage(c echo.Context) error {
 	p, err := h.project(c)
@@ -156,7 +194,7 @@ func (h *Handlers) projectPage(c echo.Context) error {
 
 // projectView reads everything the project page shows, from the store.
 func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView, error) {
-	v := views.ProjectView{Project: p, Repository: h.repoView(p)}
+	v := views.ProjectView{Project: p, Admin: projectAdmin(c), Repository: h.repoView(c, p)}
 	for _, pt := range parts {
 		row, err := h.partView(c, p, pt, true)
 		if err != nil {
@@ -164,9 +202,28 @@ func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView,
 		}
 		v.Parts = append(v.Parts, row)
 	}
+	b, err := h.backingView(c, p, v.Parts)
+	if err != nil {
+		return v, err
+	}
+	v.Backing = b
 	a, err := h.activity(c, p)
 	v.Activity = a
 	return v, err
+}
+
+// backingView says who backs the project; lost access is what the health
+// rows found.
+func (h *Handlers) backingView(c echo.Context, p db.Project, rows []views.Part) (views.BackingView, error) {
+	lost := false
+	for _, r := range rows {
+		lost = lost || r.Badge.Reason == health.ReasonOwnerNoAccess
+	}
+	b, err := h.projects.BackingOf(c.Request().Context(), p, lost)
+	return views.BackingView{
+		ProjectID: p.ID, OwnerName: b.OwnerName, Username: b.Username, Warnings: b.Warnings,
+		CanRehome: projectAdmin(c) && currentUser(c).ID != p.OwnerID,
+	}, err
 }
 
 func (h *Handlers) activity(c echo.Context, p db.Project) (views.Activity, error) {
@@ -182,7 +239,7 @@ func (h *Handlers) partView(c echo.Context, p db.Project, pt part, kick bool) (v
 	if err != nil {
 		return views.Part{}, err
 	}
-	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm}
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm, Admin: projectAdmin(c)}
 	switch pt.slug {
 	case deployKeyPart.slug:
 		k, err := h.projects.Key(ctx, p)
@@ -268,7 +325,7 @@ func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		res, rerr := pt.regenerate(h.projects, c.Request().Context(), p)
+		res, rerr := pt.regenerate(h.projects, c.Request().Context(), currentUser(c).ID, p)
 		v, err := h.partView(c, p, pt, false)
 		if err != nil {
 			return err
@@ -310,8 +367,8 @@ func (h *Handlers) receiveWebhook(c echo.Context) error {
 	return c.String(a.Status, a.Message)
 }
 
-func (h *Handlers) repoView(p db.Project) views.RepoView {
-	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p)}
+func (h *Handlers) repoView(c echo.Context, p db.Project) views.RepoView {
+	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p), Admin: projectAdmin(c)}
 }
 
 // repositorySection renders the Repository section alone (Cancel).
@@ -320,7 +377,7 @@ func (h *Handlers) repositorySection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.RepositorySection(h.repoView(p)))
+	return renderComponent(c, http.StatusOK, views.RepositorySection(h.repoView(c, p)))
 }
 
 // changeRepository is Change (and Update URL): it resolves the URL on
@@ -331,8 +388,8 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 		return err
 	}
 	typed := c.FormValue("url")
-	res, cerr := h.projects.ChangeRepository(c.Request().Context(), p, typed, c.FormValue("confirm"))
-	v := h.repoView(p)
+	res, cerr := h.projects.ChangeRepository(c.Request().Context(), currentUser(c).ID, p, typed, c.FormValue("confirm"))
+	v := h.repoView(c, p)
 	v.URL = typed
 	status := http.StatusOK
 	switch {
@@ -350,10 +407,10 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 	case res.Confirm != nil:
 		v.Confirm = res.Confirm
 	default:
-		if p, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
+		if p, _, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
 			return err
 		}
-		v = h.repoView(p)
+		v = h.repoView(c, p)
 		v.Notice, v.NoticeKind = "The project now uses "+p.FullName+". Deploy key and webhook were checked again.", "ok"
 		if res.Warning != "" {
 			v.Notice, v.NoticeKind = res.Warning, "warning"
@@ -375,5 +432,75 @@ func (h *Handlers) movedBanner(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.MovedBanner(h.repoView(p)))
+	return renderComponent(c, http.StatusOK, views.MovedBanner(h.repoView(c, p)))
+}
+
+// refreshedParts renders both health rows as they are stored now, to swap
+// in place after a change.
+func (h *Handlers) refreshedParts(c echo.Context, p db.Project) ([]views.Part, error) {
+	var out []views.Part
+	for _, pt := range parts {
+		row, err := h.partView(c, p, pt, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+// rehome is Re-home to me: the acting admin's connection backs the
+// project from now on; the outcome and fresh badges show in place.
+func (h *Handlers) rehome(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	res, rerr := h.projects.Rehome(ctx, currentUser(c).ID, p)
+	if p, _, err = h.projects.Get(ctx, currentUser(c).ID, p.ID); err != nil {
+		return err
+	}
+	rows, err := h.refreshedParts(c, p)
+	if err != nil {
+		return err
+	}
+	b, err := h.backingView(c, p, rows)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	switch {
+	case rerr != nil:
+		if !isProblem(rerr) {
+			return rerr
+		}
+		status, b.Message = statusOf(rerr)
+		b.MessageKind = "error"
+	case res.Warning != "":
+		b.Message, b.MessageKind, b.Refreshed = res.Warning, "warning", rows
+	default:
+		b.Message, b.MessageKind, b.Refreshed = "Re-homed: the new deploy key and webhook act with your Bitbucket connection.", "ok", rows
+	}
+	return renderComponent(c, status, views.BackingSection(b))
+}
+
+// deleteProject removes the project and goes back to the list.
+func (h *Handlers) deleteProject(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	warning, err := h.projects.Delete(c.Request().Context(), currentUser(c).ID, p)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
+	}
+	if isHTMX(c.Request()) {
+		c.Response().Header().Set("HX-Redirect", "/projects")
+		return c.NoContent(http.StatusOK)
+	}
+	return c.Redirect(http.StatusSeeOther, "/projects")
 }

@@ -47,9 +47,11 @@ func renderComponent(c echo.Context, status int, comp templ.Component) error {
 
 // page returns what every full page needs.
 func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
+	v := viewer(c)
 	return views.Page{
 		Title: title, User: currentUser(c), CSRF: csrfToken(c),
 		Demo: h.cfg.Demo, DemoURL: h.cfg.DemoURL, Nav: nav,
+		Org: v.Org, Orgs: v.Memberships, Admin: v.Admin(),
 	}
 }
 

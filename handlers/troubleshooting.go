@@ -14,7 +14,7 @@ func (h *Handlers) troubleshooting(c echo.Context) error {
 
 // troubleshootingChecks runs the checklist against Bitbucket now.
 func (h *Handlers) troubleshootingChecks(c echo.Context) error {
-	r, err := h.troubleshooter.Run(c.Request().Context(), currentUser(c).ID)
+	r, err := h.troubleshooter.Run(c.Request().Context(), currentUser(c).ID, viewer(c).Org.ID)
 	if err != nil {
 		return err
 	}

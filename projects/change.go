@@ -37,7 +37,7 @@ func (s *Service) MovedURL(p db.Project) string {
 // webhook are created there first, stored, and ours are removed from the
 // old repository when it is still reachable. Anything refused leaves the
 // project exactly as it was.
-func (s *Service) ChangeRepository(ctx context.Context, p db.Project, input, confirmUUID string) (ChangeResult, error) {
+func (s *Service) ChangeRepository(ctx context.Context, actorID int64, p db.Project, input, confirmUUID string) (ChangeResult, error) {
 	named, err := repourl.Parse(input, s.hosts)
 	var perr *repourl.Error
 	if errors.As(err, &perr) {
@@ -62,7 +62,7 @@ func (s *Service) ChangeRepository(ctx context.Context, p db.Project, input, con
 		return ChangeResult{}, bitbucketProblem(err, "look up "+named.FullName())
 	}
 	if repo.UUID == p.RepoUUID {
-		if err := s.store.UpdateRepository(ctx, p.ID, toDB(repo)); err != nil {
+		if err := s.store.UpdateRepository(ctx, p.ID, toDB(repo), audit(p, actorID, "repository URL changed", p.FullName+" → "+repo.FullName)); err != nil {
 			return ChangeResult{}, fmt.Errorf("projects: store new repository place: %w", err)
 		}
 		s.recheck(ctx, p.ID)
@@ -71,7 +71,7 @@ func (s *Service) ChangeRepository(ctx context.Context, p db.Project, input, con
 	if confirmUUID != repo.UUID {
 		return ChangeResult{Confirm: &repo}, nil
 	}
-	res, err := s.switchRepository(ctx, p, repo)
+	res, err := s.switchRepository(ctx, actorID, p, repo)
 	if err != nil {
 		return ChangeResult{}, err
 	}
@@ -97,7 +97,7 @@ func (s *Service) recheck(ctx context.Context, projectID int64) {
 
 // switchRepository moves the project to another repository: new key and
 // hook there first, stored, then ours removed from the old repository.
-func (s *Service) switchRepository(ctx context.Context, p db.Project, repo bitbucket.Repository) (ChangeResult, error) {
+func (s *Service) switchRepository(ctx context.Context, actorID int64, p db.Project, repo bitbucket.Repository) (ChangeResult, error) {
 	var res ChangeResult
 	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
 	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
@@ -126,7 +126,8 @@ func (s *Service) switchRepository(ctx context.Context, p db.Project, repo bitbu
 		}
 		err = s.store.SwitchRepository(ctx, p.ID, toDB(repo),
 			db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-			db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret})
+			db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret},
+			audit(p, actorID, "repository URL changed", p.FullName+" → "+repo.FullName+" (a different repository: new deploy key and webhook)"))
 		if err != nil {
 			s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
 			s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)

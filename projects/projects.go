@@ -30,23 +30,27 @@ import (
 
 // Store is the part of the database projects use.
 type Store interface {
-	CreateProject(ctx context.Context, p db.Project, key db.DeployKey, hook db.Webhook) (db.Project, error)
+	CreateProject(ctx context.Context, p db.Project, key db.DeployKey, hook db.Webhook, actorID int64) (db.Project, error)
 	Project(ctx context.Context, id int64) (db.Project, error)
-	ProjectsOf(ctx context.Context, userID int64) ([]db.Project, error)
+	ProjectsInOrg(ctx context.Context, orgID int64) ([]db.Project, error)
+	Role(ctx context.Context, orgID, userID int64) (string, error)
+	IdentityByUser(ctx context.Context, userID int64) (db.Identity, error)
+	RehomeProject(ctx context.Context, projectID, newOwner int64, key db.DeployKey, hook db.Webhook, a db.Audit) error
+	DeleteProject(ctx context.Context, projectID int64, a db.Audit) error
 	UsedRepositories(ctx context.Context) (map[string]bool, error)
 	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
 	RetiringDeployKeys(ctx context.Context, projectID int64) ([]db.DeployKey, error)
-	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey) error
+	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey, a db.Audit) error
 	DeleteDeployKey(ctx context.Context, id int64) error
 	ActiveWebhook(ctx context.Context, projectID int64) (db.Webhook, error)
 	RetiringWebhooks(ctx context.Context, projectID int64) ([]db.Webhook, error)
-	ReplaceWebhook(ctx context.Context, projectID int64, next db.Webhook) error
+	ReplaceWebhook(ctx context.Context, projectID int64, next db.Webhook, a db.Audit) error
 	DeleteWebhook(ctx context.Context, id int64) error
 	RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]db.Workflow, error)
 	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]db.Delivery, error)
 	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
-	UpdateRepository(ctx context.Context, projectID int64, r db.Repository) error
-	SwitchRepository(ctx context.Context, projectID int64, r db.Repository, key db.DeployKey, hook db.Webhook) error
+	UpdateRepository(ctx context.Context, projectID int64, r db.Repository, a db.Audit) error
+	SwitchRepository(ctx context.Context, projectID int64, r db.Repository, key db.DeployKey, hook db.Webhook, a db.Audit) error
 }
 
 // Connections gives the acting user's token.
@@ -173,19 +177,36 @@ func bitbucketProblem(err error, doing string) error {
 	return fmt.Errorf("%s: %w", doing, err)
 }
 
-// Get returns a project the user may see; others get NotFound, which says
-// nothing about whether the project exists.
-func (s *Service) Get(ctx context.Context, userID, projectID int64) (db.Project, error) {
+// ErrNoProject is what anyone outside a project's organization gets: it
+// says nothing about whether the project exists.
+var ErrNoProject = problem.New(problem.NotFound, "There is no such project.")
+
+// Get returns a project and the person's role in its organization; people
+// outside it get ErrNoProject. It does not depend on the organization the
+// person looks at: a project's URL works for every member.
+func (s *Service) Get(ctx context.Context, userID, projectID int64) (db.Project, string, error) {
 	p, err := s.store.Project(ctx, projectID)
-	if errors.Is(err, db.ErrNotFound) || err == nil && p.OwnerID != userID {
-		return db.Project{}, problem.New(problem.NotFound, "There is no such project.")
+	if errors.Is(err, db.ErrNotFound) {
+		return db.Project{}, "", ErrNoProject
 	}
-	return p, err
+	if err != nil {
+		return db.Project{}, "", err
+	}
+	role, err := s.store.Role(ctx, p.OrgID, userID)
+	if errors.Is(err, db.ErrNotFound) {
+		return db.Project{}, "", ErrNoProject
+	}
+	return p, role, err
 }
 
-// List returns the user's projects.
-func (s *Service) List(ctx context.Context, userID int64) ([]db.Project, error) {
-	return s.store.ProjectsOf(ctx, userID)
+// List returns an organization's projects.
+func (s *Service) List(ctx context.Context, orgID int64) ([]db.Project, error) {
+	return s.store.ProjectsInOrg(ctx, orgID)
+}
+
+// audit starts an audit entry about the project by actor.
+func audit(p db.Project, actorID int64, action, detail string) db.Audit {
+	return db.Audit{OrgID: p.OrgID, ActorID: actorID, Action: action, ProjectID: p.ID, ProjectName: p.Name, Detail: detail}
 }
 
 // Key returns the project's deploy key in force.
@@ -197,11 +218,12 @@ func (s *Service) Key(ctx context.Context, p db.Project) (db.DeployKey, error) {
 	return k, err
 }
 
-// Create makes a project from the repository "workspace/slug": it looks the
-// repository up with the user's connection, registers a new deploy key on
-// it, and stores both. When storing fails the key is taken off Bitbucket
-// again, so nothing is left half made.
-func (s *Service) Create(ctx context.Context, userID int64, fullName string) (db.Project, error) {
+// Create makes a project of organization orgID from the repository
+// "workspace/slug": it looks the repository up with the user's connection,
+// registers a new deploy key and webhook on it, and stores all of it. When
+// a step fails what was added to Bitbucket is taken off again, so nothing
+// is left half made.
+func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName string) (db.Project, error) {
 	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
 	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") {
 		return db.Project{}, problem.Field("repository", "Choose a repository from the list.")
@@ -249,10 +271,10 @@ func (s *Service) Create(ctx context.Context, userID int64, fullName string) (db
 		return db.Project{}, hookProblem(err, repo.FullName, "Nothing was changed.")
 	}
 	p, err := s.store.CreateProject(ctx, db.Project{
-		Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
+		OrgID: orgID, Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
 		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
 	}, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-		db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret})
+		db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret}, userID)
 	if err != nil {
 		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
 		s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)
@@ -335,7 +357,7 @@ type RegenerateResult struct {
 // RegenerateKey replaces the project's deploy key: the new key is added to
 // Bitbucket and stored first, then the old one is deleted. If adding or
 // storing fails, the old key stays in force and nothing else changes.
-func (s *Service) RegenerateKey(ctx context.Context, p db.Project) (RegenerateResult, error) {
+func (s *Service) RegenerateKey(ctx context.Context, actorID int64, p db.Project) (RegenerateResult, error) {
 	key, err := deploykeys.Generate(p.FullName)
 	if err != nil {
 		return RegenerateResult{}, err
@@ -349,7 +371,8 @@ func (s *Service) RegenerateKey(ctx context.Context, p db.Project) (RegenerateRe
 		case err != nil:
 			return bitbucketProblem(err, "add the new deploy key; the old key stays in force")
 		}
-		err = s.store.ReplaceDeployKey(ctx, p.ID, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private})
+		err = s.store.ReplaceDeployKey(ctx, p.ID, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
+			audit(p, actorID, "deploy key regenerated", key.Fingerprint))
 		if err != nil {
 			s.undoKey(ctx, token, p.Workspace, p.RepoSlug, remote.ID)
 			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new key, so it was removed from Bitbucket again. The old key stays in force; please try again.")
@@ -399,7 +422,7 @@ func (s *Service) retireAll(ctx context.Context, token string, p db.Project) str
 // new hook is created on Bitbucket and stored first, then the old one is
 // deleted. Deliveries from the old hook still in flight are accepted for a
 // grace window. If creating or storing fails, the old hook stays in force.
-func (s *Service) RegenerateWebhook(ctx context.Context, p db.Project) (RegenerateResult, error) {
+func (s *Service) RegenerateWebhook(ctx context.Context, actorID int64, p db.Project) (RegenerateResult, error) {
 	var res RegenerateResult
 	secret := randomToken()
 	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
@@ -410,7 +433,8 @@ func (s *Service) RegenerateWebhook(ctx context.Context, p db.Project) (Regenera
 			}
 			return hookProblem(err, p.FullName, "The old webhook stays in force.")
 		}
-		err = s.store.ReplaceWebhook(ctx, p.ID, db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret})
+		err = s.store.ReplaceWebhook(ctx, p.ID, db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret},
+			audit(p, actorID, "webhook regenerated", hook.UUID))
 		if err != nil {
 			s.undoHook(ctx, token, p.Workspace, p.RepoSlug, hook.UUID)
 			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new webhook, so it was removed from Bitbucket again. The old webhook stays in force; please try again.")

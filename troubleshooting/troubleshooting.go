@@ -63,7 +63,7 @@ type Bitbucket interface {
 // Projects lists the projects a person sees and what their webhooks
 // brought in.
 type Projects interface {
-	List(ctx context.Context, userID int64) ([]db.Project, error)
+	List(ctx context.Context, orgID int64) ([]db.Project, error)
 	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
 	Reload(ctx context.Context, p db.Project) (db.Project, error)
 	MovedURL(p db.Project) string
@@ -92,8 +92,9 @@ func New(log *slog.Logger, conns Connections, bb Bitbucket, projects Projects, h
 // shown is how many repository names the checklist lists.
 const shown = 5
 
-// Run walks the checklist for a user, asking Bitbucket live.
-func (s *Service) Run(ctx context.Context, userID int64) (Report, error) {
+// Run walks the checklist for a person and the projects of the
+// organization they look at, asking Bitbucket live.
+func (s *Service) Run(ctx context.Context, userID, orgID int64) (Report, error) {
 	conn := s.connection(ctx, userID)
 	repos := Step{Name: "repositories", Title: "Repositories are visible"}
 	if conn.State != OK {
@@ -102,7 +103,7 @@ func (s *Service) Run(ctx context.Context, userID int64) (Report, error) {
 		repos = s.repositories(ctx, userID, repos)
 	}
 	r := Report{Steps: []Step{conn, repos}}
-	list, err := s.projects.List(ctx, userID)
+	list, err := s.projects.List(ctx, orgID)
 	if err != nil {
 		return Report{}, err
 	}

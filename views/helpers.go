@@ -77,3 +77,19 @@ func regeneratePart(s troubleshooting.Step) string {
 	}
 	return s.Name
 }
+
+func roleWord(role string) string {
+	if role == db.RoleAdmin {
+		return "Admin"
+	}
+	return "Member"
+}
+
+// memberStatus is a member's connection for the badge ("" means never
+// connected, shown as Not Connected).
+func memberStatus(s string) string {
+	if s == db.Connected {
+		return "connected"
+	}
+	return "not_connected"
+}

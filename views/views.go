@@ -13,6 +13,10 @@ type Page struct {
 	Demo    bool     // running against the built-in Bitbucket emulator
 	DemoURL string   // the emulator's control page, in demo mode
 	Nav     string   // which nav entry is current
+
+	Org   db.Organization // the organization the person looks at
+	Orgs  []db.Membership // every organization they belong to
+	Admin bool            // they administer Org
 }
 
 // Form carries what a person typed back to them with messages per field.

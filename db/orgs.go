@@ -1,0 +1,418 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Roles in an organization.
+const (
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+var (
+	// ErrLastAdmin: the change would leave the organization without an admin.
+	ErrLastAdmin = errors.New("db: the last admin cannot be removed or demoted")
+	// ErrAlreadyMember: the person is already in the organization.
+	ErrAlreadyMember = errors.New("db: already a member")
+	// ErrInvitationUsed: accepted, revoked or expired.
+	ErrInvitationUsed = errors.New("db: invitation no longer valid")
+)
+
+// Organization owns projects; people belong to it with a role.
+type Organization struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Membership is one organization a person belongs to.
+type Membership struct {
+	Org      Organization
+	Role     string
+	JoinedAt time.Time
+}
+
+// Member is a person in an organization, with their Bitbucket connection.
+type Member struct {
+	UserID            int64
+	Name              string
+	Email             string
+	Role              string
+	JoinedAt          time.Time
+	BitbucketUsername string
+	BitbucketStatus   string // connected | not_connected | "" (never connected)
+}
+
+// Invitation is a link that lets someone join an organization once.
+type Invitation struct {
+	ID            int64
+	OrgID         int64
+	OrgName       string
+	InvitedBy     int64
+	InvitedByName string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	AcceptedBy    int64
+	AcceptedAt    time.Time
+	RevokedAt     time.Time
+}
+
+// Audit is one entry of an organization's audit log. ActorID 0 means
+// Tether itself (something it detected).
+type Audit struct {
+	ID          int64
+	OrgID       int64
+	ActorID     int64
+	ActorName   string
+	Action      string
+	ProjectID   int64
+	ProjectName string
+	Detail      string
+	CreatedAt   time.Time
+}
+
+// insertAudit writes entries inside tx, so they commit with the change.
+func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, entries ...Audit) error {
+	now := s.now()
+	for _, a := range entries {
+		var actor, project any
+		if a.ActorID != 0 {
+			actor = a.ActorID
+		}
+		if a.ProjectID != 0 {
+			project = a.ProjectID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log (org_id, actor_id, actor_name, action, project_id, project_name, detail, created_at)
+			VALUES (?, ?, coalesce((SELECT name FROM users WHERE id = ?), 'Tether'), ?, ?, ?, ?, ?)`,
+			a.OrgID, actor, actor, a.Action, project, a.ProjectName, a.Detail, now)
+		if err != nil {
+			return fmt.Errorf("db: audit: %w", err)
+		}
+	}
+	return nil
+}
+
+// insertUserAudit records an event about a person (e.g. connected) in
+// every organization they belong to.
+func (s *Store) insertUserAudit(ctx context.Context, tx *sql.Tx, userID, actorID int64, action, detail string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT org_id FROM memberships WHERE user_id = ?`, userID)
+	if err != nil {
+		return err
+	}
+	var orgs []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		orgs = append(orgs, id)
+	}
+	rows.Close()
+	for _, org := range orgs {
+		if err := s.insertAudit(ctx, tx, Audit{OrgID: org, ActorID: actorID, Action: action, Detail: detail}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateOrganization creates an organization with userID as its admin and
+// makes it their current one.
+func (s *Store) CreateOrganization(ctx context.Context, userID int64, name string) (Organization, error) {
+	now := s.now()
+	o := Organization{Name: name, CreatedAt: now}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO organizations (name, created_at) VALUES (?, ?)`, name, now)
+		if err != nil {
+			return err
+		}
+		if o.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO memberships (org_id, user_id, role, joined_at) VALUES (?, ?, 'admin', ?)`, o.ID, userID, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = ? WHERE id = ?`, o.ID, userID); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, Audit{OrgID: o.ID, ActorID: userID, Action: "organization created", Detail: name})
+	})
+	return o, err
+}
+
+// Memberships lists the organizations a person belongs to, by name.
+func (s *Store) Memberships(ctx context.Context, userID int64) ([]Membership, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
+		JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Membership
+	for rows.Next() {
+		var m Membership
+		if err := rows.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Role returns a person's role in an organization; ErrNotFound if they
+// are not a member.
+func (s *Store) Role(ctx context.Context, orgID, userID int64) (string, error) {
+	var role string
+	err := s.read.QueryRowContext(ctx, `SELECT role FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&role)
+	return role, notFound(err)
+}
+
+// CurrentOrgID is the organization a person last looked at (0 if none).
+func (s *Store) CurrentOrgID(ctx context.Context, userID int64) (int64, error) {
+	var id sql.NullInt64
+	err := s.read.QueryRowContext(ctx, `SELECT current_org_id FROM users WHERE id = ?`, userID).Scan(&id)
+	return id.Int64, notFound(err)
+}
+
+// SetCurrentOrg remembers the organization a person looks at.
+func (s *Store) SetCurrentOrg(ctx context.Context, userID, orgID int64) error {
+	_, err := s.write.ExecContext(ctx, `UPDATE users SET current_org_id = ? WHERE id = ?
+		AND EXISTS (SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?)`, orgID, userID, orgID, userID)
+	return err
+}
+
+// Organization returns an organization by id.
+func (s *Store) Organization(ctx context.Context, id int64) (Organization, error) {
+	var o Organization
+	err := s.read.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.CreatedAt)
+	return o, notFound(err)
+}
+
+// Members lists an organization's people, admins first.
+func (s *Store) Members(ctx context.Context, orgID int64) ([]Member, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT u.id, u.name, coalesce(p.email, i.email, ''), m.role, m.joined_at,
+		coalesce(i.username, ''), coalesce(i.status, '')
+		FROM memberships m JOIN users u ON u.id = m.user_id
+		LEFT JOIN password_credentials p ON p.user_id = u.id
+		LEFT JOIN bitbucket_identities i ON i.user_id = u.id
+		WHERE m.org_id = ? ORDER BY m.role = 'admin' DESC, u.name, u.id`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Member
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.UserID, &m.Name, &m.Email, &m.Role, &m.JoinedAt, &m.BitbucketUsername, &m.BitbucketStatus); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// otherAdmins counts the organization's admins other than userID.
+func otherAdmins(ctx context.Context, tx *sql.Tx, orgID, userID int64) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM memberships WHERE org_id = ? AND role = 'admin' AND user_id != ?`, orgID, userID).Scan(&n)
+	return n, err
+}
+
+// SetRole changes a member's role; the last admin cannot be demoted.
+func (s *Store) SetRole(ctx context.Context, orgID, userID int64, role string, a Audit) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if role != RoleAdmin {
+			if n, err := otherAdmins(ctx, tx, orgID, userID); err != nil {
+				return err
+			} else if n == 0 {
+				return ErrLastAdmin
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?`, role, orgID, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
+}
+
+// RemoveMember takes a person out of an organization; the last admin
+// cannot be removed.
+func (s *Store) RemoveMember(ctx context.Context, orgID, userID int64, a Audit) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if n, err := otherAdmins(ctx, tx, orgID, userID); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrLastAdmin
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = NULL WHERE id = ? AND current_org_id = ?`, userID, orgID); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
+}
+
+const invitationColumns = `v.id, v.org_id, o.name, v.invited_by, u.name, v.created_at, v.expires_at,
+	coalesce(v.accepted_by, 0), v.accepted_at, v.revoked_at`
+
+func scanInvitation(row interface{ Scan(...any) error }) (Invitation, error) {
+	var v Invitation
+	var accepted, revoked sql.NullTime
+	err := row.Scan(&v.ID, &v.OrgID, &v.OrgName, &v.InvitedBy, &v.InvitedByName, &v.CreatedAt, &v.ExpiresAt, &v.AcceptedBy, &accepted, &revoked)
+	v.AcceptedAt, v.RevokedAt = accepted.Time, revoked.Time
+	return v, notFound(err)
+}
+
+const invitationFrom = ` FROM invitations v JOIN organizations o ON o.id = v.org_id JOIN users u ON u.id = v.invited_by`
+
+// CreateInvitation stores an invitation under the hash of its token.
+func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, tokenHash []byte, expires time.Time, a Audit) (Invitation, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO invitations (org_id, token_hash, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			orgID, tokenHash, invitedBy, s.now(), expires.UTC())
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
+	if err != nil {
+		return Invitation{}, err
+	}
+	return scanInvitation(s.write.QueryRowContext(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.id = ?`, id))
+}
+
+// PendingInvitations lists an organization's invitations not yet
+// accepted, revoked or expired, newest first.
+func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]Invitation, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+invitationColumns+invitationFrom+`
+		WHERE v.org_id = ? AND v.accepted_at IS NULL AND v.revoked_at IS NULL AND v.expires_at > ? ORDER BY v.id DESC`, orgID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Invitation
+	for rows.Next() {
+		v, err := scanInvitation(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// InvitationByToken returns the invitation whose token hashes to tokenHash.
+func (s *Store) InvitationByToken(ctx context.Context, tokenHash []byte) (Invitation, error) {
+	return scanInvitation(s.read.QueryRowContext(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.token_hash = ?`, tokenHash))
+}
+
+// AcceptInvitation makes userID a member of the invitation's organization,
+// once: the invitation must be unused, unrevoked and unexpired.
+func (s *Store) AcceptInvitation(ctx context.Context, invitationID, userID int64) error {
+	now := s.now()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var orgID int64
+		err := tx.QueryRowContext(ctx, `SELECT org_id FROM invitations WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?`,
+			invitationID, now).Scan(&orgID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrInvitationUsed
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrAlreadyMember
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO memberships (org_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)`, orgID, userID, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE invitations SET accepted_by = ?, accepted_at = ? WHERE id = ?`, userID, now, invitationID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = ? WHERE id = ?`, orgID, userID); err != nil {
+			return err
+		}
+		return s.insertAudit(ctx, tx, Audit{OrgID: orgID, ActorID: userID, Action: "member joined", Detail: "accepted an invitation"})
+	})
+}
+
+// RevokeInvitation revokes a pending invitation of the organization.
+func (s *Store) RevokeInvitation(ctx context.Context, orgID, invitationID int64, a Audit) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE invitations SET revoked_at = ? WHERE id = ? AND org_id = ? AND accepted_at IS NULL AND revoked_at IS NULL`,
+			s.now(), invitationID, orgID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return s.insertAudit(ctx, tx, a)
+	})
+}
+
+// AuditFilter narrows the audit log.
+type AuditFilter struct {
+	ProjectID, ActorID int64
+	Before             int64 // entries with a smaller id (paging)
+	Limit              int
+}
+
+// AuditLog returns an organization's entries, newest first.
+func (s *Store) AuditLog(ctx context.Context, orgID int64, f AuditFilter) ([]Audit, error) {
+	q := `SELECT id, org_id, coalesce(actor_id, 0), actor_name, action, coalesce(project_id, 0), project_name, detail, created_at
+		FROM audit_log WHERE org_id = ?`
+	args := []any{orgID}
+	if f.ProjectID != 0 {
+		q += ` AND project_id = ?`
+		args = append(args, f.ProjectID)
+	}
+	if f.ActorID != 0 {
+		q += ` AND actor_id = ?`
+		args = append(args, f.ActorID)
+	}
+	if f.Before != 0 {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Audit
+	for rows.Next() {
+		var a Audit
+		if err := rows.Scan(&a.ID, &a.OrgID, &a.ActorID, &a.ActorName, &a.Action, &a.ProjectID, &a.ProjectName, &a.Detail, &a.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,246 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"tether/db"
+	"tether/orgs"
+	"tether/problem"
+	"tether/views"
+)
+
+// Orgs manages organizations, members and invitations.
+type Orgs interface {
+	ViewerOf(ctx context.Context, userID int64) (orgs.Viewer, error)
+	Create(ctx context.Context, userID int64, name string) (db.Organization, error)
+	Switch(ctx context.Context, userID, orgID int64) error
+	Team(ctx context.Context, orgID int64) (orgs.Team, error)
+	Invite(ctx context.Context, v orgs.Viewer) (string, db.Invitation, error)
+	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) error
+	Invitation(ctx context.Context, token string) (db.Invitation, error)
+	Accept(ctx context.Context, token string, userID int64) (db.Invitation, error)
+	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) error
+	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) ([]db.Project, error)
+	AuditLog(ctx context.Context, orgID int64, f db.AuditFilter) ([]db.Audit, error)
+}
+
+const viewerKey = "viewer"
+
+// loadViewer puts the person's current organization and role in the
+// context. Someone in no organization yet is sent to the setup step,
+// except on the pages that get them into one.
+func (h *Handlers) loadViewer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		v, err := h.orgs.ViewerOf(c.Request().Context(), currentUser(c).ID)
+		switch {
+		case errors.Is(err, orgs.ErrNoOrganization):
+			path := c.Path()
+			if path != "/setup" && !strings.HasPrefix(path, "/invitations/") && path != "/account" {
+				if isHTMX(c.Request()) {
+					c.Response().Header().Set("HX-Redirect", "/setup")
+					return c.NoContent(http.StatusForbidden)
+				}
+				return c.Redirect(http.StatusSeeOther, "/setup")
+			}
+		case err != nil:
+			return err
+		}
+		c.Set(viewerKey, v)
+		return next(c)
+	}
+}
+
+func viewer(c echo.Context) orgs.Viewer {
+	v, _ := c.Get(viewerKey).(orgs.Viewer)
+	return v
+}
+
+// requireOrgAdmin lets only admins of the current organization on.
+func (h *Handlers) requireOrgAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !viewer(c).Admin() {
+			return problem.New(problem.Forbidden, "Only admins of %s can do this.", viewer(c).Org.Name)
+		}
+		return next(c)
+	}
+}
+
+func (h *Handlers) setupPage(c echo.Context) error {
+	if len(viewer(c).Memberships) > 0 && c.QueryParam("new") == "" {
+		return c.Redirect(http.StatusSeeOther, "/projects")
+	}
+	f := views.Form{Values: map[string]string{"name": currentUser(c).Name + "'s team"}, Errors: map[string]string{}}
+	return render(c, http.StatusOK, views.SetupPage(h.page(c, "Set up", ""), f), nil)
+}
+
+func (h *Handlers) setup(c echo.Context) error {
+	f := formOf(c, "name")
+	if _, err := h.orgs.Create(c.Request().Context(), currentUser(c).ID, f.Value("name")); err != nil {
+		return h.formError(c, err, f, func(f views.Form) error {
+			return render(c, http.StatusUnprocessableEntity, views.SetupPage(h.page(c, "Set up", ""), f), nil)
+		})
+	}
+	return c.Redirect(http.StatusSeeOther, "/projects")
+}
+
+func (h *Handlers) switchOrg(c echo.Context) error {
+	id, _ := strconv.ParseInt(c.FormValue("org"), 10, 64)
+	if err := h.orgs.Switch(c.Request().Context(), currentUser(c).ID, id); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/projects")
+}
+
+// teamView reads what the Team page shows.
+func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
+	v := viewer(c)
+	t, err := h.orgs.Team(c.Request().Context(), v.Org.ID)
+	if err != nil {
+		return views.TeamView{}, err
+	}
+	tv := views.TeamView{Org: v.Org, Admin: v.Admin(), Invitations: t.Invitations}
+	for _, m := range t.Members {
+		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID})
+	}
+	return tv, nil
+}
+
+func (h *Handlers) team(c echo.Context) error {
+	tv, err := h.teamView(c)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.TeamPage(h.page(c, "Team", "team"), tv), views.TeamBody(tv))
+}
+
+// teamOutcome re-renders the team with the outcome of an admin action in
+// place; refusals meant for people are shown, with their status.
+func (h *Handlers) teamOutcome(c echo.Context, actErr error, edit func(*views.TeamView)) error {
+	tv, err := h.teamView(c)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if actErr != nil {
+		if !isProblem(actErr) {
+			return actErr
+		}
+		status, tv.Message = statusOf(actErr)
+		tv.MessageKind = "error"
+	} else if edit != nil {
+		edit(&tv)
+	}
+	return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), views.TeamBody(tv))
+}
+
+func (h *Handlers) invite(c echo.Context) error {
+	token, _, err := h.orgs.Invite(c.Request().Context(), viewer(c))
+	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+		tv.NewLink = h.cfg.PublicURL + "/invitations/" + token
+	})
+}
+
+func (h *Handlers) revokeInvitation(c echo.Context) error {
+	id, _ := strconv.ParseInt(c.Param("invitation"), 10, 64)
+	err := h.orgs.Revoke(c.Request().Context(), viewer(c), id)
+	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+		tv.Message, tv.MessageKind = "The invitation was revoked; its link no longer works.", "ok"
+	})
+}
+
+func memberParam(c echo.Context) int64 {
+	id, _ := strconv.ParseInt(c.Param("user"), 10, 64)
+	return id
+}
+
+func (h *Handlers) changeRole(c echo.Context) error {
+	err := h.orgs.SetRole(c.Request().Context(), viewer(c), memberParam(c), c.FormValue("role"))
+	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+		tv.Message, tv.MessageKind = "Role changed.", "ok"
+	})
+}
+
+func (h *Handlers) removeMember(c echo.Context) error {
+	id := memberParam(c)
+	backed, err := h.orgs.Remove(c.Request().Context(), viewer(c), id, c.FormValue("force") != "")
+	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+		if len(backed) == 0 {
+			tv.Message, tv.MessageKind = "Member removed.", "ok"
+			return
+		}
+		for i := range tv.Members {
+			if tv.Members[i].UserID == id {
+				tv.Removing, tv.RemovingBacking = &tv.Members[i], backed
+			}
+		}
+	})
+}
+
+// invitation is what an invitation link opens, signed in or not.
+func (h *Handlers) invitation(c echo.Context) error {
+	token := c.Param("token")
+	inv, err := h.orgs.Invitation(c.Request().Context(), token)
+	msg := ""
+	status := http.StatusOK
+	if err != nil {
+		if !isProblem(err) {
+			return err
+		}
+		status, msg = statusOf(err)
+	}
+	return render(c, status, views.InvitationPage(h.page(c, "Invitation", ""), inv, token, msg), nil)
+}
+
+func (h *Handlers) acceptInvitation(c echo.Context) error {
+	token := c.Param("token")
+	inv, err := h.orgs.Accept(c.Request().Context(), token, currentUser(c).ID)
+	if err != nil {
+		if !isProblem(err) {
+			return err
+		}
+		status, msg := statusOf(err)
+		return render(c, status, views.InvitationPage(h.page(c, "Invitation", ""), inv, token, msg), nil)
+	}
+	return c.Redirect(http.StatusSeeOther, "/projects")
+}
+
+func (h *Handlers) auditLog(c echo.Context) error {
+	v := viewer(c)
+	ctx := c.Request().Context()
+	f := db.AuditFilter{Limit: 50}
+	f.ProjectID, _ = strconv.ParseInt(c.QueryParam("project"), 10, 64)
+	f.ActorID, _ = strconv.ParseInt(c.QueryParam("person"), 10, 64)
+	f.Before, _ = strconv.ParseInt(c.QueryParam("before"), 10, 64)
+	entries, err := h.orgs.AuditLog(ctx, v.Org.ID, f)
+	if err != nil {
+		return err
+	}
+	t, err := h.orgs.Team(ctx, v.Org.ID)
+	if err != nil {
+		return err
+	}
+	list, err := h.projects.List(ctx, v.Org.ID)
+	if err != nil {
+		return err
+	}
+	av := views.AuditView{Entries: entries, Projects: list, Members: t.Members, ProjectID: f.ProjectID, ActorID: f.ActorID}
+	if len(entries) == f.Limit {
+		q := url.Values{"before": {fmt.Sprint(entries[len(entries)-1].ID)}}
+		if f.ProjectID != 0 {
+			q.Set("project", fmt.Sprint(f.ProjectID))
+		}
+		if f.ActorID != 0 {
+			q.Set("person", fmt.Sprint(f.ActorID))
+		}
+		av.Next = "/team/audit?" + q.Encode()
+	}
+	return render(c, http.StatusOK, views.AuditPage(h.page(c, "Audit log", "team"), av), nil)
+}
