@@ -49,6 +49,7 @@ var DemoScopes = []string{"account", "email", "repository:admin", "webhook", "pu
 // App is a ready-to-serve Tether.
 type App struct {
 	Handler  http.Handler
+	Routes   []*echo.Route      // every route, for tests that must cover them all
 	Config   config.Config      // as in force (demo mode fills the Bitbucket URLs)
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
@@ -163,7 +164,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	h.Register(e, mounts)
-	a.Handler = e
+	a.Handler, a.Routes = e, e.Routes()
 	return a, nil
 }
 

@@ -92,3 +92,33 @@ func TestBrowserChangeRepositoryURL(t *testing.T) {
 	b.WaitFor(`document.querySelector('#deploy-key [data-testid="health-badge"]')?.dataset.status === "valid"`, 10*time.Second)
 	b.Screenshot("change-url-done")
 }
+
+// A second person, invited by link, sees the project's badges and no
+// Regenerate.
+func TestBrowserInvitedMemberSeesBadgesNotRegenerate(t *testing.T) {
+	tm := newTeam(t)
+	link := tm.invite(t)
+	b := apptest.NewBrowser(t)
+	b.Navigate(link)
+	b.WaitVisible(`[data-testid="bitbucket-login"]`)
+	b.Screenshot("invitation-signed-out")
+	b.Click(`[data-testid="bitbucket-login"]`)
+	b.WaitVisible(`#signin-form`)
+	b.Type(`#signin-form input[name="username"]`, "bob")
+	b.Type(`#signin-form input[name="password"]`, "secret-password")
+	b.Submit(`#signin-form`)
+	b.WaitVisible(`#grant-access`)
+	b.Click(`#grant-access`)
+	b.WaitVisible(`[data-testid="accept"]`)
+	b.Click(`[data-testid="accept"]`)
+	b.WaitFor(`location.pathname === "/projects"`, 10*time.Second)
+	b.Navigate(tm.env.URL + tm.id)
+	b.WaitFor(`document.querySelector('#deploy-key [data-testid="health-badge"]')?.dataset.status === "valid" && document.querySelector('#webhook [data-testid="health-badge"]')?.dataset.status === "valid"`, 10*time.Second)
+	b.Screenshot("member-project-view")
+	if got := b.Eval(`String(document.querySelectorAll('[data-testid$="-regenerate"], [data-testid="change"], [data-testid="delete-project"]').length)`); got != "0" {
+		t.Fatalf("a member sees %s admin buttons", got)
+	}
+	if got := b.Eval(`String(document.querySelectorAll('[data-testid$="-check"]').length)`); got != "2" {
+		t.Fatalf("a member sees %s Check now buttons, want 2", got)
+	}
+}
