@@ -1,0 +1,56 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"tether/secrets"
+)
+
+// A database made before organizations existed migrates: each person gets
+// an organization of their own, as its admin, and their projects move in.
+func TestMigrationMovesProjectsIntoOrganizations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
+	for v, name := range []string{"0001_accounts.sql", "0002_projects.sql", "0003_webhooks.sql", "0004_moves.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v+1, time.Now())
+	}
+	now := time.Now()
+	raw.Exec(`INSERT INTO users (id, name, created_at) VALUES (7, 'Old Timer', ?)`, now)
+	raw.Exec(`INSERT INTO projects (id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, created_at, updated_at)
+		VALUES (3, 'ws/repo', 7, '{u}', 'ws', 'repo', 'ws/repo', 'git@x:ws/repo.git', ?, ?)`, now, now)
+	raw.Close()
+
+	box, _ := secrets.NewBox("0123456789abcdef0123456789abcdef")
+	s, err := Open(context.Background(), path, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	ms, err := s.Memberships(ctx, 7)
+	if err != nil || len(ms) != 1 || ms[0].Role != RoleAdmin || ms[0].Org.Name != "Old Timer's organization" {
+		t.Fatalf("memberships %+v %v", ms, err)
+	}
+	p, err := s.Project(ctx, 3)
+	if err != nil || p.OrgID != ms[0].Org.ID {
+		t.Fatalf("project %+v %v", p, err)
+	}
+	if cur, _ := s.CurrentOrgID(ctx, 7); cur != ms[0].Org.ID {
+		t.Fatalf("current organization %d", cur)
+	}
+}
