@@ -185,6 +185,16 @@ func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (DeployKey
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
+// ActiveDeployKeyPublic returns the public half of the project's key in
+// force, without opening the sealed private key: what pages show.
+func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (DeployKey, error) {
+	var k DeployKey
+	err := s.read.QueryRowContext(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
+		FROM deploy_keys WHERE project_id = ? AND state = 'active'`, projectID).
+		Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &k.State, &k.CreatedAt)
+	return k, notFound(err)
+}
+
 // RetiringDeployKeys returns keys replaced by Regenerate that Bitbucket has
 // not yet confirmed deleted.
 func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]DeployKey, error) {
@@ -290,17 +300,23 @@ func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Reposit
 		if err != nil {
 			return err
 		}
-		for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
-			if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
-				return err
-			}
-		}
-		key.ProjectID, hook.ProjectID = projectID, projectID
-		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
+		return s.replaceIntegration(ctx, tx, projectID, key, hook, now)
+	})
+}
+
+// replaceIntegration forgets every key and hook of the project and stores
+// the new pair as the active ones.
+func (s *Store) replaceIntegration(ctx context.Context, tx *sql.Tx, projectID int64, key DeployKey, hook Webhook, now time.Time) error {
+	for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
+		if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
 			return err
 		}
-		return s.insertWebhook(ctx, tx, hook, now)
-	})
+	}
+	key.ProjectID, hook.ProjectID = projectID, projectID
+	if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
+		return err
+	}
+	return s.insertWebhook(ctx, tx, hook, now)
 }
 
 // with returns a copy of the entry with action and detail set.
@@ -318,16 +334,7 @@ func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, ke
 		if _, err := tx.ExecContext(ctx, `UPDATE projects SET owner_id = ?, updated_at = ? WHERE id = ?`, newOwner, now, projectID); err != nil {
 			return err
 		}
-		for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
-			if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
-				return err
-			}
-		}
-		key.ProjectID, hook.ProjectID = projectID, projectID
-		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
-			return err
-		}
-		if err := s.insertWebhook(ctx, tx, hook, now); err != nil {
+		if err := s.replaceIntegration(ctx, tx, projectID, key, hook, now); err != nil {
 			return err
 		}
 		return s.insertAudit(ctx, tx, a)

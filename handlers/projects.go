@@ -330,18 +330,9 @@ func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		status := http.StatusOK
-		switch {
-		case rerr != nil:
-			if !isProblem(rerr) {
-				return rerr
-			}
-			status, v.Message = statusOf(rerr)
-			v.MessageKind = "error"
-		case res.Warning != "":
-			v.Message, v.MessageKind = res.Warning, "warning"
-		default:
-			v.Message, v.MessageKind = pt.done, "ok"
+		status, err := outcome(rerr, res.Warning, pt.done, &v.Message, &v.MessageKind)
+		if err != nil {
+			return err
 		}
 		return h.renderPart(c, status, p, v)
 	}
@@ -469,18 +460,12 @@ func (h *Handlers) rehome(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	switch {
-	case rerr != nil:
-		if !isProblem(rerr) {
-			return rerr
-		}
-		status, b.Message = statusOf(rerr)
-		b.MessageKind = "error"
-	case res.Warning != "":
-		b.Message, b.MessageKind, b.Refreshed = res.Warning, "warning", rows
-	default:
-		b.Message, b.MessageKind, b.Refreshed = "Re-homed: the new deploy key and webhook act with your Bitbucket connection.", "ok", rows
+	status, err := outcome(rerr, res.Warning, "Re-homed: the new deploy key and webhook act with your Bitbucket connection.", &b.Message, &b.MessageKind)
+	if err != nil {
+		return err
+	}
+	if rerr == nil {
+		b.Refreshed = rows
 	}
 	return renderComponent(c, status, views.BackingSection(b))
 }
@@ -503,4 +488,24 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Redirect(http.StatusSeeOther, "/projects")
+}
+
+// outcome turns the result of an action into the message shown in place:
+// the problem's message (with its status), the warning, or done. Errors
+// not meant for people are returned for the error handler.
+func outcome(actErr error, warning, done string, message, kind *string) (int, error) {
+	switch {
+	case actErr != nil:
+		if !isProblem(actErr) {
+			return 0, actErr
+		}
+		status, msg := statusOf(actErr)
+		*message, *kind = msg, "error"
+		return status, nil
+	case warning != "":
+		*message, *kind = warning, "warning"
+	default:
+		*message, *kind = done, "ok"
+	}
+	return http.StatusOK, nil
 }

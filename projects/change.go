@@ -153,20 +153,5 @@ func (s *Service) removeFromOld(ctx context.Context, token string, p db.Project,
 		}
 		return fmt.Sprintf("Tether could not reach %s to remove its old deploy key and webhook there; remove them on Bitbucket.", p.FullName)
 	}
-	var left []string
-	if key.BitbucketKeyID != 0 {
-		if err := s.bb.DeleteDeployKey(ctx, token, old.Workspace.Slug, old.Slug, key.BitbucketKeyID); err != nil && !bitbucket.IsNotFound(err) {
-			left = append(left, fmt.Sprintf("deploy key %d", key.BitbucketKeyID))
-		}
-	}
-	if hook.UUID != "" {
-		if err := s.bb.DeleteHook(ctx, token, old.Workspace.Slug, old.Slug, hook.UUID); err != nil && !bitbucket.IsNotFound(err) {
-			left = append(left, "webhook {"+hook.UUID+"}")
-		}
-	}
-	if len(left) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("The project now uses the new repository, but Tether could not remove the %s from %s; remove them on Bitbucket.",
-		strings.Join(left, " and "), old.FullName)
+	return s.removeOld(ctx, token, old, key, hook)
 }

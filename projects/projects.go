@@ -39,6 +39,7 @@ type Store interface {
 	DeleteProject(ctx context.Context, projectID int64, a db.Audit) error
 	UsedRepositories(ctx context.Context) (map[string]bool, error)
 	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
+	ActiveDeployKeyPublic(ctx context.Context, projectID int64) (db.DeployKey, error)
 	RetiringDeployKeys(ctx context.Context, projectID int64) ([]db.DeployKey, error)
 	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey, a db.Audit) error
 	DeleteDeployKey(ctx context.Context, id int64) error
@@ -209,9 +210,9 @@ func audit(p db.Project, actorID int64, action, detail string) db.Audit {
 	return db.Audit{OrgID: p.OrgID, ActorID: actorID, Action: action, ProjectID: p.ID, ProjectName: p.Name, Detail: detail}
 }
 
-// Key returns the project's deploy key in force.
+// Key returns the public half of the project's deploy key in force.
 func (s *Service) Key(ctx context.Context, p db.Project) (db.DeployKey, error) {
-	k, err := s.store.ActiveDeployKey(ctx, p.ID)
+	k, err := s.store.ActiveDeployKeyPublic(ctx, p.ID)
 	if errors.Is(err, db.ErrNotFound) {
 		return db.DeployKey{}, nil
 	}

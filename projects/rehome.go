@@ -96,7 +96,7 @@ func (s *Service) removeOld(ctx context.Context, token string, repo bitbucket.Re
 	if len(left) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("The new key and webhook are in force, but Tether could not remove the old %s from %s; remove them on Bitbucket.",
+	return fmt.Sprintf("The new deploy key and webhook are in force, but Tether could not remove the old %s from %s; remove them on Bitbucket.",
 		strings.Join(left, " and "), repo.FullName)
 }
 

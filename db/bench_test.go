@@ -1,0 +1,114 @@
+package db
+
+// Raw commit rate of the store: the same file, pools and pragmas as Tether
+// (Open), the measured writes through the store's own methods. They run
+// only with -bench; docs/BENCHMARKS.md has the figures.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"tether/secrets"
+)
+
+func openBenchStore(b *testing.B) *Store {
+	b.Helper()
+	box, err := secrets.NewBox("benchmark-secret-key-at-least-32-characters")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "tether.db"), box)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkSQLiteCommit is a bare insert loop, one row per transaction:
+// RefuseDelivery is a single autocommit INSERT on the writer connection.
+func BenchmarkSQLiteCommit(b *testing.B) {
+	ctx := context.Background()
+	s := openBenchStore(b)
+	d := Delivery{HookUUID: "0f6a5b7e-3c1d-4e2f-9a8b-7c6d5e4f3a2b", EventKey: "repo:push",
+		Attempt: 1, Reason: "benchmark", Size: 10416}
+	b.ResetTimer()
+	for i := range b.N {
+		d.RequestUUID = "bench-" + strconv.Itoa(i)
+		if err := s.RefuseDelivery(ctx, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}
+
+// BenchmarkSQLiteCommitBatched stores accepted deliveries, each with one
+// workflow as a push starts, through AcceptDeliveries (what the webhook
+// receiver's group commit calls), batch deliveries per transaction. One op
+// is one delivery; batch=1 is a commit per delivery.
+func BenchmarkSQLiteCommitBatched(b *testing.B) {
+	for _, size := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			s := openBenchStore(b)
+			projectID := benchProject(b, s)
+			batch := make([]Accept, 0, size)
+			commits := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i += size {
+				batch = batch[:0]
+				for j := i; j < min(i+size, b.N); j++ {
+					batch = append(batch, Accept{
+						Delivery: Delivery{ProjectID: projectID, RequestUUID: "bench-" + strconv.Itoa(j),
+							HookUUID: "0f6a5b7e-3c1d-4e2f-9a8b-7c6d5e4f3a2b", EventKey: "repo:push", Attempt: 1, Size: 10416},
+						Workflows: []Workflow{{Trigger: "push", RefType: "branch", RefName: "master",
+							CommitHash: "141977fedf5cc3d6d5f4bd3e8b9d7c4a4e0e3d9b", Message: "Update README.md",
+							Author: "Brad Rydzewski", CommittedAt: time.Date(2015, 6, 9, 3, 34, 49, 0, time.UTC)}},
+					})
+				}
+				results, err := s.AcceptDeliveries(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, r := range results {
+					if r.Err != nil || r.Duplicate {
+						b.Fatalf("result %+v", r)
+					}
+				}
+				commits++
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			b.ReportMetric(float64(commits)/b.Elapsed().Seconds(), "commits/s")
+		})
+	}
+}
+
+// benchProject stores a user and a project for deliveries to belong to
+// (deliveries.project_id is a foreign key). Plain INSERTs of the columns
+// migration 0002 requires, so the fixture does not follow every change to
+// CreateProject's signature; later migrations only add columns.
+func benchProject(b *testing.B, s *Store) int64 {
+	b.Helper()
+	ctx := context.Background()
+	now := s.now()
+	res, err := s.write.ExecContext(ctx, `INSERT INTO users (name, created_at) VALUES ('Bench', ?)`, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	userID, _ := res.LastInsertId()
+	res, err = s.write.ExecContext(ctx, `INSERT INTO projects
+		(name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, created_at, updated_at)
+		VALUES ('api', ?, '{bc771cbf-829e-4c4b-b71f-a0eb3ac2b860}', 'bench', 'api', 'bench/api',
+		'git@bitbucket.org:bench/api.git', ?, ?)`, userID, now, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := res.LastInsertId()
+	return id
+}
