@@ -488,3 +488,28 @@ func TestSetupStepValidates(t *testing.T) {
 		t.Fatalf("after setup: %s", p.URL)
 	}
 }
+
+// An admin deletes a project: its key and hook leave the repository, its
+// rows go, and the audit log keeps the deletion.
+func TestDeleteProject(t *testing.T) {
+	tm := newTeam(t)
+	p := tm.alice.HTMX(http.MethodPost, tm.id+"/delete", tm.project, nil)
+	if p.Status != http.StatusOK || p.Header.Get("HX-Redirect") != "/projects" {
+		t.Fatalf("delete: %d %v", p.Status, p.Header)
+	}
+	if len(tm.env.Emulator.DeployKeys("acme/api")) != 0 || len(tm.env.Emulator.Hooks("acme/api")) != 0 {
+		t.Fatal("key or hook left on Bitbucket")
+	}
+	db := rawDB(t, tm.env)
+	if n := count(t, db, `SELECT count(*) FROM projects`) + count(t, db, `SELECT count(*) FROM deploy_keys`) + count(t, db, `SELECT count(*) FROM webhooks`); n != 0 {
+		t.Fatalf("%d rows left", n)
+	}
+	if p := tm.alice.Get(tm.id); p.Status != http.StatusNotFound {
+		t.Fatalf("deleted project page: %d", p.Status)
+	}
+	if !tm.alice.Get("/team/audit").Has(`[data-action="project deleted"]`) {
+		t.Fatal("no audit entry for the deletion")
+	}
+	// The repository can be used again.
+	create(t, tm.alice, "acme/api")
+}
