@@ -101,6 +101,17 @@ func (s *Store) ActiveWebhook(ctx context.Context, projectID int64) (Webhook, er
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
+// ActiveWebhookPublic returns the project's hook in force without opening
+// its sealed secret: what pages show.
+func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (Webhook, error) {
+	var h Webhook
+	var events string
+	err := s.read.QueryRowContext(ctx, `SELECT id, project_id, hook_uuid, url, events, state, created_at FROM webhooks
+		WHERE project_id = ? AND state = 'active'`, projectID).Scan(&h.ID, &h.ProjectID, &h.UUID, &h.URL, &events, &h.State, &h.CreatedAt)
+	h.Events = strings.Fields(events)
+	return h, notFound(err)
+}
+
 // DeliveryHook returns the project's hook with that uuid if it is active,
 // or was replaced after retiredSince (the grace window).
 func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (Webhook, error) {

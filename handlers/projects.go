@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -260,21 +261,10 @@ func (h *Handlers) partView(c echo.Context, p db.Project, pt part, kick bool) (v
 		v.Facts = []views.Fact{{Label: "URL", Value: h.projects.HookURL(p), TestID: "hook-url", Code: true}}
 		if w.UUID != "" {
 			v.Facts = append(v.Facts, views.Fact{Label: "Hook", Value: "{" + w.UUID + "}", TestID: "hook-uuid", Code: true},
-				views.Fact{Label: "Events", Value: joinEvents(w.Events), TestID: "hook-events"})
+				views.Fact{Label: "Events", Value: strings.Join(w.Events, ", "), TestID: "hook-events"})
 		}
 	}
 	return v, nil
-}
-
-func joinEvents(events []string) string {
-	out := ""
-	for i, e := range events {
-		if i > 0 {
-			out += ", "
-		}
-		out += e
-	}
-	return out
 }
 
 func (h *Handlers) renderPart(c echo.Context, status int, p db.Project, v views.Part) error {

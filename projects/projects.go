@@ -44,6 +44,7 @@ type Store interface {
 	ReplaceDeployKey(ctx context.Context, projectID int64, next db.DeployKey, a db.Audit) error
 	DeleteDeployKey(ctx context.Context, id int64) error
 	ActiveWebhook(ctx context.Context, projectID int64) (db.Webhook, error)
+	ActiveWebhookPublic(ctx context.Context, projectID int64) (db.Webhook, error)
 	RetiringWebhooks(ctx context.Context, projectID int64) ([]db.Webhook, error)
 	ReplaceWebhook(ctx context.Context, projectID int64, next db.Webhook, a db.Audit) error
 	DeleteWebhook(ctx context.Context, id int64) error
@@ -482,9 +483,9 @@ func (s *Service) retireHooks(ctx context.Context, token string, p db.Project) s
 		strings.Join(left, ", "), p.FullName)
 }
 
-// Webhook returns the project's webhook in force.
+// Webhook returns the project's webhook in force, without its secret.
 func (s *Service) Webhook(ctx context.Context, p db.Project) (db.Webhook, error) {
-	h, err := s.store.ActiveWebhook(ctx, p.ID)
+	h, err := s.store.ActiveWebhookPublic(ctx, p.ID)
 	if errors.Is(err, db.ErrNotFound) {
 		return db.Webhook{}, nil
 	}
