@@ -49,7 +49,18 @@ func TestBrowserBadgeTurnsNotConnectedInPlace(t *testing.T) {
 	b.SignUpWithBitbucket(env, "alice")
 	b.Eval(`window.tetherMarker = "same page"; "ok"`)
 
-	env.Emulator.RevokeAuthorization("alice", apptest.ClientID)
+	// Alice revokes Tether on Bitbucket's own page, in another browser.
+	bb := apptest.NewBrowser(t)
+	bb.Navigate(env.BBURL + "/account/settings/app-authorizations/")
+	bb.WaitVisible(`#signin-form`)
+	bb.Type(`#signin-form input[name="username"]`, "alice")
+	bb.Type(`#signin-form input[name="password"]`, "secret-password")
+	bb.Submit(`#signin-form`)
+	bb.WaitVisible(`#app-authorizations button[name="revoke"]`)
+	bb.Screenshot("bitbucket-app-authorizations")
+	bb.Click(`#app-authorizations button[name="revoke"]`)
+	bb.WaitFor(`!document.querySelector('#app-authorizations button[name="revoke"]')`, 10*time.Second)
+
 	b.WaitFor(`document.querySelector('[data-testid="bitbucket-status"]').dataset.status === "not_connected"`, 25*time.Second)
 	b.Screenshot("badge-not-connected")
 	if got := b.Eval(`window.tetherMarker || "reloaded"`); got != "same page" {
