@@ -56,6 +56,10 @@ func TestBrowserProjectLifecycle(t *testing.T) {
 	b.Screenshot("repository-moved")
 	b.Click(`[data-testid="update-url"]`)
 	b.WaitFor(`document.querySelector('[data-testid="repository-name"]')?.textContent.trim() === "alice/api-v2"`, 15*time.Second)
+	// The rows were swapped in place by the answer's <hx-partial>s: their
+	// fresh details name the new repository.
+	b.WaitFor(`document.querySelector('#deploy-key [data-testid="health-detail"]').textContent.includes("alice/api-v2") &&
+		document.querySelector('#webhook [data-testid="health-detail"]').textContent.includes("alice/api-v2")`, 500*time.Millisecond)
 	b.WaitFor(badge("deploy-key")+` === "valid" && `+badge("webhook")+` === "valid"`, 10*time.Second)
 	b.Screenshot("repository-updated")
 
