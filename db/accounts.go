@@ -77,7 +77,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 
 // UserByID returns the user with that id.
 func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
-	return scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+userFrom+` WHERE u.id = ?`, id))
+	return scanUser(s.readRow(ctx, `SELECT `+userColumns+userFrom+` WHERE u.id = ?`, id))
 }
 
 // CreatePasswordUser creates a user who signs in with e-mail and password.
@@ -116,7 +116,7 @@ func insertUser(ctx context.Context, tx *sql.Tx, name string, now time.Time) (in
 func (s *Store) PasswordHash(ctx context.Context, email string) (int64, string, error) {
 	var id int64
 	var hash string
-	err := s.read.QueryRowContext(ctx, `SELECT user_id, password_hash FROM password_credentials WHERE email = ?`, email).Scan(&id, &hash)
+	err := s.readRow(ctx, `SELECT user_id, password_hash FROM password_credentials WHERE email = ?`, email).Scan(&id, &hash)
 	return id, hash, notFound(err)
 }
 
@@ -229,12 +229,12 @@ func (s *Store) scanIdentity(row interface{ Scan(...any) error }) (Identity, err
 
 // IdentityByUUID returns the identity with that Bitbucket uuid.
 func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (Identity, error) {
-	return s.scanIdentity(s.read.QueryRowContext(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE bitbucket_uuid = ?`, uuid))
+	return s.scanIdentity(s.readRow(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE bitbucket_uuid = ?`, uuid))
 }
 
 // IdentityByUser returns the user's Bitbucket identity.
 func (s *Store) IdentityByUser(ctx context.Context, userID int64) (Identity, error) {
-	return s.scanIdentity(s.read.QueryRowContext(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE user_id = ?`, userID))
+	return s.scanIdentity(s.readRow(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE user_id = ?`, userID))
 }
 
 // IdentityForUpdate reads the identity through the writer, so a caller that

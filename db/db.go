@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"tether/secrets"
@@ -38,6 +39,11 @@ type Store struct {
 	read  *sql.DB
 	box   *secrets.Box
 	now   func() time.Time
+
+	// stmts caches the readers' prepared statements by query text: badge
+	// polls and webhook deliveries run the same few reads all the time,
+	// and parsing them again each time was most of their cost.
+	stmts sync.Map // string → *sql.Stmt
 }
 
 // Open opens (creating if needed) the database file at path and migrates it.
@@ -93,7 +99,46 @@ func dsn(path string, writer bool) string {
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// prepared returns the cached reader statement for query.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// readRow runs a one-row query on the readers with a prepared statement.
+func (s *Store) readRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		// Let the plain query report the error through Row.Scan.
+		return s.read.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// readRows runs a query on the readers with a prepared statement.
+func (s *Store) readRows(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // Ping checks that the database answers.

@@ -32,7 +32,7 @@ type Health struct {
 // Health returns the last check of a part; ErrNotFound before the first.
 func (s *Store) Health(ctx context.Context, projectID int64, part string) (Health, error) {
 	var h Health
-	err := s.read.QueryRowContext(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
+	err := s.readRow(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
 		FROM health WHERE project_id = ? AND part = ?`, projectID, part).
 		Scan(&h.ProjectID, &h.Part, &h.Status, &h.Reason, &h.Detail, &h.CheckedAt, &h.Since)
 	return h, notFound(err)

@@ -148,7 +148,7 @@ func (s *Store) CreateOrganization(ctx context.Context, userID int64, name strin
 
 // Memberships lists the organizations a person belongs to, by name.
 func (s *Store) Memberships(ctx context.Context, userID int64) ([]Membership, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
+	rows, err := s.readRows(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
 		JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
 	if err != nil {
 		return nil, err
@@ -169,14 +169,14 @@ func (s *Store) Memberships(ctx context.Context, userID int64) ([]Membership, er
 // are not a member.
 func (s *Store) Role(ctx context.Context, orgID, userID int64) (string, error) {
 	var role string
-	err := s.read.QueryRowContext(ctx, `SELECT role FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&role)
+	err := s.readRow(ctx, `SELECT role FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&role)
 	return role, notFound(err)
 }
 
 // CurrentOrgID is the organization a person last looked at (0 if none).
 func (s *Store) CurrentOrgID(ctx context.Context, userID int64) (int64, error) {
 	var id sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT current_org_id FROM users WHERE id = ?`, userID).Scan(&id)
+	err := s.readRow(ctx, `SELECT current_org_id FROM users WHERE id = ?`, userID).Scan(&id)
 	return id.Int64, notFound(err)
 }
 
@@ -190,13 +190,13 @@ func (s *Store) SetCurrentOrg(ctx context.Context, userID, orgID int64) error {
 // Organization returns an organization by id.
 func (s *Store) Organization(ctx context.Context, id int64) (Organization, error) {
 	var o Organization
-	err := s.read.QueryRowContext(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.CreatedAt)
+	err := s.readRow(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.CreatedAt)
 	return o, notFound(err)
 }
 
 // Members lists an organization's people, admins first.
 func (s *Store) Members(ctx context.Context, orgID int64) ([]Member, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT u.id, u.name, coalesce(p.email, i.email, ''), m.role, m.joined_at,
+	rows, err := s.readRows(ctx, `SELECT u.id, u.name, coalesce(p.email, i.email, ''), m.role, m.joined_at,
 		coalesce(i.username, ''), coalesce(i.status, '')
 		FROM memberships m JOIN users u ON u.id = m.user_id
 		LEFT JOIN password_credentials p ON p.user_id = u.id
@@ -304,7 +304,7 @@ func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, to
 // PendingInvitations lists an organization's invitations not yet
 // accepted, revoked or expired, newest first.
 func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]Invitation, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+invitationColumns+invitationFrom+`
+	rows, err := s.readRows(ctx, `SELECT `+invitationColumns+invitationFrom+`
 		WHERE v.org_id = ? AND v.accepted_at IS NULL AND v.revoked_at IS NULL AND v.expires_at > ? ORDER BY v.id DESC`, orgID, s.now())
 	if err != nil {
 		return nil, err
@@ -323,7 +323,7 @@ func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]Invitati
 
 // InvitationByToken returns the invitation whose token hashes to tokenHash.
 func (s *Store) InvitationByToken(ctx context.Context, tokenHash []byte) (Invitation, error) {
-	return scanInvitation(s.read.QueryRowContext(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.token_hash = ?`, tokenHash))
+	return scanInvitation(s.readRow(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.token_hash = ?`, tokenHash))
 }
 
 // AcceptInvitation makes userID a member of the invitation's organization,
@@ -401,7 +401,7 @@ func (s *Store) AuditLog(ctx context.Context, orgID int64, f AuditFilter) ([]Aud
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.read.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

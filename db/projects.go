@@ -108,7 +108,7 @@ func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k DeployKey, no
 
 // Project returns a project by id.
 func (s *Store) Project(ctx context.Context, id int64) (Project, error) {
-	return scanProject(s.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects p
+	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
 }
 
@@ -130,7 +130,7 @@ func (s *Store) AllProjects(ctx context.Context) ([]Project, error) {
 }
 
 func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]Project, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	rows, err := s.readRows(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([
 
 // UsedRepositories returns the repository UUIDs that already have a project.
 func (s *Store) UsedRepositories(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT repo_uuid FROM projects`)
+	rows, err := s.readRows(ctx, `SELECT repo_uuid FROM projects`)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,7 @@ func (s *Store) scanDeployKey(row interface{ Scan(...any) error }) (DeployKey, e
 
 // ActiveDeployKey returns the project's key in force.
 func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (DeployKey, error) {
-	return s.scanDeployKey(s.read.QueryRowContext(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
+	return s.scanDeployKey(s.readRow(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
@@ -189,7 +189,7 @@ func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (DeployKey
 // force, without opening the sealed private key: what pages show.
 func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (DeployKey, error) {
 	var k DeployKey
-	err := s.read.QueryRowContext(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
+	err := s.readRow(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
 		FROM deploy_keys WHERE project_id = ? AND state = 'active'`, projectID).
 		Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &k.State, &k.CreatedAt)
 	return k, notFound(err)
@@ -198,7 +198,7 @@ func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (Dep
 // RetiringDeployKeys returns keys replaced by Regenerate that Bitbucket has
 // not yet confirmed deleted.
 func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]DeployKey, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
+	rows, err := s.readRows(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
 		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
 	if err != nil {
 		return nil, err

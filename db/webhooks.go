@@ -97,7 +97,7 @@ func (s *Store) scanWebhook(row interface{ Scan(...any) error }) (Webhook, error
 
 // ActiveWebhook returns the project's hook in force.
 func (s *Store) ActiveWebhook(ctx context.Context, projectID int64) (Webhook, error) {
-	return s.scanWebhook(s.read.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks
+	return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
@@ -106,7 +106,7 @@ func (s *Store) ActiveWebhook(ctx context.Context, projectID int64) (Webhook, er
 func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (Webhook, error) {
 	var h Webhook
 	var events string
-	err := s.read.QueryRowContext(ctx, `SELECT id, project_id, hook_uuid, url, events, state, created_at FROM webhooks
+	err := s.readRow(ctx, `SELECT id, project_id, hook_uuid, url, events, state, created_at FROM webhooks
 		WHERE project_id = ? AND state = 'active'`, projectID).Scan(&h.ID, &h.ProjectID, &h.UUID, &h.URL, &events, &h.State, &h.CreatedAt)
 	h.Events = strings.Fields(events)
 	return h, notFound(err)
@@ -115,7 +115,7 @@ func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (Webho
 // DeliveryHook returns the project's hook with that uuid if it is active,
 // or was replaced after retiredSince (the grace window).
 func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (Webhook, error) {
-	return s.scanWebhook(s.read.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks
+	return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND hook_uuid = ? AND (state = 'active' OR retired_at > ?)
 		ORDER BY state = 'active' DESC LIMIT 1`, projectID, NormalizeHookUUID(hookUUID), retiredSince.UTC()))
 }
@@ -123,7 +123,7 @@ func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID stri
 // RetiringWebhooks returns replaced hooks not yet deleted from Bitbucket
 // or still in their grace window.
 func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]Webhook, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+webhookColumns+` FROM webhooks
+	rows, err := s.readRows(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
 	if err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (Project, 
 	if token == "" {
 		return Project{}, ErrNotFound
 	}
-	return scanProject(s.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects p
+	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.hook_token = ?`, token))
 }
 
@@ -239,7 +239,7 @@ func (s *Store) RefuseDelivery(ctx context.Context, d Delivery) error {
 
 // RecentDeliveries returns a project's latest deliveries, newest first.
 func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]Delivery, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, coalesce(project_id, 0), request_uuid, hook_uuid, event_key, attempt,
+	rows, err := s.readRows(ctx, `SELECT id, coalesce(project_id, 0), request_uuid, hook_uuid, event_key, attempt,
 		status, reason, size, received_at FROM deliveries WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err
@@ -259,7 +259,7 @@ func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int
 
 // RecentWorkflows returns a project's latest workflows, newest first.
 func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]Workflow, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash,
+	rows, err := s.readRows(ctx, `SELECT id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash,
 		message, author, committed_at, created_at FROM workflows WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err
@@ -283,7 +283,7 @@ func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int)
 // never).
 func (s *Store) LastAccepted(ctx context.Context, projectID int64) (time.Time, error) {
 	var t time.Time
-	err := s.read.QueryRowContext(ctx, `SELECT received_at FROM deliveries WHERE project_id = ? AND status = 'accepted'
+	err := s.readRow(ctx, `SELECT received_at FROM deliveries WHERE project_id = ? AND status = 'accepted'
 		ORDER BY id DESC LIMIT 1`, projectID).Scan(&t)
 	if err == sql.ErrNoRows {
 		return time.Time{}, nil
