@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,12 @@ func TestBrowserProjectLifecycle(t *testing.T) {
 	b.WaitFor(badge("deploy-key")+` === "valid" && `+badge("webhook")+` === "valid"`, 10*time.Second)
 	b.Screenshot("project-created")
 	b.Eval(`window.tetherMarker = "same page"; "ok"`)
+	// Record the CSRF header of every request htmx sends from here on.
+	b.Eval(`window.tetherPosts = [];
+		document.addEventListener("htmx:before:request", e => {
+			const r = e.detail.ctx.request;
+			if (r.method.toUpperCase() === "POST") window.tetherPosts.push(String(r.headers["X-CSRF-Token"] || ""));
+		}); "ok"`)
 
 	// Deleted on Bitbucket: the badge turns invalid by itself.
 	env.Emulator.DeleteDeployKey("alice/api", env.Emulator.DeployKeys("alice/api")[0].ID)
@@ -65,6 +72,11 @@ func TestBrowserProjectLifecycle(t *testing.T) {
 
 	if got := b.Eval(`window.tetherMarker || "reloaded"`); got != "same page" {
 		t.Fatal("the page was reloaded")
+	}
+	posts := b.Eval(`JSON.stringify(window.tetherPosts)`)
+	token := b.Eval(`JSON.parse(document.body.getAttribute("hx-headers:inherited"))["X-CSRF-Token"]`)
+	if token == "" || !strings.Contains(posts, token) || strings.Contains(posts, `""`) {
+		t.Fatalf("htmx POSTs carried %s, the page's token is %q", posts, token)
 	}
 }
 
