@@ -80,9 +80,11 @@ func (o *OAuth) Complete(ctx context.Context, code string) (Profile, db.Token, e
 		return Profile{}, db.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not reach Bitbucket to finish signing in. Please try again.")
 	}
 	gu, err := o.provider.FetchUser(sess)
-	if err != nil {
-		return Profile{}, db.Token{}, fetchUserProblem(err)
+	if err != nil && gu.UserID == "" {
+		return Profile{}, db.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not read your Bitbucket profile. Please try again.")
 	}
+	// The profile was read but the e-mail was not (no confirmed primary
+	// address, or the grant lacks the email scope): sign in without one.
 	// goth does not expose the token response's scopes; Bitbucket reports
 	// them on every API answer, so read them from /user.
 	_, scopes, err := o.client.CurrentUser(ctx, gu.AccessToken)
@@ -101,14 +103,6 @@ func oauthCode(re *oauth2.RetrieveError) string {
 		return re.ErrorCode
 	}
 	return fmt.Sprintf("status %d", re.Response.StatusCode)
-}
-
-func fetchUserProblem(err error) error {
-	if strings.Contains(err.Error(), "email") {
-		return problem.Wrap(problem.Invalid, err,
-			"Your Bitbucket account has no confirmed primary e-mail address. Confirm one on Bitbucket, then try again.")
-	}
-	return problem.Wrap(problem.Unavailable, redactErr(err), "Could not read your Bitbucket profile. Please try again.")
 }
 
 // redactErr drops URLs from transport errors: they can carry codes.

@@ -281,3 +281,20 @@ func TestStateChangingRequestsNeedCSRF(t *testing.T) {
 		t.Fatalf("a request without CSRF token created %d users", n)
 	}
 }
+
+// A Bitbucket account whose e-mail Tether cannot read (none confirmed, or
+// no email scope) still signs up, without an e-mail.
+func TestSignUpWithoutReadableEmail(t *testing.T) {
+	env := apptest.Start(t, apptest.Options{Scopes: []string{"account", "repository:admin", "webhook"}})
+	env.AddUser("alice")
+	p := env.Client().SignUpWithBitbucket("alice")
+	if p.URL.Path != "/account" || p.Text(`[data-testid="user-name"]`) != "Alice Tester" {
+		t.Fatalf("sign-up without the email scope: %s\n%s", p.URL, p.Body)
+	}
+	if p.Has(`[data-testid="user-email"]`) {
+		t.Fatal("an e-mail was shown that Bitbucket did not give")
+	}
+	if got := p.Text(`[data-testid="missing-scopes"]`); !strings.Contains(got, "email") {
+		t.Fatalf("the missing email scope is not named: %q", got)
+	}
+}
