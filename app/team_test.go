@@ -507,8 +507,11 @@ func TestDeleteProject(t *testing.T) {
 	if p := tm.alice.Get(tm.id); p.Status != http.StatusNotFound {
 		t.Fatalf("deleted project page: %d", p.Status)
 	}
-	if !tm.alice.Get("/team/audit").Has(`[data-action="project deleted"]`) {
-		t.Fatal("no audit entry for the deletion")
+	audit := tm.alice.Get("/team/audit")
+	for _, action := range []string{"project deleted", "deploy key removed", "webhook removed"} {
+		if !audit.Has(`[data-action="` + action + `"]`) {
+			t.Errorf("no %q audit entry", action)
+		}
 	}
 	// The repository can be used again.
 	create(t, tm.alice, "acme/api")

@@ -342,11 +342,11 @@ func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, ke
 }
 
 // DeleteProject forgets a project and everything of it.
-func (s *Store) DeleteProject(ctx context.Context, projectID int64, a Audit) error {
+func (s *Store) DeleteProject(ctx context.Context, projectID int64, entries ...Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, projectID); err != nil {
 			return err
 		}
-		return s.insertAudit(ctx, tx, a)
+		return s.insertAudit(ctx, tx, entries...)
 	})
 }

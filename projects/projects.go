@@ -36,7 +36,7 @@ type Store interface {
 	Role(ctx context.Context, orgID, userID int64) (string, error)
 	IdentityByUser(ctx context.Context, userID int64) (db.Identity, error)
 	RehomeProject(ctx context.Context, projectID, newOwner int64, key db.DeployKey, hook db.Webhook, a db.Audit) error
-	DeleteProject(ctx context.Context, projectID int64, a db.Audit) error
+	DeleteProject(ctx context.Context, projectID int64, entries ...db.Audit) error
 	UsedRepositories(ctx context.Context) (map[string]bool, error)
 	ActiveDeployKey(ctx context.Context, projectID int64) (db.DeployKey, error)
 	ActiveDeployKeyPublic(ctx context.Context, projectID int64) (db.DeployKey, error)

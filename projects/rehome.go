@@ -121,7 +121,13 @@ func (s *Service) Delete(ctx context.Context, actorID int64, p db.Project) (stri
 			break
 		}
 	}
-	err := s.store.DeleteProject(ctx, p.ID, audit(p, actorID, "project deleted", p.FullName+"; deploy key and webhook removed"))
+	entries := []db.Audit{audit(p, actorID, "project deleted", p.FullName)}
+	if warning == "" {
+		entries = append(entries,
+			audit(p, actorID, "deploy key removed", fmt.Sprintf("key %d from %s", key.BitbucketKeyID, p.FullName)),
+			audit(p, actorID, "webhook removed", "{"+hook.UUID+"} from "+p.FullName))
+	}
+	err := s.store.DeleteProject(ctx, p.ID, entries...)
 	return warning, err
 }
 
