@@ -16,10 +16,7 @@ func TestBrowserSignUpWithBitbucket(t *testing.T) {
 
 	b.Navigate(env.URL + "/")
 	b.Click(`[data-testid="bitbucket-login"]`)
-	b.WaitVisible(`#signin-form`)
-	b.Type(`#signin-form input[name="username"]`, "alice")
-	b.Type(`#signin-form input[name="password"]`, "secret-password")
-	b.Submit(`#signin-form`)
+	b.SignInToBitbucket("alice")
 	b.WaitVisible(`#grant-access`)
 	b.Screenshot("bitbucket-consent")
 	b.Click(`#grant-access`)
@@ -52,10 +49,7 @@ func TestBrowserBadgeTurnsNotConnectedInPlace(t *testing.T) {
 	// Alice revokes Tether on Bitbucket's own page, in another browser.
 	bb := apptest.NewBrowser(t)
 	bb.Navigate(env.BBURL + "/account/settings/app-authorizations/")
-	bb.WaitVisible(`#signin-form`)
-	bb.Type(`#signin-form input[name="username"]`, "alice")
-	bb.Type(`#signin-form input[name="password"]`, "secret-password")
-	bb.Submit(`#signin-form`)
+	bb.SignInToBitbucket("alice")
 	bb.WaitVisible(`#app-authorizations button[name="revoke"]`)
 	bb.Screenshot("bitbucket-app-authorizations")
 	bb.Click(`#app-authorizations button[name="revoke"]`)

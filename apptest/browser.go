@@ -175,13 +175,20 @@ func (b *Browser) SignUpWithBitbucket(env *Env, username string) {
 	b.T.Helper()
 	b.Navigate(env.URL + "/")
 	b.Click(`[data-testid="bitbucket-login"]`)
+	b.SignInToBitbucket(username)
+	b.Click(`#grant-access`)
+	b.FinishSetup(env)
+}
+
+// SignInToBitbucket fills the emulator's sign-in form as username
+// (password "secret-password") and waits for what comes after it.
+func (b *Browser) SignInToBitbucket(username string) {
+	b.T.Helper()
 	b.WaitVisible(`#signin-form`)
 	b.Type(`#signin-form input[name="username"]`, username)
 	b.Type(`#signin-form input[name="password"]`, "secret-password")
 	b.Submit(`#signin-form`)
-	b.WaitVisible(`#grant-access`)
-	b.Click(`#grant-access`)
-	b.FinishSetup(env)
+	b.WaitFor(`!document.querySelector("#signin-form")`, 10*time.Second)
 }
 
 // FinishSetup creates the organization a first sign-in asks for, when the

@@ -8,7 +8,6 @@ import (
 
 	"tether/bitbucket"
 	"tether/db"
-	"tether/deploykeys"
 	"tether/problem"
 	"tether/repourl"
 )
@@ -101,36 +100,16 @@ func (s *Service) switchRepository(ctx context.Context, actorID int64, p db.Proj
 	var res ChangeResult
 	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
 	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
-	key, err := deploykeys.Generate(repo.FullName)
-	if err != nil {
-		return res, err
-	}
-	secret := randomToken()
-	err = s.conns.Do(ctx, p.OwnerID, func(token string) error {
-		remote, err := s.bb.CreateDeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.Public, deploykeys.Label(repo.FullName))
-		switch {
-		case bitbucket.IsUnauthorized(err):
-			return err
-		case bitbucket.IsForbidden(err):
-			return problem.Field("url", "%s needs admin rights on %s to use it: Tether adds a deploy key and a webhook there. Nothing was changed.", p.OwnerName, repo.FullName)
-		case err != nil:
-			return bitbucketProblem(err, "add a deploy key to "+repo.FullName)
-		}
-		hook, err := s.bb.CreateHook(ctx, token, repo.Workspace.Slug, repo.Slug, s.hookInput(repo.FullName, p.HookToken, secret))
+	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
+		in, err := s.addIntegration(ctx, token, repo, p.HookToken, problem.Field("url",
+			"%s needs admin rights on %s to use it: Tether adds a deploy key and a webhook there. Nothing was changed.", p.OwnerName, repo.FullName))
 		if err != nil {
-			s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-			if bitbucket.IsUnauthorized(err) {
-				return err
-			}
-			return hookProblem(err, repo.FullName, "Nothing was changed.")
+			return err
 		}
-		err = s.store.SwitchRepository(ctx, p.ID, toDB(repo),
-			db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-			db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret},
+		err = s.store.SwitchRepository(ctx, p.ID, toDB(repo), in.key, in.hook,
 			audit(p, actorID, "repository URL changed", p.FullName+" → "+repo.FullName+" (a different repository: new deploy key and webhook)"))
 		if err != nil {
-			s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-			s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)
+			s.undo(ctx, token, in)
 			if errors.Is(err, db.ErrRepositoryTaken) {
 				return problem.Field("url", "%s already has its own project in Tether.", repo.FullName)
 			}

@@ -231,18 +231,14 @@ func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName stri
 		return db.Project{}, problem.Field("repository", "Choose a repository from the list.")
 	}
 	var (
-		repo   bitbucket.Repository
-		key    deploykeys.Key
-		remote bitbucket.DeployKey
-		token  string
+		repo  bitbucket.Repository
+		token string
 	)
 	err := s.conns.Do(ctx, userID, func(t string) error {
 		var err error
 		token = t
-		if repo, err = s.bb.Repository(ctx, t, ws, slug); err != nil {
-			return err
-		}
-		return nil
+		repo, err = s.bb.Repository(ctx, t, ws, slug)
+		return err
 	})
 	switch {
 	case bitbucket.IsNotFound(err):
@@ -255,31 +251,18 @@ func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName stri
 	} else if used[repo.UUID] {
 		return db.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
 	}
-	if key, err = deploykeys.Generate(repo.FullName); err != nil {
-		return db.Project{}, err
-	}
-	remote, err = s.bb.CreateDeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.Public, deploykeys.Label(repo.FullName))
-	switch {
-	case bitbucket.IsForbidden(err):
-		return db.Project{}, problem.New(problem.Forbidden,
-			"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName)
-	case err != nil:
-		return db.Project{}, bitbucketProblem(err, "add the deploy key to "+repo.FullName)
-	}
-	hookToken, secret := randomToken(), randomToken()
-	hook, err := s.bb.CreateHook(ctx, token, repo.Workspace.Slug, repo.Slug, s.hookInput(repo.FullName, hookToken, secret))
+	hookToken := randomToken()
+	in, err := s.addIntegration(ctx, token, repo, hookToken, problem.New(problem.Forbidden,
+		"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName))
 	if err != nil {
-		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-		return db.Project{}, hookProblem(err, repo.FullName, "Nothing was changed.")
+		return db.Project{}, err
 	}
 	p, err := s.store.CreateProject(ctx, db.Project{
 		OrgID: orgID, Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
 		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
-	}, db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-		db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret}, userID)
+	}, in.key, in.hook, userID)
 	if err != nil {
-		s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-		s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)
+		s.undo(ctx, token, in)
 		if errors.Is(err, db.ErrRepositoryTaken) {
 			return db.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
 		}

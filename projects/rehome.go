@@ -9,7 +9,6 @@ import (
 	"tether/bitbucket"
 	"tether/connections"
 	"tether/db"
-	"tether/deploykeys"
 	"tether/problem"
 )
 
@@ -25,7 +24,6 @@ func (s *Service) Rehome(ctx context.Context, actorID int64, p db.Project) (Rege
 	}
 	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
 	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
-	secret := randomToken()
 	err := s.conns.Do(ctx, actorID, func(token string) error {
 		repo, err := s.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID)
 		switch {
@@ -36,34 +34,14 @@ func (s *Service) Rehome(ctx context.Context, actorID int64, p db.Project) (Rege
 		case err != nil:
 			return bitbucketProblem(err, "look up "+p.FullName)
 		}
-		key, err := deploykeys.Generate(repo.FullName)
+		in, err := s.addIntegration(ctx, token, repo, p.HookToken, problem.New(problem.Forbidden,
+			"Your Bitbucket account needs admin rights on %s to back this project. Nothing was changed.", repo.FullName))
 		if err != nil {
 			return err
 		}
-		remote, err := s.bb.CreateDeployKey(ctx, token, repo.Workspace.Slug, repo.Slug, key.Public, deploykeys.Label(repo.FullName))
-		switch {
-		case bitbucket.IsUnauthorized(err):
-			return err
-		case bitbucket.IsForbidden(err):
-			return problem.New(problem.Forbidden, "Your Bitbucket account needs admin rights on %s to back this project. Nothing was changed.", repo.FullName)
-		case err != nil:
-			return bitbucketProblem(err, "add a deploy key to "+repo.FullName)
-		}
-		hook, err := s.bb.CreateHook(ctx, token, repo.Workspace.Slug, repo.Slug, s.hookInput(repo.FullName, p.HookToken, secret))
+		err = s.store.RehomeProject(ctx, p.ID, actorID, in.key, in.hook, audit(p, actorID, "re-homed", "was backed by "+p.OwnerName))
 		if err != nil {
-			s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-			if bitbucket.IsUnauthorized(err) {
-				return err
-			}
-			return hookProblem(err, repo.FullName, "Nothing was changed.")
-		}
-		err = s.store.RehomeProject(ctx, p.ID, actorID,
-			db.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-			db.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret},
-			audit(p, actorID, "re-homed", "was backed by "+p.OwnerName))
-		if err != nil {
-			s.undoKey(ctx, token, repo.Workspace.Slug, repo.Slug, remote.ID)
-			s.undoHook(ctx, token, repo.Workspace.Slug, repo.Slug, hook.UUID)
+			s.undo(ctx, token, in)
 			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new key and webhook, so they were removed from Bitbucket again. Nothing was changed; please try again.")
 		}
 		res.Warning = s.removeOld(ctx, token, repo, oldKey, oldHook)
