@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"tether/app"
-	"tether/config"
+	"tether/internal/app"
+	"tether/internal/config"
 )
 
 func main() {

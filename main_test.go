@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"tether/apptest"
-	"tether/bitbucket"
+	"tether/internal/apptest"
+	"tether/internal/bitbucket"
 )
 
 // TestMain lets the test binary run Tether itself, as a child process the
@@ -82,7 +82,7 @@ func TestAcknowledgedDeliverySurvivesKill(t *testing.T) {
 		}
 	}()
 
-	body, err := os.ReadFile(filepath.Join("bitbucket", "testdata", "recorded", "webhook_push.json"))
+	body, err := os.ReadFile(filepath.Join("internal", "bitbucket", "testdata", "recorded", "webhook_push.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,57 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"tether/internal/tether"
 	"time"
 )
-
-// ErrEmailTaken: a password account with that e-mail exists.
-var ErrEmailTaken = errors.New("db: e-mail already registered")
-
-// ErrIdentityTaken: the Bitbucket identity is linked to another user.
-var ErrIdentityTaken = errors.New("db: bitbucket identity linked to another user")
-
-// User is a person with a Tether account.
-type User struct {
-	ID        int64
-	Name      string
-	Email     string // the password login's e-mail, else the Bitbucket one
-	CreatedAt time.Time
-}
-
-// Connection states of a Bitbucket identity.
-const (
-	Connected    = "connected"
-	NotConnected = "not_connected"
-)
-
-// Identity is a user's link to a Bitbucket account. Tokens are plaintext in
-// memory and sealed in the table.
-type Identity struct {
-	ID             int64
-	UserID         int64
-	UUID           string
-	Username       string
-	DisplayName    string
-	Email          string
-	AccessToken    string
-	RefreshToken   string
-	TokenExpiresAt time.Time
-	Scopes         []string
-	Status         string
-	StatusReason   string // why it is not connected
-	ConnectedAt    time.Time
-	VerifiedAt     time.Time // last successful check against Bitbucket
-	CheckError     string    // last transient failure, cleared on success
-	CheckedAt      time.Time
-}
-
-// Token is what a successful OAuth exchange or refresh gives.
-type Token struct {
-	AccessToken  string
-	RefreshToken string
-	ExpiresAt    time.Time
-	Scopes       []string
-}
 
 const (
 	purposeAccess  = "bitbucket_identities.access_token"
@@ -69,28 +21,28 @@ const userFrom = ` FROM users u
 	LEFT JOIN password_credentials p ON p.user_id = u.id
 	LEFT JOIN bitbucket_identities i ON i.user_id = u.id`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
-	var u User
+func scanUser(row interface{ Scan(...any) error }) (tether.User, error) {
+	var u tether.User
 	err := row.Scan(&u.ID, &u.Name, &u.Email, &u.CreatedAt)
 	return u, notFound(err)
 }
 
 // UserByID returns the user with that id.
-func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
+func (s *Store) UserByID(ctx context.Context, id int64) (tether.User, error) {
 	return scanUser(s.readRow(ctx, `SELECT `+userColumns+userFrom+` WHERE u.id = ?`, id))
 }
 
 // CreatePasswordUser creates a user who signs in with e-mail and password.
-func (s *Store) CreatePasswordUser(ctx context.Context, name, email, passwordHash string) (User, error) {
+func (s *Store) CreatePasswordUser(ctx context.Context, name, email, passwordHash string) (tether.User, error) {
 	now := s.now()
-	u := User{Name: name, Email: email, CreatedAt: now}
+	u := tether.User{Name: name, Email: email, CreatedAt: now}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM password_credentials WHERE email = ?`, email).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
-			return ErrEmailTaken
+			return tether.ErrEmailTaken
 		}
 		id, err := insertUser(ctx, tx, name, now)
 		if err != nil {
@@ -122,13 +74,13 @@ func (s *Store) PasswordHash(ctx context.Context, email string) (int64, string, 
 
 // CreateBitbucketUser creates a user from a Bitbucket profile, connected
 // with tok, in one transaction.
-func (s *Store) CreateBitbucketUser(ctx context.Context, name string, ident Identity, tok Token) (User, error) {
+func (s *Store) CreateBitbucketUser(ctx context.Context, name string, ident tether.Identity, tok tether.Token) (tether.User, error) {
 	now := s.now()
-	u := User{Name: name, Email: ident.Email, CreatedAt: now}
+	u := tether.User{Name: name, Email: ident.Email, CreatedAt: now}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := identityUserID(ctx, tx, ident.UUID); err == nil {
-			return ErrIdentityTaken
-		} else if !errors.Is(err, ErrNotFound) {
+			return tether.ErrIdentityTaken
+		} else if !errors.Is(err, tether.ErrNotFound) {
 			return err
 		}
 		id, err := insertUser(ctx, tx, name, now)
@@ -144,14 +96,14 @@ func (s *Store) CreateBitbucketUser(ctx context.Context, name string, ident Iden
 
 // ConnectIdentity links ident to userID (replacing a not-connected identity
 // the user had) and stores tok. It refuses an identity linked elsewhere.
-func (s *Store) ConnectIdentity(ctx context.Context, userID int64, ident Identity, tok Token) error {
+func (s *Store) ConnectIdentity(ctx context.Context, userID int64, ident tether.Identity, tok tether.Token) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		owner, err := identityUserID(ctx, tx, ident.UUID)
 		switch {
 		case err == nil && owner != userID:
-			return ErrIdentityTaken
-		case err != nil && !errors.Is(err, ErrNotFound):
+			return tether.ErrIdentityTaken
+		case err != nil && !errors.Is(err, tether.ErrNotFound):
 			return err
 		}
 		var was string
@@ -163,7 +115,7 @@ func (s *Store) ConnectIdentity(ctx context.Context, userID int64, ident Identit
 		if err := s.upsertIdentity(ctx, tx, ident, tok, now); err != nil {
 			return err
 		}
-		if was == Connected {
+		if was == tether.Connected {
 			return nil // a login with a working connection changes nothing
 		}
 		return s.insertUserAudit(ctx, tx, userID, userID, "Bitbucket connected", "@"+ident.Username)
@@ -176,7 +128,7 @@ func identityUserID(ctx context.Context, tx *sql.Tx, uuid string) (int64, error)
 	return id, notFound(err)
 }
 
-func (s *Store) upsertIdentity(ctx context.Context, tx *sql.Tx, ident Identity, tok Token, now time.Time) error {
+func (s *Store) upsertIdentity(ctx context.Context, tx *sql.Tx, ident tether.Identity, tok tether.Token, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO bitbucket_identities
 		(user_id, bitbucket_uuid, username, display_name, email, access_token, refresh_token, token_expires_at,
 		 scopes, status, status_reason, connected_at, verified_at, check_error, checked_at, updated_at)
@@ -201,9 +153,9 @@ func (s *Store) upsertIdentity(ctx context.Context, tx *sql.Tx, ident Identity, 
 const identityColumns = `id, user_id, bitbucket_uuid, username, display_name, email, access_token, refresh_token,
 	token_expires_at, scopes, status, status_reason, connected_at, verified_at, check_error, checked_at`
 
-func (s *Store) scanIdentity(row interface{ Scan(...any) error }) (Identity, error) {
+func (s *Store) scanIdentity(row interface{ Scan(...any) error }) (tether.Identity, error) {
 	var (
-		i                                     Identity
+		i                                     tether.Identity
 		access, refresh                       []byte
 		expires, connected, verified, checked sql.NullTime
 		scopes                                string
@@ -211,15 +163,15 @@ func (s *Store) scanIdentity(row interface{ Scan(...any) error }) (Identity, err
 	err := row.Scan(&i.ID, &i.UserID, &i.UUID, &i.Username, &i.DisplayName, &i.Email, &access, &refresh,
 		&expires, &scopes, &i.Status, &i.StatusReason, &connected, &verified, &i.CheckError, &checked)
 	if err != nil {
-		return Identity{}, notFound(err)
+		return tether.Identity{}, notFound(err)
 	}
 	a, err := s.box.Open(purposeAccess, access)
 	if err != nil {
-		return Identity{}, err
+		return tether.Identity{}, err
 	}
 	r, err := s.box.Open(purposeRefresh, refresh)
 	if err != nil {
-		return Identity{}, err
+		return tether.Identity{}, err
 	}
 	i.AccessToken, i.RefreshToken = string(a), string(r)
 	i.TokenExpiresAt, i.ConnectedAt, i.VerifiedAt, i.CheckedAt = expires.Time, connected.Time, verified.Time, checked.Time
@@ -228,24 +180,24 @@ func (s *Store) scanIdentity(row interface{ Scan(...any) error }) (Identity, err
 }
 
 // IdentityByUUID returns the identity with that Bitbucket uuid.
-func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (Identity, error) {
+func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (tether.Identity, error) {
 	return s.scanIdentity(s.readRow(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE bitbucket_uuid = ?`, uuid))
 }
 
 // IdentityByUser returns the user's Bitbucket identity.
-func (s *Store) IdentityByUser(ctx context.Context, userID int64) (Identity, error) {
+func (s *Store) IdentityByUser(ctx context.Context, userID int64) (tether.Identity, error) {
 	return s.scanIdentity(s.readRow(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE user_id = ?`, userID))
 }
 
 // IdentityForUpdate reads the identity through the writer, so a caller that
 // holds the identity's refresh lock sees the latest committed tokens.
-func (s *Store) IdentityForUpdate(ctx context.Context, userID int64) (Identity, error) {
+func (s *Store) IdentityForUpdate(ctx context.Context, userID int64) (tether.Identity, error) {
 	return s.scanIdentity(s.write.QueryRowContext(ctx, `SELECT `+identityColumns+` FROM bitbucket_identities WHERE user_id = ?`, userID))
 }
 
 // RotateTokens stores a refreshed token pair, only if the refresh token used
 // is still the stored one (so a concurrent disconnect or rotation wins).
-func (s *Store) RotateTokens(ctx context.Context, identityID int64, usedRefresh string, tok Token) error {
+func (s *Store) RotateTokens(ctx context.Context, identityID int64, usedRefresh string, tok tether.Token) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var sealed []byte
 		var status string
@@ -257,8 +209,8 @@ func (s *Store) RotateTokens(ctx context.Context, identityID int64, usedRefresh 
 		if err != nil {
 			return err
 		}
-		if status != Connected || string(cur) != usedRefresh {
-			return ErrNotFound
+		if status != tether.Connected || string(cur) != usedRefresh {
+			return tether.ErrNotFound
 		}
 		scopes := strings.Join(tok.Scopes, " ")
 		_, err = tx.ExecContext(ctx, `UPDATE bitbucket_identities SET access_token = ?, refresh_token = ?,
@@ -304,7 +256,7 @@ func (s *Store) MarkNotConnected(ctx context.Context, identityID int64, reason s
 			WHERE id = ?`, reason, now, now, identityID); err != nil {
 			return err
 		}
-		if status != Connected {
+		if status != tether.Connected {
 			return nil
 		}
 		action := "Bitbucket disconnected"

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"tether/secrets"
+	"tether/internal/secrets"
+	"tether/internal/tether"
 )
 
 func openBenchStore(b *testing.B) *Store {
@@ -34,7 +35,7 @@ func openBenchStore(b *testing.B) *Store {
 func BenchmarkSQLiteCommit(b *testing.B) {
 	ctx := context.Background()
 	s := openBenchStore(b)
-	d := Delivery{HookUUID: "0f6a5b7e-3c1d-4e2f-9a8b-7c6d5e4f3a2b", EventKey: "repo:push",
+	d := tether.Delivery{HookUUID: "0f6a5b7e-3c1d-4e2f-9a8b-7c6d5e4f3a2b", EventKey: "repo:push",
 		Attempt: 1, Reason: "benchmark", Size: 10416}
 	b.ResetTimer()
 	for i := range b.N {
@@ -57,16 +58,16 @@ func BenchmarkSQLiteCommitBatched(b *testing.B) {
 			ctx := context.Background()
 			s := openBenchStore(b)
 			projectID := benchProject(b, s)
-			batch := make([]Accept, 0, size)
+			batch := make([]tether.Accept, 0, size)
 			commits := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i += size {
 				batch = batch[:0]
 				for j := i; j < min(i+size, b.N); j++ {
-					batch = append(batch, Accept{
-						Delivery: Delivery{ProjectID: projectID, RequestUUID: "bench-" + strconv.Itoa(j),
+					batch = append(batch, tether.Accept{
+						Delivery: tether.Delivery{ProjectID: projectID, RequestUUID: "bench-" + strconv.Itoa(j),
 							HookUUID: "0f6a5b7e-3c1d-4e2f-9a8b-7c6d5e4f3a2b", EventKey: "repo:push", Attempt: 1, Size: 10416},
-						Workflows: []Workflow{{Trigger: "push", RefType: "branch", RefName: "master",
+						Workflows: []tether.Workflow{{Trigger: "push", RefType: "branch", RefName: "master",
 							CommitHash: "141977fedf5cc3d6d5f4bd3e8b9d7c4a4e0e3d9b", Message: "Update README.md",
 							Author: "Brad Rydzewski", CommittedAt: time.Date(2015, 6, 9, 3, 34, 49, 0, time.UTC)}},
 					})

@@ -22,16 +22,14 @@ import (
 	"sync"
 	"time"
 
-	"tether/secrets"
+	"tether/internal/secrets"
+	"tether/internal/tether"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
-
-// ErrNotFound is returned when a row asked for does not exist.
-var ErrNotFound = errors.New("db: not found")
 
 // Store reads through a pool of connections and writes through one.
 type Store struct {
@@ -209,7 +207,7 @@ func nullTime(t time.Time) sql.NullTime {
 // notFound maps sql.ErrNoRows to ErrNotFound.
 func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return tether.ErrNotFound
 	}
 	return err
 }

@@ -2,36 +2,12 @@ package db
 
 import (
 	"context"
-	"time"
+	"tether/internal/tether"
 )
-
-// Parts of a project's integration whose health is checked.
-const (
-	PartDeployKey = "deploy_key"
-	PartWebhook   = "webhook"
-)
-
-// Health statuses.
-const (
-	Valid   = "valid"
-	Invalid = "invalid"
-	Unknown = "unknown" // could not check: never shown as invalid
-)
-
-// Health is the last check of one part of a project.
-type Health struct {
-	ProjectID int64
-	Part      string
-	Status    string
-	Reason    string // short, stable: e.g. "removed from the repository"
-	Detail    string // what was found, for people
-	CheckedAt time.Time
-	Since     time.Time // when the status last changed
-}
 
 // Health returns the last check of a part; ErrNotFound before the first.
-func (s *Store) Health(ctx context.Context, projectID int64, part string) (Health, error) {
-	var h Health
+func (s *Store) Health(ctx context.Context, projectID int64, part string) (tether.Health, error) {
+	var h tether.Health
 	err := s.readRow(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
 		FROM health WHERE project_id = ? AND part = ?`, projectID, part).
 		Scan(&h.ProjectID, &h.Part, &h.Status, &h.Reason, &h.Detail, &h.CheckedAt, &h.Since)
@@ -40,7 +16,7 @@ func (s *Store) Health(ctx context.Context, projectID int64, part string) (Healt
 
 // RecordHealth stores a check's result; since moves only when the status
 // changes.
-func (s *Store) RecordHealth(ctx context.Context, h Health) error {
+func (s *Store) RecordHealth(ctx context.Context, h tether.Health) error {
 	now := s.now()
 	_, err := s.write.ExecContext(ctx, `INSERT INTO health (project_id, part, status, reason, detail, checked_at, since)
 		VALUES (?, ?, ?, ?, ?, ?, ?)

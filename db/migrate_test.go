@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"tether/secrets"
+	"tether/internal/secrets"
+	"tether/internal/tether"
 )
 
 // A database made before organizations existed migrates: each person gets
@@ -43,7 +44,7 @@ func TestMigrationMovesProjectsIntoOrganizations(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	ms, err := s.Memberships(ctx, 7)
-	if err != nil || len(ms) != 1 || ms[0].Role != RoleAdmin || ms[0].Org.Name != "Old Timer's organization" {
+	if err != nil || len(ms) != 1 || ms[0].Role != tether.RoleAdmin || ms[0].Org.Name != "Old Timer's organization" {
 		t.Fatalf("memberships %+v %v", ms, err)
 	}
 	p, err := s.Project(ctx, 3)

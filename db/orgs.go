@@ -5,79 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"tether/internal/tether"
 	"time"
 )
 
-// Roles in an organization.
-const (
-	RoleAdmin  = "admin"
-	RoleMember = "member"
-)
-
-var (
-	// ErrLastAdmin: the change would leave the organization without an admin.
-	ErrLastAdmin = errors.New("db: the last admin cannot be removed or demoted")
-	// ErrAlreadyMember: the person is already in the organization.
-	ErrAlreadyMember = errors.New("db: already a member")
-	// ErrInvitationUsed: accepted, revoked or expired.
-	ErrInvitationUsed = errors.New("db: invitation no longer valid")
-)
-
-// Organization owns projects; people belong to it with a role.
-type Organization struct {
-	ID        int64
-	Name      string
-	CreatedAt time.Time
-}
-
-// Membership is one organization a person belongs to.
-type Membership struct {
-	Org      Organization
-	Role     string
-	JoinedAt time.Time
-}
-
-// Member is a person in an organization, with their Bitbucket connection.
-type Member struct {
-	UserID            int64
-	Name              string
-	Email             string
-	Role              string
-	JoinedAt          time.Time
-	BitbucketUsername string
-	BitbucketStatus   string // connected | not_connected | "" (never connected)
-}
-
-// Invitation is a link that lets someone join an organization once.
-type Invitation struct {
-	ID            int64
-	OrgID         int64
-	OrgName       string
-	InvitedBy     int64
-	InvitedByName string
-	CreatedAt     time.Time
-	ExpiresAt     time.Time
-	AcceptedBy    int64
-	AcceptedAt    time.Time
-	RevokedAt     time.Time
-}
-
-// Audit is one entry of an organization's audit log. ActorID 0 means
-// Tether itself (something it detected).
-type Audit struct {
-	ID          int64
-	OrgID       int64
-	ActorID     int64
-	ActorName   string
-	Action      string
-	ProjectID   int64
-	ProjectName string
-	Detail      string
-	CreatedAt   time.Time
-}
-
 // insertAudit writes entries inside tx, so they commit with the change.
-func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, entries ...Audit) error {
+func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, entries ...tether.Audit) error {
 	now := s.now()
 	for _, a := range entries {
 		var actor, project any
@@ -115,7 +48,7 @@ func (s *Store) insertUserAudit(ctx context.Context, tx *sql.Tx, userID, actorID
 	}
 	rows.Close()
 	for _, org := range orgs {
-		if err := s.insertAudit(ctx, tx, Audit{OrgID: org, ActorID: actorID, Action: action, Detail: detail}); err != nil {
+		if err := s.insertAudit(ctx, tx, tether.Audit{OrgID: org, ActorID: actorID, Action: action, Detail: detail}); err != nil {
 			return err
 		}
 	}
@@ -124,9 +57,9 @@ func (s *Store) insertUserAudit(ctx context.Context, tx *sql.Tx, userID, actorID
 
 // CreateOrganization creates an organization with userID as its admin and
 // makes it their current one.
-func (s *Store) CreateOrganization(ctx context.Context, userID int64, name string) (Organization, error) {
+func (s *Store) CreateOrganization(ctx context.Context, userID int64, name string) (tether.Organization, error) {
 	now := s.now()
-	o := Organization{Name: name, CreatedAt: now}
+	o := tether.Organization{Name: name, CreatedAt: now}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO organizations (name, created_at) VALUES (?, ?)`, name, now)
 		if err != nil {
@@ -141,22 +74,22 @@ func (s *Store) CreateOrganization(ctx context.Context, userID int64, name strin
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = ? WHERE id = ?`, o.ID, userID); err != nil {
 			return err
 		}
-		return s.insertAudit(ctx, tx, Audit{OrgID: o.ID, ActorID: userID, Action: "organization created", Detail: name})
+		return s.insertAudit(ctx, tx, tether.Audit{OrgID: o.ID, ActorID: userID, Action: "organization created", Detail: name})
 	})
 	return o, err
 }
 
 // Memberships lists the organizations a person belongs to, by name.
-func (s *Store) Memberships(ctx context.Context, userID int64) ([]Membership, error) {
+func (s *Store) Memberships(ctx context.Context, userID int64) ([]tether.Membership, error) {
 	rows, err := s.readRows(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
 		JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Membership
+	var out []tether.Membership
 	for rows.Next() {
-		var m Membership
+		var m tether.Membership
 		if err := rows.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt); err != nil {
 			return nil, err
 		}
@@ -188,14 +121,14 @@ func (s *Store) SetCurrentOrg(ctx context.Context, userID, orgID int64) error {
 }
 
 // Organization returns an organization by id.
-func (s *Store) Organization(ctx context.Context, id int64) (Organization, error) {
-	var o Organization
+func (s *Store) Organization(ctx context.Context, id int64) (tether.Organization, error) {
+	var o tether.Organization
 	err := s.readRow(ctx, `SELECT id, name, created_at FROM organizations WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.CreatedAt)
 	return o, notFound(err)
 }
 
 // Members lists an organization's people, admins first.
-func (s *Store) Members(ctx context.Context, orgID int64) ([]Member, error) {
+func (s *Store) Members(ctx context.Context, orgID int64) ([]tether.Member, error) {
 	rows, err := s.readRows(ctx, `SELECT u.id, u.name, coalesce(p.email, i.email, ''), m.role, m.joined_at,
 		coalesce(i.username, ''), coalesce(i.status, '')
 		FROM memberships m JOIN users u ON u.id = m.user_id
@@ -206,9 +139,9 @@ func (s *Store) Members(ctx context.Context, orgID int64) ([]Member, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Member
+	var out []tether.Member
 	for rows.Next() {
-		var m Member
+		var m tether.Member
 		if err := rows.Scan(&m.UserID, &m.Name, &m.Email, &m.Role, &m.JoinedAt, &m.BitbucketUsername, &m.BitbucketStatus); err != nil {
 			return nil, err
 		}
@@ -225,13 +158,13 @@ func otherAdmins(ctx context.Context, tx *sql.Tx, orgID, userID int64) (int, err
 }
 
 // SetRole changes a member's role; the last admin cannot be demoted.
-func (s *Store) SetRole(ctx context.Context, orgID, userID int64, role string, a Audit) error {
+func (s *Store) SetRole(ctx context.Context, orgID, userID int64, role string, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if role != RoleAdmin {
+		if role != tether.RoleAdmin {
 			if n, err := otherAdmins(ctx, tx, orgID, userID); err != nil {
 				return err
 			} else if n == 0 {
-				return ErrLastAdmin
+				return tether.ErrLastAdmin
 			}
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE memberships SET role = ? WHERE org_id = ? AND user_id = ?`, role, orgID, userID)
@@ -239,7 +172,7 @@ func (s *Store) SetRole(ctx context.Context, orgID, userID int64, role string, a
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return tether.ErrNotFound
 		}
 		return s.insertAudit(ctx, tx, a)
 	})
@@ -247,19 +180,19 @@ func (s *Store) SetRole(ctx context.Context, orgID, userID int64, role string, a
 
 // RemoveMember takes a person out of an organization; the last admin
 // cannot be removed.
-func (s *Store) RemoveMember(ctx context.Context, orgID, userID int64, a Audit) error {
+func (s *Store) RemoveMember(ctx context.Context, orgID, userID int64, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if n, err := otherAdmins(ctx, tx, orgID, userID); err != nil {
 			return err
 		} else if n == 0 {
-			return ErrLastAdmin
+			return tether.ErrLastAdmin
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return tether.ErrNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = NULL WHERE id = ? AND current_org_id = ?`, userID, orgID); err != nil {
 			return err
@@ -271,8 +204,8 @@ func (s *Store) RemoveMember(ctx context.Context, orgID, userID int64, a Audit) 
 const invitationColumns = `v.id, v.org_id, o.name, v.invited_by, u.name, v.created_at, v.expires_at,
 	coalesce(v.accepted_by, 0), v.accepted_at, v.revoked_at`
 
-func scanInvitation(row interface{ Scan(...any) error }) (Invitation, error) {
-	var v Invitation
+func scanInvitation(row interface{ Scan(...any) error }) (tether.Invitation, error) {
+	var v tether.Invitation
 	var accepted, revoked sql.NullTime
 	err := row.Scan(&v.ID, &v.OrgID, &v.OrgName, &v.InvitedBy, &v.InvitedByName, &v.CreatedAt, &v.ExpiresAt, &v.AcceptedBy, &accepted, &revoked)
 	v.AcceptedAt, v.RevokedAt = accepted.Time, revoked.Time
@@ -282,7 +215,7 @@ func scanInvitation(row interface{ Scan(...any) error }) (Invitation, error) {
 const invitationFrom = ` FROM invitations v JOIN organizations o ON o.id = v.org_id JOIN users u ON u.id = v.invited_by`
 
 // CreateInvitation stores an invitation under the hash of its token.
-func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, tokenHash []byte, expires time.Time, a Audit) (Invitation, error) {
+func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, tokenHash []byte, expires time.Time, a tether.Audit) (tether.Invitation, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO invitations (org_id, token_hash, invited_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
@@ -296,21 +229,21 @@ func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, to
 		return s.insertAudit(ctx, tx, a)
 	})
 	if err != nil {
-		return Invitation{}, err
+		return tether.Invitation{}, err
 	}
 	return scanInvitation(s.write.QueryRowContext(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.id = ?`, id))
 }
 
 // PendingInvitations lists an organization's invitations not yet
 // accepted, revoked or expired, newest first.
-func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]Invitation, error) {
+func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]tether.Invitation, error) {
 	rows, err := s.readRows(ctx, `SELECT `+invitationColumns+invitationFrom+`
 		WHERE v.org_id = ? AND v.accepted_at IS NULL AND v.revoked_at IS NULL AND v.expires_at > ? ORDER BY v.id DESC`, orgID, s.now())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Invitation
+	var out []tether.Invitation
 	for rows.Next() {
 		v, err := scanInvitation(rows)
 		if err != nil {
@@ -322,7 +255,7 @@ func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]Invitati
 }
 
 // InvitationByToken returns the invitation whose token hashes to tokenHash.
-func (s *Store) InvitationByToken(ctx context.Context, tokenHash []byte) (Invitation, error) {
+func (s *Store) InvitationByToken(ctx context.Context, tokenHash []byte) (tether.Invitation, error) {
 	return scanInvitation(s.readRow(ctx, `SELECT `+invitationColumns+invitationFrom+` WHERE v.token_hash = ?`, tokenHash))
 }
 
@@ -335,7 +268,7 @@ func (s *Store) AcceptInvitation(ctx context.Context, invitationID, userID int64
 		err := tx.QueryRowContext(ctx, `SELECT org_id FROM invitations WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?`,
 			invitationID, now).Scan(&orgID)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrInvitationUsed
+			return tether.ErrInvitationUsed
 		}
 		if err != nil {
 			return err
@@ -345,7 +278,7 @@ func (s *Store) AcceptInvitation(ctx context.Context, invitationID, userID int64
 			return err
 		}
 		if n > 0 {
-			return ErrAlreadyMember
+			return tether.ErrAlreadyMember
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO memberships (org_id, user_id, role, joined_at) VALUES (?, ?, 'member', ?)`, orgID, userID, now); err != nil {
 			return err
@@ -356,12 +289,12 @@ func (s *Store) AcceptInvitation(ctx context.Context, invitationID, userID int64
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET current_org_id = ? WHERE id = ?`, orgID, userID); err != nil {
 			return err
 		}
-		return s.insertAudit(ctx, tx, Audit{OrgID: orgID, ActorID: userID, Action: "member joined", Detail: "accepted an invitation"})
+		return s.insertAudit(ctx, tx, tether.Audit{OrgID: orgID, ActorID: userID, Action: "member joined", Detail: "accepted an invitation"})
 	})
 }
 
 // RevokeInvitation revokes a pending invitation of the organization.
-func (s *Store) RevokeInvitation(ctx context.Context, orgID, invitationID int64, a Audit) error {
+func (s *Store) RevokeInvitation(ctx context.Context, orgID, invitationID int64, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE invitations SET revoked_at = ? WHERE id = ? AND org_id = ? AND accepted_at IS NULL AND revoked_at IS NULL`,
 			s.now(), invitationID, orgID)
@@ -369,21 +302,14 @@ func (s *Store) RevokeInvitation(ctx context.Context, orgID, invitationID int64,
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return tether.ErrNotFound
 		}
 		return s.insertAudit(ctx, tx, a)
 	})
 }
 
-// AuditFilter narrows the audit log.
-type AuditFilter struct {
-	ProjectID, ActorID int64
-	Before             int64 // entries with a smaller id (paging)
-	Limit              int
-}
-
 // AuditLog returns an organization's entries, newest first.
-func (s *Store) AuditLog(ctx context.Context, orgID int64, f AuditFilter) ([]Audit, error) {
+func (s *Store) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error) {
 	q := `SELECT id, org_id, coalesce(actor_id, 0), actor_name, action, coalesce(project_id, 0), project_name, detail, created_at
 		FROM audit_log WHERE org_id = ?`
 	args := []any{orgID}
@@ -406,9 +332,9 @@ func (s *Store) AuditLog(ctx context.Context, orgID int64, f AuditFilter) ([]Aud
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Audit
+	var out []tether.Audit
 	for rows.Next() {
-		var a Audit
+		var a tether.Audit
 		if err := rows.Scan(&a.ID, &a.OrgID, &a.ActorID, &a.ActorName, &a.Action, &a.ProjectID, &a.ProjectName, &a.Detail, &a.CreatedAt); err != nil {
 			return nil, err
 		}

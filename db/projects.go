@@ -3,52 +3,18 @@ package db
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"tether/internal/tether"
 	"time"
 )
-
-// ErrRepositoryTaken: a project for that repository exists.
-var ErrRepositoryTaken = errors.New("db: repository already has a project")
-
-// Project is a CI project tied to one Bitbucket repository.
-type Project struct {
-	ID        int64
-	OrgID     int64
-	Name      string
-	OwnerID   int64 // whose Bitbucket connection Tether acts with
-	OwnerName string
-	RepoUUID  string
-	Workspace string
-	RepoSlug  string
-	FullName  string
-	CloneSSH  string
-	HTMLURL   string
-	Private   bool
-	HookToken string // the random last segment of the webhook URL
-	MovedTo   string // the full name Bitbucket now has, when it differs
-	CreatedAt time.Time
-}
-
-// DeployKey is the key Tether registered on a project's repository.
-type DeployKey struct {
-	ID             int64
-	ProjectID      int64
-	BitbucketKeyID int
-	PublicKey      string // authorized_keys line
-	Fingerprint    string // SHA256:…
-	PrivateKey     []byte // OpenSSH PEM; sealed in the table, never shown
-	State          string // active | retiring
-	CreatedAt      time.Time
-}
 
 const purposeDeployKey = "deploy_keys.private_key"
 
 const projectColumns = `p.id, coalesce(p.org_id, 0), p.name, p.owner_id, u.name, p.repo_uuid, p.workspace, p.repo_slug, p.full_name,
 	p.clone_ssh, p.html_url, p.is_private, p.hook_token, p.moved_to, p.created_at`
 
-func scanProject(row interface{ Scan(...any) error }) (Project, error) {
-	var p Project
+func scanProject(row interface{ Scan(...any) error }) (tether.Project, error) {
+	var p tether.Project
 	err := row.Scan(&p.ID, &p.OrgID, &p.Name, &p.OwnerID, &p.OwnerName, &p.RepoUUID, &p.Workspace, &p.RepoSlug, &p.FullName,
 		&p.CloneSSH, &p.HTMLURL, &p.Private, &p.HookToken, &p.MovedTo, &p.CreatedAt)
 	return p, notFound(err)
@@ -56,7 +22,7 @@ func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 
 // CreateProject stores a project with its first deploy key and webhook in
 // one transaction.
-func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hook Webhook, actorID int64) (Project, error) {
+func (s *Store) CreateProject(ctx context.Context, p tether.Project, key tether.DeployKey, hook tether.Webhook, actorID int64) (tether.Project, error) {
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -64,7 +30,7 @@ func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hoo
 			return err
 		}
 		if n > 0 {
-			return ErrRepositoryTaken
+			return tether.ErrRepositoryTaken
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO projects
 			(org_id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
@@ -83,19 +49,19 @@ func (s *Store) CreateProject(ctx context.Context, p Project, key DeployKey, hoo
 		if err := s.insertWebhook(ctx, tx, hook, now); err != nil {
 			return err
 		}
-		a := Audit{OrgID: p.OrgID, ActorID: actorID, ProjectID: p.ID, ProjectName: p.Name}
+		a := tether.Audit{OrgID: p.OrgID, ActorID: actorID, ProjectID: p.ID, ProjectName: p.Name}
 		return s.insertAudit(ctx, tx,
-			a.with("project created", p.FullName),
-			a.with("deploy key created", key.Fingerprint),
-			a.with("webhook created", "{"+NormalizeHookUUID(hook.UUID)+"}"))
+			a.With("project created", p.FullName),
+			a.With("deploy key created", key.Fingerprint),
+			a.With("webhook created", "{"+tether.NormalizeHookUUID(hook.UUID)+"}"))
 	})
 	if err != nil {
-		return Project{}, err
+		return tether.Project{}, err
 	}
 	return s.Project(ctx, p.ID)
 }
 
-func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k DeployKey, now time.Time) error {
+func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k tether.DeployKey, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO deploy_keys
 		(project_id, bitbucket_key_id, public_key, fingerprint, private_key, state, created_at)
 		VALUES (?, ?, ?, ?, ?, 'active', ?)`,
@@ -107,35 +73,35 @@ func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k DeployKey, no
 }
 
 // Project returns a project by id.
-func (s *Store) Project(ctx context.Context, id int64) (Project, error) {
+func (s *Store) Project(ctx context.Context, id int64) (tether.Project, error) {
 	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
 }
 
 // ProjectsOf returns the projects a user backs with their connection.
-func (s *Store) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
+func (s *Store) ProjectsOf(ctx context.Context, userID int64) ([]tether.Project, error) {
 	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.owner_id = ? ORDER BY p.name, p.id`, userID)
 }
 
 // ProjectsInOrg returns an organization's projects, by name.
-func (s *Store) ProjectsInOrg(ctx context.Context, orgID int64) ([]Project, error) {
+func (s *Store) ProjectsInOrg(ctx context.Context, orgID int64) ([]tether.Project, error) {
 	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.org_id = ? ORDER BY p.name, p.id`, orgID)
 }
 
 // AllProjects returns every project, for the background health monitor.
-func (s *Store) AllProjects(ctx context.Context) ([]Project, error) {
+func (s *Store) AllProjects(ctx context.Context) ([]tether.Project, error) {
 	return s.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects p JOIN users u ON u.id = p.owner_id ORDER BY p.id`)
 }
 
-func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]Project, error) {
+func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]tether.Project, error) {
 	rows, err := s.readRows(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Project
+	var out []tether.Project
 	for rows.Next() {
 		p, err := scanProject(rows)
 		if err != nil {
@@ -166,29 +132,29 @@ func (s *Store) UsedRepositories(ctx context.Context) (map[string]bool, error) {
 
 const deployKeyColumns = `id, project_id, bitbucket_key_id, public_key, fingerprint, private_key, state, created_at`
 
-func (s *Store) scanDeployKey(row interface{ Scan(...any) error }) (DeployKey, error) {
-	var k DeployKey
+func (s *Store) scanDeployKey(row interface{ Scan(...any) error }) (tether.DeployKey, error) {
+	var k tether.DeployKey
 	var sealed []byte
 	err := row.Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &sealed, &k.State, &k.CreatedAt)
 	if err != nil {
-		return DeployKey{}, notFound(err)
+		return tether.DeployKey{}, notFound(err)
 	}
 	if k.PrivateKey, err = s.box.Open(purposeDeployKey, sealed); err != nil {
-		return DeployKey{}, err
+		return tether.DeployKey{}, err
 	}
 	return k, nil
 }
 
 // ActiveDeployKey returns the project's key in force.
-func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (DeployKey, error) {
+func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (tether.DeployKey, error) {
 	return s.scanDeployKey(s.readRow(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
 // ActiveDeployKeyPublic returns the public half of the project's key in
 // force, without opening the sealed private key: what pages show.
-func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (DeployKey, error) {
-	var k DeployKey
+func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (tether.DeployKey, error) {
+	var k tether.DeployKey
 	err := s.readRow(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
 		FROM deploy_keys WHERE project_id = ? AND state = 'active'`, projectID).
 		Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &k.State, &k.CreatedAt)
@@ -197,14 +163,14 @@ func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (Dep
 
 // RetiringDeployKeys returns keys replaced by Regenerate that Bitbucket has
 // not yet confirmed deleted.
-func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]DeployKey, error) {
+func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]tether.DeployKey, error) {
 	rows, err := s.readRows(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
 		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []DeployKey
+	var out []tether.DeployKey
 	for rows.Next() {
 		k, err := s.scanDeployKey(rows)
 		if err != nil {
@@ -217,7 +183,7 @@ func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]Depl
 
 // ReplaceDeployKey makes next the project's active key and marks the
 // previous one retiring, in one transaction with its audit entry.
-func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next DeployKey, a Audit) error {
+func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next tether.DeployKey, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.insertAudit(ctx, tx, a); err != nil {
 			return err
@@ -236,12 +202,6 @@ func (s *Store) DeleteDeployKey(ctx context.Context, id int64) error {
 	return err
 }
 
-// Repository is where a project's repository lives on Bitbucket.
-type Repository struct {
-	UUID, Workspace, Slug, FullName, CloneSSH, HTMLURL string
-	Private                                            bool
-}
-
 // SetMovedTo records the full name Bitbucket reports for the project's
 // repository when it differs from the stored one ("" when it does not); a
 // newly detected move goes into the audit log as Tether's finding.
@@ -257,13 +217,13 @@ func (s *Store) SetMovedTo(ctx context.Context, projectID int64, fullName string
 		if fullName == "" {
 			return nil
 		}
-		return s.insertAudit(ctx, tx, Audit{OrgID: p.OrgID, Action: "move detected", ProjectID: p.ID, ProjectName: p.Name,
+		return s.insertAudit(ctx, tx, tether.Audit{OrgID: p.OrgID, Action: "move detected", ProjectID: p.ID, ProjectName: p.Name,
 			Detail: p.FullName + " is now " + fullName})
 	})
 }
 
 // UpdateRepository stores where the same repository (same UUID) lives now.
-func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Repository, a Audit) error {
+func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r tether.Repository, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE projects SET workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
 			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ? AND repo_uuid = ?`,
@@ -272,7 +232,7 @@ func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Reposit
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return tether.ErrNotFound
 		}
 		return s.insertAudit(ctx, tx, a)
 	})
@@ -281,7 +241,7 @@ func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r Reposit
 // SwitchRepository points the project at another repository with the key
 // and hook Tether created there, forgetting the old ones, in one
 // transaction.
-func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Repository, key DeployKey, hook Webhook, a Audit) error {
+func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r tether.Repository, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.insertAudit(ctx, tx, a); err != nil {
@@ -292,7 +252,7 @@ func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Reposit
 			return err
 		}
 		if n > 0 {
-			return ErrRepositoryTaken
+			return tether.ErrRepositoryTaken
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE projects SET repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
 			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ?`,
@@ -306,7 +266,7 @@ func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r Reposit
 
 // replaceIntegration forgets every key and hook of the project and stores
 // the new pair as the active ones.
-func (s *Store) replaceIntegration(ctx context.Context, tx *sql.Tx, projectID int64, key DeployKey, hook Webhook, now time.Time) error {
+func (s *Store) replaceIntegration(ctx context.Context, tx *sql.Tx, projectID int64, key tether.DeployKey, hook tether.Webhook, now time.Time) error {
 	for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
 		if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
 			return err
@@ -319,16 +279,10 @@ func (s *Store) replaceIntegration(ctx context.Context, tx *sql.Tx, projectID in
 	return s.insertWebhook(ctx, tx, hook, now)
 }
 
-// with returns a copy of the entry with action and detail set.
-func (a Audit) with(action, detail string) Audit {
-	a.Action, a.Detail = action, detail
-	return a
-}
-
 // RehomeProject makes newOwner the person whose connection backs the
 // project, with the key and hook created with their token, forgetting the
 // old ones, in one transaction.
-func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, key DeployKey, hook Webhook, a Audit) error {
+func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE projects SET owner_id = ?, updated_at = ? WHERE id = ?`, newOwner, now, projectID); err != nil {
@@ -342,7 +296,7 @@ func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, ke
 }
 
 // DeleteProject forgets a project and everything of it.
-func (s *Store) DeleteProject(ctx context.Context, projectID int64, entries ...Audit) error {
+func (s *Store) DeleteProject(ctx context.Context, projectID int64, entries ...tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, projectID); err != nil {
 			return err

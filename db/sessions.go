@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"tether/internal/tether"
 	"time"
 )
 
@@ -13,7 +14,7 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, userID int6
 }
 
 // SessionUser returns the user of an unexpired session.
-func (s *Store) SessionUser(ctx context.Context, tokenHash []byte) (User, error) {
+func (s *Store) SessionUser(ctx context.Context, tokenHash []byte) (tether.User, error) {
 	return scanUser(s.readRow(ctx, `SELECT `+userColumns+userFrom+`
 		JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = ? AND s.expires_at > ?`, tokenHash, s.now()))
 }

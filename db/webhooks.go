@@ -5,70 +5,16 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"tether/internal/tether"
 	"time"
-)
-
-// Webhook is the hook Tether created on a project's repository.
-type Webhook struct {
-	ID        int64
-	ProjectID int64
-	UUID      string // without braces, lower case
-	URL       string
-	Events    []string
-	Secret    string // plaintext in memory, sealed in the table, never shown
-	State     string // active | retiring
-	RetiredAt time.Time
-	CreatedAt time.Time
-}
-
-// Delivery is one request Bitbucket sent to a project's hook URL.
-type Delivery struct {
-	ID          int64
-	ProjectID   int64 // 0 when the URL matched no project
-	RequestUUID string
-	HookUUID    string
-	EventKey    string
-	Attempt     int
-	Status      string // accepted | refused
-	Reason      string // why it was refused, or a note on an accepted one
-	Size        int
-	ReceivedAt  time.Time
-}
-
-// Workflow is a run a delivery started.
-type Workflow struct {
-	ID          int64
-	ProjectID   int64
-	DeliveryID  int64
-	Trigger     string // push | pull_request
-	RefType     string // branch | tag
-	RefName     string
-	CommitHash  string
-	Message     string
-	Author      string
-	CommittedAt time.Time
-	CreatedAt   time.Time
-}
-
-// Delivery statuses.
-const (
-	Accepted = "accepted"
-	Refused  = "refused"
 )
 
 const purposeHookSecret = "webhooks.secret"
 
-// NormalizeHookUUID strips braces and lower-cases, so the uuid Bitbucket
-// sends in X-Hook-UUID (without braces) and the one its API returns (with
-// braces) compare equal.
-func NormalizeHookUUID(u string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(u), "{"), "}"))
-}
-
-func (s *Store) insertWebhook(ctx context.Context, tx *sql.Tx, h Webhook, now time.Time) error {
+func (s *Store) insertWebhook(ctx context.Context, tx *sql.Tx, h tether.Webhook, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO webhooks (project_id, hook_uuid, url, events, secret, state, created_at)
 		VALUES (?, ?, ?, ?, ?, 'active', ?)`,
-		h.ProjectID, NormalizeHookUUID(h.UUID), h.URL, strings.Join(h.Events, " "), s.box.Seal(purposeHookSecret, []byte(h.Secret)), now)
+		h.ProjectID, tether.NormalizeHookUUID(h.UUID), h.URL, strings.Join(h.Events, " "), s.box.Seal(purposeHookSecret, []byte(h.Secret)), now)
 	if err != nil {
 		return fmt.Errorf("db: insert webhook: %w", err)
 	}
@@ -77,34 +23,34 @@ func (s *Store) insertWebhook(ctx context.Context, tx *sql.Tx, h Webhook, now ti
 
 const webhookColumns = `id, project_id, hook_uuid, url, events, secret, state, retired_at, created_at`
 
-func (s *Store) scanWebhook(row interface{ Scan(...any) error }) (Webhook, error) {
+func (s *Store) scanWebhook(row interface{ Scan(...any) error }) (tether.Webhook, error) {
 	var (
-		h       Webhook
+		h       tether.Webhook
 		events  string
 		sealed  []byte
 		retired sql.NullTime
 	)
 	if err := row.Scan(&h.ID, &h.ProjectID, &h.UUID, &h.URL, &events, &sealed, &h.State, &retired, &h.CreatedAt); err != nil {
-		return Webhook{}, notFound(err)
+		return tether.Webhook{}, notFound(err)
 	}
 	secret, err := s.box.Open(purposeHookSecret, sealed)
 	if err != nil {
-		return Webhook{}, err
+		return tether.Webhook{}, err
 	}
 	h.Secret, h.Events, h.RetiredAt = string(secret), strings.Fields(events), retired.Time
 	return h, nil
 }
 
 // ActiveWebhook returns the project's hook in force.
-func (s *Store) ActiveWebhook(ctx context.Context, projectID int64) (Webhook, error) {
+func (s *Store) ActiveWebhook(ctx context.Context, projectID int64) (tether.Webhook, error) {
 	return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND state = 'active'`, projectID))
 }
 
 // ActiveWebhookPublic returns the project's hook in force without opening
 // its sealed secret: what pages show.
-func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (Webhook, error) {
-	var h Webhook
+func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (tether.Webhook, error) {
+	var h tether.Webhook
 	var events string
 	err := s.readRow(ctx, `SELECT id, project_id, hook_uuid, url, events, state, created_at FROM webhooks
 		WHERE project_id = ? AND state = 'active'`, projectID).Scan(&h.ID, &h.ProjectID, &h.UUID, &h.URL, &events, &h.State, &h.CreatedAt)
@@ -114,22 +60,22 @@ func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (Webho
 
 // DeliveryHook returns the project's hook with that uuid if it is active,
 // or was replaced after retiredSince (the grace window).
-func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (Webhook, error) {
+func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (tether.Webhook, error) {
 	return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND hook_uuid = ? AND (state = 'active' OR retired_at > ?)
-		ORDER BY state = 'active' DESC LIMIT 1`, projectID, NormalizeHookUUID(hookUUID), retiredSince.UTC()))
+		ORDER BY state = 'active' DESC LIMIT 1`, projectID, tether.NormalizeHookUUID(hookUUID), retiredSince.UTC()))
 }
 
 // RetiringWebhooks returns replaced hooks not yet deleted from Bitbucket
 // or still in their grace window.
-func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]Webhook, error) {
+func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]tether.Webhook, error) {
 	rows, err := s.readRows(ctx, `SELECT `+webhookColumns+` FROM webhooks
 		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Webhook
+	var out []tether.Webhook
 	for rows.Next() {
 		h, err := s.scanWebhook(rows)
 		if err != nil {
@@ -142,7 +88,7 @@ func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]Webhoo
 
 // ReplaceWebhook makes next the project's active hook and marks the
 // previous one retiring from now, in one transaction.
-func (s *Store) ReplaceWebhook(ctx context.Context, projectID int64, next Webhook, a Audit) error {
+func (s *Store) ReplaceWebhook(ctx context.Context, projectID int64, next tether.Webhook, a tether.Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.insertAudit(ctx, tx, a); err != nil {
@@ -163,32 +109,20 @@ func (s *Store) DeleteWebhook(ctx context.Context, id int64) error {
 }
 
 // ProjectByHookToken returns the project whose webhook URL ends in token.
-func (s *Store) ProjectByHookToken(ctx context.Context, token string) (Project, error) {
+func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Project, error) {
 	if token == "" {
-		return Project{}, ErrNotFound
+		return tether.Project{}, tether.ErrNotFound
 	}
 	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
 		JOIN users u ON u.id = p.owner_id WHERE p.hook_token = ?`, token))
-}
-
-// Accept is an accepted delivery with the workflows it starts.
-type Accept struct {
-	Delivery  Delivery
-	Workflows []Workflow
-}
-
-// AcceptResult says what happened to one Accept.
-type AcceptResult struct {
-	Duplicate bool // an accepted delivery with this request uuid exists
-	Err       error
 }
 
 // AcceptDeliveries stores accepted deliveries and their workflows, all in
 // one transaction (one commit for many concurrent deliveries). A delivery
 // whose request uuid was accepted before is skipped, so a retry is never
 // processed twice.
-func (s *Store) AcceptDeliveries(ctx context.Context, batch []Accept) ([]AcceptResult, error) {
-	results := make([]AcceptResult, len(batch))
+func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error) {
+	results := make([]tether.AcceptResult, len(batch))
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for i, a := range batch {
@@ -197,7 +131,7 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []Accept) ([]AcceptR
 				(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
 				VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)
 				ON CONFLICT (request_uuid) WHERE status = 'accepted' DO NOTHING`,
-				d.ProjectID, d.RequestUUID, NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, now)
+				d.ProjectID, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, now)
 			if err != nil {
 				return fmt.Errorf("db: insert delivery: %w", err)
 			}
@@ -225,7 +159,7 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []Accept) ([]AcceptR
 }
 
 // RefuseDelivery records a refused delivery.
-func (s *Store) RefuseDelivery(ctx context.Context, d Delivery) error {
+func (s *Store) RefuseDelivery(ctx context.Context, d tether.Delivery) error {
 	var project any
 	if d.ProjectID != 0 {
 		project = d.ProjectID
@@ -233,21 +167,21 @@ func (s *Store) RefuseDelivery(ctx context.Context, d Delivery) error {
 	_, err := s.write.ExecContext(ctx, `INSERT INTO deliveries
 		(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
 		VALUES (?, ?, ?, ?, ?, 'refused', ?, ?, ?)`,
-		project, d.RequestUUID, NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, s.now())
+		project, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, s.now())
 	return err
 }
 
 // RecentDeliveries returns a project's latest deliveries, newest first.
-func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]Delivery, error) {
+func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error) {
 	rows, err := s.readRows(ctx, `SELECT id, coalesce(project_id, 0), request_uuid, hook_uuid, event_key, attempt,
 		status, reason, size, received_at FROM deliveries WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Delivery
+	var out []tether.Delivery
 	for rows.Next() {
-		var d Delivery
+		var d tether.Delivery
 		if err := rows.Scan(&d.ID, &d.ProjectID, &d.RequestUUID, &d.HookUUID, &d.EventKey, &d.Attempt,
 			&d.Status, &d.Reason, &d.Size, &d.ReceivedAt); err != nil {
 			return nil, err
@@ -258,16 +192,16 @@ func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int
 }
 
 // RecentWorkflows returns a project's latest workflows, newest first.
-func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]Workflow, error) {
+func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]tether.Workflow, error) {
 	rows, err := s.readRows(ctx, `SELECT id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash,
 		message, author, committed_at, created_at FROM workflows WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Workflow
+	var out []tether.Workflow
 	for rows.Next() {
-		var w Workflow
+		var w tether.Workflow
 		var committed sql.NullTime
 		if err := rows.Scan(&w.ID, &w.ProjectID, &w.DeliveryID, &w.Trigger, &w.RefType, &w.RefName, &w.CommitHash,
 			&w.Message, &w.Author, &committed, &w.CreatedAt); err != nil {

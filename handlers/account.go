@@ -6,8 +6,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/connections"
-	"tether/db"
+	"tether/internal/connections"
+	"tether/internal/tether"
 	"tether/views"
 )
 
@@ -36,7 +36,7 @@ func (h *Handlers) bitbucketStatus(c echo.Context) error {
 // checkBitbucket is "Check now": it waits for Bitbucket's answer.
 func (h *Handlers) checkBitbucket(c echo.Context) error {
 	u := currentUser(c)
-	if _, err := h.connections.Check(c.Request().Context(), u.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
+	if _, err := h.connections.Check(c.Request().Context(), u.ID); err != nil && !errors.Is(err, tether.ErrNotFound) {
 		return err
 	}
 	return h.bitbucketStatus(c)
@@ -60,7 +60,7 @@ func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionVi
 		AuthorizationsURL: h.cfg.BitbucketURL + "/account/settings/app-authorizations/",
 	}
 	ident, err := h.connections.Identity(c.Request().Context(), u.ID)
-	if errors.Is(err, db.ErrNotFound) {
+	if errors.Is(err, tether.ErrNotFound) {
 		return v, nil
 	}
 	if err != nil {
@@ -71,7 +71,7 @@ func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionVi
 	}
 	grant := connections.Describe(ident.Scopes)
 	v.Linked = true
-	v.Connected = ident.Status == db.Connected
+	v.Connected = ident.Status == tether.Connected
 	v.Username, v.DisplayName = ident.Username, ident.DisplayName
 	v.Reason = ident.StatusReason
 	v.Notice = ident.CheckError

@@ -12,9 +12,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/accounts"
-	"tether/orgs"
-	"tether/problem"
+	"tether/internal/accounts"
+	"tether/internal/orgs"
+	"tether/internal/problem"
 	"tether/views"
 )
 

@@ -10,33 +10,33 @@ import (
 
 	"github.com/gorilla/securecookie"
 
-	"tether/accounts"
-	"tether/db"
-	"tether/troubleshooting"
+	"tether/internal/accounts"
+	"tether/internal/tether"
+	"tether/internal/troubleshooting"
 )
 
 // Accounts signs people up and in.
 type Accounts interface {
-	SignUp(ctx context.Context, name, email, password string) (db.User, error)
-	LogIn(ctx context.Context, email, password string) (db.User, error)
-	LogInWithBitbucket(ctx context.Context, p accounts.Profile, tok db.Token) (db.User, bool, error)
-	Connect(ctx context.Context, userID int64, p accounts.Profile, tok db.Token) error
+	SignUp(ctx context.Context, name, email, password string) (tether.User, error)
+	LogIn(ctx context.Context, email, password string) (tether.User, error)
+	LogInWithBitbucket(ctx context.Context, p accounts.Profile, tok tether.Token) (tether.User, bool, error)
+	Connect(ctx context.Context, userID int64, p accounts.Profile, tok tether.Token) error
 	StartSession(ctx context.Context, userID int64) (string, error)
-	SessionUser(ctx context.Context, token string) (db.User, error)
+	SessionUser(ctx context.Context, token string) (tether.User, error)
 	EndSession(ctx context.Context, token string) error
 }
 
 // OAuth runs the Bitbucket OAuth dance.
 type OAuth interface {
 	AuthURL(state string) (string, error)
-	Complete(ctx context.Context, code string) (accounts.Profile, db.Token, error)
+	Complete(ctx context.Context, code string) (accounts.Profile, tether.Token, error)
 }
 
 // Connections reports and checks Bitbucket connections.
 type Connections interface {
-	Identity(ctx context.Context, userID int64) (db.Identity, error)
-	Check(ctx context.Context, userID int64) (db.Identity, error)
-	CheckIfStale(ident db.Identity)
+	Identity(ctx context.Context, userID int64) (tether.Identity, error)
+	Check(ctx context.Context, userID int64) (tether.Identity, error)
+	CheckIfStale(ident tether.Identity)
 	Checking(userID int64) bool
 	Disconnect(ctx context.Context, userID int64) error
 }

@@ -6,12 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"tether/internal/tether"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-
-	"tether/db"
 )
 
 const (
@@ -93,7 +92,7 @@ func (h *Handlers) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 			switch {
 			case err == nil:
 				c.Set(userKey, &u)
-			case errors.Is(err, db.ErrNotFound):
+			case errors.Is(err, tether.ErrNotFound):
 				h.clearCookie(c, sessionCookie, "/")
 			default:
 				return err
@@ -117,8 +116,8 @@ func (h *Handlers) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func currentUser(c echo.Context) *db.User {
-	u, _ := c.Get(userKey).(*db.User)
+func currentUser(c echo.Context) *tether.User {
+	u, _ := c.Get(userKey).(*tether.User)
 	return u
 }
 

@@ -9,37 +9,37 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/db"
-	"tether/health"
-	"tether/problem"
-	"tether/projects"
+	"tether/internal/health"
+	"tether/internal/problem"
+	"tether/internal/projects"
+	"tether/internal/tether"
+	"tether/internal/webhooks"
 	"tether/views"
-	"tether/webhooks"
 )
 
 // Projects manages projects, their deploy keys and webhooks.
 type Projects interface {
-	List(ctx context.Context, orgID int64) ([]db.Project, error)
-	Get(ctx context.Context, userID, projectID int64) (db.Project, string, error)
+	List(ctx context.Context, orgID int64) ([]tether.Project, error)
+	Get(ctx context.Context, userID, projectID int64) (tether.Project, string, error)
 	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
-	Create(ctx context.Context, orgID, userID int64, fullName string) (db.Project, error)
-	Key(ctx context.Context, p db.Project) (db.DeployKey, error)
-	Webhook(ctx context.Context, p db.Project) (db.Webhook, error)
-	HookURL(p db.Project) string
-	RegenerateKey(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
-	RegenerateWebhook(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
-	Activity(ctx context.Context, p db.Project) (projects.Activity, error)
-	ChangeRepository(ctx context.Context, actorID int64, p db.Project, input, confirmUUID string) (projects.ChangeResult, error)
-	MovedURL(p db.Project) string
-	Rehome(ctx context.Context, actorID int64, p db.Project) (projects.RegenerateResult, error)
-	Delete(ctx context.Context, actorID int64, p db.Project) (string, error)
-	BackingOf(ctx context.Context, p db.Project, lostAccess bool) (projects.Backing, error)
+	Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error)
+	Key(ctx context.Context, p tether.Project) (tether.DeployKey, error)
+	Webhook(ctx context.Context, p tether.Project) (tether.Webhook, error)
+	HookURL(p tether.Project) string
+	RegenerateKey(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
+	RegenerateWebhook(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
+	Activity(ctx context.Context, p tether.Project) (projects.Activity, error)
+	ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (projects.ChangeResult, error)
+	MovedURL(p tether.Project) string
+	Rehome(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
+	Delete(ctx context.Context, actorID int64, p tether.Project) (string, error)
+	BackingOf(ctx context.Context, p tether.Project, lostAccess bool) (projects.Backing, error)
 }
 
 // Health reads and runs project health checks.
 type Health interface {
-	Badge(ctx context.Context, p db.Project, part string, kick bool) (health.Badge, error)
-	Check(ctx context.Context, p db.Project) error
+	Badge(ctx context.Context, p tether.Project, part string, kick bool) (health.Badge, error)
+	Check(ctx context.Context, p tether.Project) error
 }
 
 // Receiver takes webhook deliveries.
@@ -50,19 +50,19 @@ type Receiver interface {
 // part describes one health row of the project page.
 type part struct {
 	slug, title, dbPart, confirm string
-	regenerate                   func(Projects, context.Context, int64, db.Project) (projects.RegenerateResult, error)
+	regenerate                   func(Projects, context.Context, int64, tether.Project) (projects.RegenerateResult, error)
 	done                         string // what a successful Regenerate says
 }
 
 var (
 	deployKeyPart = part{
-		slug: "deploy-key", title: "Deploy Key", dbPart: db.PartDeployKey,
+		slug: "deploy-key", title: "Deploy Key", dbPart: tether.PartDeployKey,
 		confirm:    "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
 		regenerate: Projects.RegenerateKey,
 		done:       "A new deploy key is in force; the old one was removed from Bitbucket.",
 	}
 	webhookPart = part{
-		slug: "webhook", title: "Webhook", dbPart: db.PartWebhook,
+		slug: "webhook", title: "Webhook", dbPart: tether.PartWebhook,
 		confirm:    "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
 		regenerate: Projects.RegenerateWebhook,
 		done:       "A new webhook is in force; the old one was removed from Bitbucket.",
@@ -79,10 +79,10 @@ func (h *Handlers) projectList(c echo.Context) error {
 	rows := make([]views.ProjectRow, 0, len(list))
 	for _, p := range list {
 		row := views.ProjectRow{Project: p}
-		if row.Key, err = h.health.Badge(ctx, p, db.PartDeployKey, false); err != nil {
+		if row.Key, err = h.health.Badge(ctx, p, tether.PartDeployKey, false); err != nil {
 			return err
 		}
-		if row.Webhook, err = h.health.Badge(ctx, p, db.PartWebhook, false); err != nil {
+		if row.Webhook, err = h.health.Badge(ctx, p, tether.PartWebhook, false); err != nil {
 			return err
 		}
 		rows = append(rows, row)
@@ -163,7 +163,7 @@ func (h *Handlers) loadProject(next echo.HandlerFunc) echo.HandlerFunc {
 // requireProjectAdmin lets only admins of the project's organization on.
 func (h *Handlers) requireProjectAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Get(roleKey) != db.RoleAdmin {
+		if c.Get(roleKey) != tether.RoleAdmin {
 			return problem.New(problem.Forbidden, "Only admins of this project's organization can do this.")
 		}
 		return next(c)
@@ -171,15 +171,15 @@ func (h *Handlers) requireProjectAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // project is the project loadProject found.
-func (h *Handlers) project(c echo.Context) (db.Project, error) {
-	p, ok := c.Get(projectKey).(db.Project)
+func (h *Handlers) project(c echo.Context) (tether.Project, error) {
+	p, ok := c.Get(projectKey).(tether.Project)
 	if !ok {
-		return db.Project{}, projects.ErrNoProject
+		return tether.Project{}, projects.ErrNoProject
 	}
 	return p, nil
 }
 
-func projectAdmin(c echo.Context) bool { return c.Get(roleKey) == db.RoleAdmin }
+func projectAdmin(c echo.Context) bool { return c.Get(roleKey) == tether.RoleAdmin }
 
 func (h *Handlers) projectPage(c echo.Context) error {
 	p, err := h.project(c)
@@ -194,7 +194,7 @@ func (h *Handlers) projectPage(c echo.Context) error {
 }
 
 // projectView reads everything the project page shows, from the store.
-func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView, error) {
+func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectView, error) {
 	v := views.ProjectView{Project: p, Admin: projectAdmin(c), Repository: h.repoView(c, p)}
 	for _, pt := range parts {
 		row, err := h.partView(c, p, pt, true)
@@ -215,10 +215,10 @@ func (h *Handlers) projectView(c echo.Context, p db.Project) (views.ProjectView,
 
 // backingView says who backs the project; lost access is what the health
 // rows found.
-func (h *Handlers) backingView(c echo.Context, p db.Project, rows []views.Part) (views.BackingView, error) {
+func (h *Handlers) backingView(c echo.Context, p tether.Project, rows []views.Part) (views.BackingView, error) {
 	lost := false
 	for _, r := range rows {
-		lost = lost || r.Badge.Reason == health.ReasonOwnerNoAccess
+		lost = lost || r.Badge.Reason == tether.ReasonOwnerNoAccess
 	}
 	b, err := h.projects.BackingOf(c.Request().Context(), p, lost)
 	return views.BackingView{
@@ -227,14 +227,14 @@ func (h *Handlers) backingView(c echo.Context, p db.Project, rows []views.Part) 
 	}, err
 }
 
-func (h *Handlers) activity(c echo.Context, p db.Project) (views.Activity, error) {
+func (h *Handlers) activity(c echo.Context, p tether.Project) (views.Activity, error) {
 	a, err := h.projects.Activity(c.Request().Context(), p)
 	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted}, err
 }
 
 // partView reads one health row. kick lets a stale result start a check
 // in the background; it never waits for Bitbucket.
-func (h *Handlers) partView(c echo.Context, p db.Project, pt part, kick bool) (views.Part, error) {
+func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, kick bool) (views.Part, error) {
 	ctx := c.Request().Context()
 	b, err := h.health.Badge(ctx, p, pt.dbPart, kick)
 	if err != nil {
@@ -267,7 +267,7 @@ func (h *Handlers) partView(c echo.Context, p db.Project, pt part, kick bool) (v
 	return v, nil
 }
 
-func (h *Handlers) renderPart(c echo.Context, status int, p db.Project, v views.Part) error {
+func (h *Handlers) renderPart(c echo.Context, status int, p tether.Project, v views.Part) error {
 	if !wantsFragment(c.Request()) {
 		return h.projectPage(c)
 	}
@@ -348,7 +348,7 @@ func (h *Handlers) receiveWebhook(c echo.Context) error {
 	return c.String(a.Status, a.Message)
 }
 
-func (h *Handlers) repoView(c echo.Context, p db.Project) views.RepoView {
+func (h *Handlers) repoView(c echo.Context, p tether.Project) views.RepoView {
 	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p), Admin: projectAdmin(c)}
 }
 
@@ -418,7 +418,7 @@ func (h *Handlers) movedBanner(c echo.Context) error {
 
 // refreshedParts renders both health rows as they are stored now, to swap
 // in place after a change.
-func (h *Handlers) refreshedParts(c echo.Context, p db.Project) ([]views.Part, error) {
+func (h *Handlers) refreshedParts(c echo.Context, p tether.Project) ([]views.Part, error) {
 	var out []views.Part
 	for _, pt := range parts {
 		row, err := h.partView(c, p, pt, false)

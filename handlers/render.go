@@ -7,7 +7,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
-	"tether/problem"
+	"tether/internal/problem"
 	"tether/views"
 )
 

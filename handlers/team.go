@@ -11,25 +11,25 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/db"
-	"tether/orgs"
-	"tether/problem"
+	"tether/internal/orgs"
+	"tether/internal/problem"
+	"tether/internal/tether"
 	"tether/views"
 )
 
 // Orgs manages organizations, members and invitations.
 type Orgs interface {
 	ViewerOf(ctx context.Context, userID int64) (orgs.Viewer, error)
-	Create(ctx context.Context, userID int64, name string) (db.Organization, error)
+	Create(ctx context.Context, userID int64, name string) (tether.Organization, error)
 	Switch(ctx context.Context, userID, orgID int64) error
 	Team(ctx context.Context, orgID int64) (orgs.Team, error)
-	Invite(ctx context.Context, v orgs.Viewer) (string, db.Invitation, error)
+	Invite(ctx context.Context, v orgs.Viewer) (string, tether.Invitation, error)
 	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) error
-	Invitation(ctx context.Context, token string) (db.Invitation, error)
-	Accept(ctx context.Context, token string, userID int64) (db.Invitation, error)
+	Invitation(ctx context.Context, token string) (tether.Invitation, error)
+	Accept(ctx context.Context, token string, userID int64) (tether.Invitation, error)
 	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) error
-	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) ([]db.Project, error)
-	AuditLog(ctx context.Context, orgID int64, f db.AuditFilter) ([]db.Audit, error)
+	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) ([]tether.Project, error)
+	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error)
 }
 
 const viewerKey = "viewer"
@@ -215,7 +215,7 @@ func (h *Handlers) acceptInvitation(c echo.Context) error {
 func (h *Handlers) auditLog(c echo.Context) error {
 	v := viewer(c)
 	ctx := c.Request().Context()
-	f := db.AuditFilter{Limit: 50}
+	f := tether.AuditFilter{Limit: 50}
 	f.ProjectID, _ = strconv.ParseInt(c.QueryParam("project"), 10, 64)
 	f.ActorID, _ = strconv.ParseInt(c.QueryParam("person"), 10, 64)
 	f.Before, _ = strconv.ParseInt(c.QueryParam("before"), 10, 64)

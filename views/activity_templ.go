@@ -11,15 +11,15 @@ import templruntime "github.com/a-h/templ/runtime"
 
 import (
 	"fmt"
-	"tether/db"
+	"tether/internal/tether"
 	"time"
 )
 
 // Activity is what a project's webhook brought in.
 type Activity struct {
 	ProjectID    int64
-	Workflows    []db.Workflow
-	Deliveries   []db.Delivery
+	Workflows    []tether.Workflow
+	Deliveries   []tether.Delivery
 	LastAccepted time.Time
 }
 
@@ -236,7 +236,7 @@ func ActivitySection(a Activity) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				if d.Status == db.Accepted {
+				if d.Status == tether.Accepted {
 					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "<span class=\"badge ok\"><span aria-hidden=\"true\">✓</span> Accepted</span> ")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err

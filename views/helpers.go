@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"tether/db"
-	"tether/troubleshooting"
+	"tether/internal/tether"
+	"tether/internal/troubleshooting"
 )
 
 func csrfHeader(token string) string {
@@ -63,7 +63,7 @@ func firstLine(s string) string {
 	return s
 }
 
-func refLabel(w db.Workflow) string {
+func refLabel(w tether.Workflow) string {
 	if w.Trigger == "pull_request" {
 		return "pull request from " + w.RefName
 	}
@@ -79,7 +79,7 @@ func regeneratePart(s troubleshooting.Step) string {
 }
 
 func roleWord(role string) string {
-	if role == db.RoleAdmin {
+	if role == tether.RoleAdmin {
 		return "Admin"
 	}
 	return "Member"
@@ -88,7 +88,7 @@ func roleWord(role string) string {
 // memberStatus is a member's connection for the badge ("" means never
 // connected, shown as Not Connected).
 func memberStatus(s string) string {
-	if s == db.Connected {
+	if s == tether.Connected {
 		return "connected"
 	}
 	return "not_connected"

@@ -11,15 +11,15 @@ import templruntime "github.com/a-h/templ/runtime"
 
 import (
 	"fmt"
-	"tether/bitbucket"
-	"tether/db"
-	"tether/health"
-	"tether/projects"
+	"tether/internal/bitbucket"
+	"tether/internal/health"
+	"tether/internal/projects"
+	"tether/internal/tether"
 )
 
 // ProjectRow is a project in the list with its stored health.
 type ProjectRow struct {
-	Project db.Project
+	Project tether.Project
 	Key     health.Badge
 	Webhook health.Badge
 }
@@ -359,7 +359,7 @@ type Fact struct {
 
 // ProjectView is the project page.
 type ProjectView struct {
-	Project    db.Project
+	Project    tether.Project
 	Admin      bool // the viewer administers the project's organization
 	Backing    BackingView
 	Repository RepoView
@@ -370,7 +370,7 @@ type ProjectView struct {
 // RepoView is the Repository section: where the repository is, the
 // Repository URL field with Change, and a detected move with Update URL.
 type RepoView struct {
-	Project    db.Project
+	Project    tether.Project
 	URL        string // what the person typed
 	Error      string // why the URL was refused, shown on the field
 	Confirm    *bitbucket.Repository

@@ -11,7 +11,7 @@ import templruntime "github.com/a-h/templ/runtime"
 
 import (
 	"fmt"
-	"tether/db"
+	"tether/internal/tether"
 )
 
 // SetupPage is the short first step: name the organization.
@@ -91,24 +91,24 @@ func SetupPage(p Page, f Form) templ.Component {
 
 // MemberRow is one person on the Team page.
 type MemberRow struct {
-	db.Member
-	Backing []db.Project // projects whose key and hook act with their connection
+	tether.Member
+	Backing []tether.Project // projects whose key and hook act with their connection
 	You     bool
 }
 
 // TeamView is the Team page.
 type TeamView struct {
-	Org         db.Organization
+	Org         tether.Organization
 	Admin       bool
 	Members     []MemberRow
-	Invitations []db.Invitation
+	Invitations []tether.Invitation
 	NewLink     string // an invitation link just created, shown once
 	Message     string
 	MessageKind string
 	// Removing lists the projects a member to be removed backs, to
 	// re-home them first.
 	Removing        *MemberRow
-	RemovingBacking []db.Project
+	RemovingBacking []tether.Project
 }
 
 // TeamPage shows members, invitations and the way to the audit log.
@@ -675,7 +675,7 @@ func TeamBody(v TeamView) templ.Component {
 }
 
 // InvitationPage is what an invitation link opens.
-func InvitationPage(p Page, inv db.Invitation, token, problem string) templ.Component {
+func InvitationPage(p Page, inv tether.Invitation, token, problem string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -866,9 +866,9 @@ func InvitationPage(p Page, inv db.Invitation, token, problem string) templ.Comp
 
 // AuditView is one page of the audit log.
 type AuditView struct {
-	Entries   []db.Audit
-	Projects  []db.Project
-	Members   []db.Member
+	Entries   []tether.Audit
+	Projects  []tether.Project
+	Members   []tether.Member
 	ProjectID int64
 	ActorID   int64
 	Next      string // the next (older) page's URL, if any

@@ -11,7 +11,7 @@ import templruntime "github.com/a-h/templ/runtime"
 
 import (
 	"fmt"
-	"tether/troubleshooting"
+	"tether/internal/troubleshooting"
 )
 
 // TroubleshootingPage shows the checklist; the checks themselves ask

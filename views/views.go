@@ -3,20 +3,20 @@
 // same partial component, so the two can never disagree.
 package views
 
-import "tether/db"
+import "tether/internal/tether"
 
 // Page is what every full page needs around its content.
 type Page struct {
 	Title   string
-	User    *db.User // nil when signed out
-	CSRF    string   // sent by htmx as X-CSRF-Token, and in every form
-	Demo    bool     // running against the built-in Bitbucket emulator
-	DemoURL string   // the emulator's control page, in demo mode
-	Nav     string   // which nav entry is current
+	User    *tether.User // nil when signed out
+	CSRF    string       // sent by htmx as X-CSRF-Token, and in every form
+	Demo    bool         // running against the built-in Bitbucket emulator
+	DemoURL string       // the emulator's control page, in demo mode
+	Nav     string       // which nav entry is current
 
-	Org   db.Organization // the organization the person looks at
-	Orgs  []db.Membership // every organization they belong to
-	Admin bool            // they administer Org
+	Org   tether.Organization // the organization the person looks at
+	Orgs  []tether.Membership // every organization they belong to
+	Admin bool                // they administer Org
 }
 
 // Form carries what a person typed back to them with messages per field.

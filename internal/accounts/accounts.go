@@ -1,0 +1,193 @@
+// Package accounts is how people get into Tether: e-mail and password
+// accounts, sign-up and login with Bitbucket, granting Bitbucket access to
+// an existing account, and the sessions that follow. It never merges a
+// Bitbucket identity into a password account because e-mails match.
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"tether/internal/problem"
+	"tether/internal/tether"
+)
+
+// SessionTTL is how long a login lasts.
+const SessionTTL = 14 * 24 * time.Hour
+
+// Store is the part of the database accounts use.
+type Store interface {
+	CreatePasswordUser(ctx context.Context, name, email, passwordHash string) (tether.User, error)
+	PasswordHash(ctx context.Context, email string) (int64, string, error)
+	UserByID(ctx context.Context, id int64) (tether.User, error)
+	CreateBitbucketUser(ctx context.Context, name string, ident tether.Identity, tok tether.Token) (tether.User, error)
+	ConnectIdentity(ctx context.Context, userID int64, ident tether.Identity, tok tether.Token) error
+	IdentityByUUID(ctx context.Context, uuid string) (tether.Identity, error)
+	CreateSession(ctx context.Context, tokenHash []byte, userID int64, expires time.Time) error
+	SessionUser(ctx context.Context, tokenHash []byte) (tether.User, error)
+	DeleteSession(ctx context.Context, tokenHash []byte) error
+}
+
+// Service signs people up and in.
+type Service struct {
+	log   *slog.Logger
+	store Store
+	// dummyHash is compared against when an e-mail is unknown, so a failed
+	// login takes as long whether or not the account exists.
+	dummyHash []byte
+}
+
+// New returns the accounts service.
+func New(log *slog.Logger, store Store) *Service {
+	dummy, _ := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
+	return &Service{log: log, store: store, dummyHash: dummy}
+}
+
+// SignUp creates an e-mail and password account.
+func (s *Service) SignUp(ctx context.Context, name, email, password string) (tether.User, error) {
+	name, email = strings.TrimSpace(name), strings.TrimSpace(email)
+	if err := validateSignUp(name, email, password); err != nil {
+		return tether.User{}, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return tether.User{}, fmt.Errorf("accounts: hash password: %w", err)
+	}
+	u, err := s.store.CreatePasswordUser(ctx, name, email, string(hash))
+	if errors.Is(err, tether.ErrEmailTaken) {
+		return tether.User{}, problem.Field("email", "An account with this e-mail already exists. Log in instead.")
+	}
+	return u, err
+}
+
+func validateSignUp(name, email, password string) error {
+	switch {
+	case name == "":
+		return problem.Field("name", "Enter your name.")
+	case utf8.RuneCountInString(name) > 100:
+		return problem.Field("name", "Keep your name under 100 characters.")
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != email || !strings.Contains(email[strings.LastIndex(email, "@"):], ".") {
+		return problem.Field("email", "Enter an e-mail address like name@example.com.")
+	}
+	switch {
+	case utf8.RuneCountInString(password) < 10:
+		return problem.Field("password", "Use at least 10 characters for your password.")
+	case len(password) > 72:
+		return problem.Field("password", "Use at most 72 bytes for your password.")
+	}
+	return nil
+}
+
+// ErrBadLogin is the one answer to a wrong e-mail or password: it does not
+// say which, so it does not reveal who has an account.
+var ErrBadLogin = problem.New(problem.Invalid, "That e-mail and password do not match an account.")
+
+// LogIn checks an e-mail and password.
+func (s *Service) LogIn(ctx context.Context, email, password string) (tether.User, error) {
+	id, hash, err := s.store.PasswordHash(ctx, strings.TrimSpace(email))
+	if errors.Is(err, tether.ErrNotFound) {
+		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return tether.User{}, ErrBadLogin
+	}
+	if err != nil {
+		return tether.User{}, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return tether.User{}, ErrBadLogin
+	}
+	return s.store.UserByID(ctx, id)
+}
+
+// Profile is the Bitbucket account someone signed in or granted access as.
+type Profile struct {
+	UUID, Username, DisplayName, Email string
+}
+
+func (p Profile) identity() tether.Identity {
+	return tether.Identity{UUID: p.UUID, Username: p.Username, DisplayName: p.DisplayName, Email: p.Email}
+}
+
+// LogInWithBitbucket finds the account linked to the Bitbucket identity, or
+// creates one from the profile. It reports whether the account is new.
+func (s *Service) LogInWithBitbucket(ctx context.Context, p Profile, tok tether.Token) (tether.User, bool, error) {
+	ident, err := s.store.IdentityByUUID(ctx, p.UUID)
+	switch {
+	case err == nil:
+		if err := s.store.ConnectIdentity(ctx, ident.UserID, p.identity(), tok); err != nil {
+			return tether.User{}, false, err
+		}
+		u, err := s.store.UserByID(ctx, ident.UserID)
+		return u, false, err
+	case !errors.Is(err, tether.ErrNotFound):
+		return tether.User{}, false, err
+	}
+	name := p.DisplayName
+	if name == "" {
+		name = p.Username
+	}
+	u, err := s.store.CreateBitbucketUser(ctx, name, p.identity(), tok)
+	if errors.Is(err, tether.ErrIdentityTaken) {
+		// Another request created it between our read and write.
+		return s.LogInWithBitbucket(ctx, p, tok)
+	}
+	return u, err == nil, err
+}
+
+// Connect links the Bitbucket identity to an existing account (Grant
+// access). An identity linked to another account is refused and nothing
+// changes for either account.
+func (s *Service) Connect(ctx context.Context, userID int64, p Profile, tok tether.Token) error {
+	err := s.store.ConnectIdentity(ctx, userID, p.identity(), tok)
+	if errors.Is(err, tether.ErrIdentityTaken) {
+		return problem.New(problem.Conflict,
+			"The Bitbucket account @%s is already linked to another Tether account. Log in with Bitbucket to use that account, or sign in to it and disconnect Bitbucket first.",
+			p.Username)
+	}
+	return err
+}
+
+// StartSession creates a session for the user and returns the cookie value.
+// Callers end any previous session first: a login always gets a new token.
+func (s *Service) StartSession(ctx context.Context, userID int64) (string, error) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	if err := s.store.CreateSession(ctx, hashToken(token), userID, time.Now().Add(SessionTTL)); err != nil {
+		return "", fmt.Errorf("accounts: start session: %w", err)
+	}
+	return token, nil
+}
+
+// SessionUser returns the user of a live session.
+func (s *Service) SessionUser(ctx context.Context, token string) (tether.User, error) {
+	if token == "" {
+		return tether.User{}, tether.ErrNotFound
+	}
+	return s.store.SessionUser(ctx, hashToken(token))
+}
+
+// EndSession logs out.
+func (s *Service) EndSession(ctx context.Context, token string) error {
+	if token == "" {
+		return nil
+	}
+	return s.store.DeleteSession(ctx, hashToken(token))
+}
+
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}

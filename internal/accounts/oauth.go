@@ -1,0 +1,142 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	gothbb "github.com/markbates/goth/providers/bitbucket"
+	"golang.org/x/oauth2"
+
+	"tether/internal/bitbucket"
+	"tether/internal/problem"
+	"tether/internal/tether"
+)
+
+// The hosts goth's Bitbucket provider has as constants. Tether keeps goth for
+// the OAuth dance and maps these onto the configured URLs, so the same code
+// talks to bitbucket.org, to the built-in emulator, or to any server that
+// speaks the Bitbucket contract.
+const (
+	gothWebURL = "https://bitbucket.org"
+	gothAPIURL = "https://api.bitbucket.org/2.0"
+)
+
+// OAuthConfig is what the OAuth dance needs.
+type OAuthConfig struct {
+	ClientID, ClientSecret string
+	CallbackURL            string // TETHER_PUBLIC_URL + /auth/bitbucket/callback
+	WebURL, APIURL         string // BITBUCKET_URL, BITBUCKET_API_URL
+	Transport              http.RoundTripper
+}
+
+// OAuth runs "Log in with Bitbucket" and "Grant access" through goth.
+type OAuth struct {
+	provider *gothbb.Provider
+	client   *bitbucket.Client
+	webURL   string
+}
+
+// NewOAuth returns the Bitbucket OAuth flow. client reads the granted scopes.
+func NewOAuth(cfg OAuthConfig, client *bitbucket.Client) *OAuth {
+	p := gothbb.New(cfg.ClientID, cfg.ClientSecret, cfg.CallbackURL)
+	p.HTTPClient = &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &hostMap{base: cfg.Transport, rules: [][2]string{
+			// Longest prefix first: the API base is more specific.
+			{gothAPIURL, strings.TrimRight(cfg.APIURL, "/")},
+			{gothWebURL, strings.TrimRight(cfg.WebURL, "/")},
+		}},
+	}
+	return &OAuth{provider: p, client: client, webURL: strings.TrimRight(cfg.WebURL, "/")}
+}
+
+// AuthURL is where the browser goes to consent; state is echoed back.
+func (o *OAuth) AuthURL(state string) (string, error) {
+	sess, err := o.provider.BeginAuth(state)
+	if err != nil {
+		return "", err
+	}
+	u, err := sess.GetAuthURL()
+	if err != nil {
+		return "", err
+	}
+	return o.webURL + strings.TrimPrefix(u, gothWebURL), nil
+}
+
+// Complete exchanges the code from the callback and reads the profile.
+func (o *OAuth) Complete(ctx context.Context, code string) (Profile, tether.Token, error) {
+	sess := &gothbb.Session{}
+	if _, err := sess.Authorize(o.provider, url.Values{"code": {code}}); err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return Profile{}, tether.Token{}, problem.Wrap(problem.Invalid, errors.New(re.ErrorCode),
+				"Bitbucket did not accept the sign-in (%s). Please try again.", oauthCode(re))
+		}
+		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not reach Bitbucket to finish signing in. Please try again.")
+	}
+	gu, err := o.provider.FetchUser(sess)
+	if err != nil && gu.UserID == "" {
+		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not read your Bitbucket profile. Please try again.")
+	}
+	// The profile was read but the e-mail was not (no confirmed primary
+	// address, or the grant lacks the email scope): sign in without one.
+	// goth does not expose the token response's scopes; Bitbucket reports
+	// them on every API answer, so read them from /user.
+	_, scopes, err := o.client.CurrentUser(ctx, gu.AccessToken)
+	if err != nil {
+		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, err, "Could not read your Bitbucket profile. Please try again.")
+	}
+	p := Profile{UUID: gu.UserID, Username: gu.NickName, DisplayName: gu.Name, Email: gu.Email}
+	if p.UUID == "" {
+		return Profile{}, tether.Token{}, problem.New(problem.Unavailable, "Bitbucket did not say who you are. Please try again.")
+	}
+	return p, tether.Token{AccessToken: gu.AccessToken, RefreshToken: gu.RefreshToken, ExpiresAt: gu.ExpiresAt, Scopes: scopes}, nil
+}
+
+func oauthCode(re *oauth2.RetrieveError) string {
+	if re.ErrorCode != "" {
+		return re.ErrorCode
+	}
+	return fmt.Sprintf("status %d", re.Response.StatusCode)
+}
+
+// redactErr drops URLs from transport errors: they can carry codes.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// hostMap sends requests for goth's fixed Bitbucket URLs to the configured
+// ones, keeping the rest of the path and the query.
+type hostMap struct {
+	base  http.RoundTripper
+	rules [][2]string
+}
+
+func (h *hostMap) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := h.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	u := req.URL.String()
+	for _, r := range h.rules {
+		if rest, ok := strings.CutPrefix(u, r[0]); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			to, err := url.Parse(r[1] + rest)
+			if err != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.URL, req.Host = to, ""
+			break
+		}
+	}
+	return base.RoundTrip(req)
+}

@@ -1,0 +1,437 @@
+package app_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"tether/internal/apptest"
+	"tether/internal/bitbucket"
+	"tether/internal/bitbucket/emulator"
+)
+
+// hooked is a project with a webhook, and what a sender needs to sign
+// deliveries to it.
+type hooked struct {
+	env      *apptest.Env
+	c        *apptest.Client
+	project  *apptest.Page
+	hookURL  string
+	hook     emulator.Hook
+	repoUUID string
+}
+
+func withHook(t *testing.T) *hooked {
+	t.Helper()
+	env, c := withRepo(t, apptest.Options{})
+	project := create(t, c, "alice/api")
+	hooks := env.Emulator.Hooks("alice/api")
+	if len(hooks) != 1 {
+		t.Fatalf("%d hooks on Bitbucket, want 1", len(hooks))
+	}
+	var uuid string
+	rawDB(t, env).QueryRow(`SELECT repo_uuid FROM projects`).Scan(&uuid)
+	return &hooked{env: env, c: c, project: project, hookURL: hooks[0].URL, hook: hooks[0], repoUUID: uuid}
+}
+
+// recorded returns a payload Bitbucket itself produced, with its repository
+// rewritten to the project's and every other byte as recorded.
+func (h *hooked) recorded(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", "recorded", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("{bc771cbf-829e-4c4b-b71f-a0eb3ac2b860}"), []byte(h.repoUUID))
+	return bytes.ReplaceAll(b, []byte("brydzewski/foo"), []byte("alice/api"))
+}
+
+func newUUID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// deliver posts body to url with Bitbucket's headers; edit may change them.
+func deliver(t *testing.T, url, event, hookUUID, secret string, body []byte, edit func(http.Header)) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")
+	req.Header.Set("X-Event-Key", event)
+	req.Header.Set("X-Hook-UUID", strings.Trim(hookUUID, "{}"))
+	req.Header.Set("X-Request-UUID", newUUID())
+	req.Header.Set("X-Attempt-Number", "1")
+	req.Header.Set("X-Hub-Signature", bitbucket.Sign([]byte(secret), body))
+	if edit != nil {
+		edit(req.Header)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
+func (h *hooked) send(t *testing.T, event string, body []byte, edit func(http.Header)) (int, string) {
+	t.Helper()
+	return deliver(t, h.hookURL, event, h.hook.UUID, h.hook.Secret, body, edit)
+}
+
+func (h *hooked) counts(t *testing.T) (accepted, refused, workflows int) {
+	t.Helper()
+	db := rawDB(t, h.env)
+	return count(t, db, `SELECT count(*) FROM deliveries WHERE status = 'accepted'`),
+		count(t, db, `SELECT count(*) FROM deliveries WHERE status = 'refused'`),
+		count(t, db, `SELECT count(*) FROM workflows`)
+}
+
+func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
+	h := withHook(t)
+	cases := []struct {
+		file, event        string
+		workflows          int
+		refType, ref, hash string
+	}{
+		{"webhook_push.json", "repo:push", 1, "branch", "master", "141977f"},
+		{"webhook_push_branch_create.json", "repo:push", 1, "branch", "develop", ""},
+		{"webhook_push_branch_delete.json", "repo:push", 0, "", "", ""},
+		{"webhook_push_tag_create.json", "repo:push", 1, "tag", "feature/x", ""},
+		{"webhook_push_tag_delete.json", "repo:push", 0, "", "", ""},
+		{"webhook_pr_created.json", "pullrequest:created", 1, "branch", "", ""},
+		{"webhook_pr_updated.json", "pullrequest:updated", 1, "branch", "", ""},
+	}
+	total := 0
+	for _, tc := range cases {
+		status, body := h.send(t, tc.event, h.recorded(t, tc.file), nil)
+		if status/100 != 2 {
+			t.Fatalf("%s: %d %s", tc.file, status, body)
+		}
+		total += tc.workflows
+		if _, _, n := h.counts(t); n != total {
+			t.Fatalf("%s: %d workflows in all, want %d", tc.file, n, total)
+		}
+		if tc.workflows == 0 {
+			continue
+		}
+		var refType, ref, hash, message, author string
+		rawDB(t, h.env).QueryRow(`SELECT ref_type, ref_name, commit_hash, message, author FROM workflows ORDER BY id DESC LIMIT 1`).
+			Scan(&refType, &ref, &hash, &message, &author)
+		if refType != tc.refType || (tc.ref != "" && ref != tc.ref) || !strings.HasPrefix(hash, tc.hash) || len(hash) < 7 || author == "" {
+			t.Errorf("%s: workflow %s %s %s by %q", tc.file, refType, ref, hash, author)
+		}
+	}
+	// The project page lists them, newest first.
+	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
+	rows := activity.Doc.Find(`[data-testid="workflow"]`)
+	if rows.Length() != total {
+		t.Fatalf("activity lists %d workflows, want %d", rows.Length(), total)
+	}
+	if ref, _ := rows.First().Attr("data-ref"); ref == "master" {
+		t.Fatal("workflows not newest first")
+	}
+	if activity.Doc.Find(`[data-testid="delivery"]`).Length() != len(cases) {
+		t.Fatal("deliveries not all listed")
+	}
+}
+
+func TestDeliveryRefusals(t *testing.T) {
+	h := withHook(t)
+	push := h.recorded(t, "webhook_push.json")
+	big := append(bytes.Repeat([]byte(" "), 256<<10), push...)
+	otherRepo := bytes.ReplaceAll(push, []byte(h.repoUUID), []byte("{00000000-0000-0000-0000-000000000000}"))
+	cases := []struct {
+		name   string
+		url    string
+		body   []byte
+		edit   func(http.Header)
+		status int
+		reason string
+	}{
+		{"bad signature", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hub-Signature", bitbucket.Sign([]byte("wrong"), push)) }, 401, "bad signature"},
+		{"missing signature", h.hookURL, push, func(hd http.Header) { hd.Del("X-Hub-Signature") }, 401, "missing signature"},
+		{"sha1 signature", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hub-Signature", "sha1=0000") }, 401, "bad signature"},
+		{"unknown hook", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hook-UUID", newUUID()) }, 403, "unknown hook"},
+		{"malformed JSON", h.hookURL, []byte(`{"push": `), nil, 400, "malformed JSON"},
+		{"missing event key", h.hookURL, push, func(hd http.Header) { hd.Del("X-Event-Key") }, 400, "missing header X-Event-Key"},
+		{"missing hook uuid", h.hookURL, push, func(hd http.Header) { hd.Del("X-Hook-UUID") }, 400, "missing header X-Hook-UUID"},
+		{"missing request uuid", h.hookURL, push, func(hd http.Header) { hd.Del("X-Request-UUID") }, 400, "missing header X-Request-UUID"},
+		{"too large", h.hookURL, big, nil, 413, "larger than 256 KB"},
+		{"another repository", h.hookURL, otherRepo, nil, 400, "another repository"},
+		{"unknown URL", h.env.URL + "/hooks/bitbucket/no-such-token", push, nil, 404, "no project"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, refusedBefore, _ := h.counts(t)
+			status, body := deliver(t, tc.url, "repo:push", h.hook.UUID, h.hook.Secret, tc.body, tc.edit)
+			if status != tc.status || !strings.Contains(body, tc.reason) {
+				t.Fatalf("%d %q, want %d %q", status, body, tc.status, tc.reason)
+			}
+			accepted, refused, workflows := h.counts(t)
+			if accepted != 0 || workflows != 0 {
+				t.Fatalf("a refused delivery was processed: %d accepted, %d workflows", accepted, workflows)
+			}
+			if tc.name != "unknown URL" && refused != refusedBefore+1 {
+				t.Fatalf("refusal not recorded (%d → %d)", refusedBefore, refused)
+			}
+		})
+	}
+	if strings.Contains(h.env.Logs.String(), h.hook.Secret) {
+		t.Fatal("the hook secret was logged")
+	}
+	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
+	if !strings.Contains(activity.Text(`[data-testid="delivery"][data-status="refused"]`), "bad signature") &&
+		activity.Doc.Find(`[data-testid="delivery"][data-status="refused"]`).Length() < 10 {
+		t.Fatal("refused deliveries and their reasons are not listed")
+	}
+}
+
+func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
+	h := withHook(t)
+	push := h.recorded(t, "webhook_push.json")
+	for _, uuid := range []string{strings.Trim(h.hook.UUID, "{}"), h.hook.UUID, strings.ToUpper(h.hook.UUID)} {
+		status, body := h.send(t, "repo:push", push, func(hd http.Header) { hd.Set("X-Hook-UUID", uuid) })
+		if status != http.StatusAccepted {
+			t.Fatalf("hook uuid %q: %d %s", uuid, status, body)
+		}
+	}
+}
+
+func TestDuplicateDeliveryProcessedOnce(t *testing.T) {
+	h := withHook(t)
+	push := h.recorded(t, "webhook_push.json")
+	request := newUUID()
+	for attempt := 1; attempt <= 3; attempt++ {
+		status, body := h.send(t, "repo:push", push, func(hd http.Header) {
+			hd.Set("X-Request-UUID", request)
+			hd.Set("X-Attempt-Number", fmt.Sprint(attempt))
+		})
+		if status/100 != 2 {
+			t.Fatalf("attempt %d: %d %s", attempt, status, body)
+		}
+	}
+	if accepted, _, workflows := h.counts(t); accepted != 1 || workflows != 1 {
+		t.Fatalf("%d deliveries, %d workflows after 3 attempts of one delivery", accepted, workflows)
+	}
+}
+
+func TestConcurrentDeliveriesAllStored(t *testing.T) {
+	h := withHook(t)
+	push := h.recorded(t, "webhook_push.json")
+	const n = 300
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			statuses[i], _ = h.send(t, "repo:push", push, nil)
+		})
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d", i, s)
+		}
+	}
+	if accepted, _, workflows := h.counts(t); accepted != n || workflows != n {
+		t.Fatalf("%d deliveries and %d workflows stored, want %d", accepted, workflows, n)
+	}
+	if strings.Contains(h.env.Logs.String(), "database is locked") {
+		t.Fatal("database is locked")
+	}
+}
+
+// A push on Bitbucket reaches Tether and starts a workflow.
+func TestPushStartsWorkflow(t *testing.T) {
+	h := withHook(t)
+	res, err := h.env.Emulator.Push("alice/api", "main", "Fix the build", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deliveries) != 1 || res.Deliveries[0].Status != http.StatusAccepted {
+		t.Fatalf("delivery: %+v", res.Deliveries)
+	}
+	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
+	row := activity.Doc.Find(`[data-testid="workflow"]`).First()
+	if commit, _ := row.Attr("data-commit"); commit != res.New || !strings.Contains(row.Text(), "Fix the build") {
+		t.Fatalf("workflow row %q (commit %s)", row.Text(), res.New)
+	}
+	if activity.Text(`[data-testid="last-delivery"]`) == "Last accepted delivery: never" {
+		t.Fatal("last delivery not shown")
+	}
+}
+
+func hookStatus(p *apptest.Page) (status, reason string) {
+	b := p.Doc.Find(`#webhook [data-testid="health-badge"]`).First()
+	s, _ := b.Attr("data-status")
+	r, _ := b.Attr("data-reason")
+	return s, r
+}
+
+func checkHook(t *testing.T, c *apptest.Client, project *apptest.Page) *apptest.Page {
+	t.Helper()
+	p := c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil)
+	apptest.MustStatus(t, p, http.StatusOK)
+	return p
+}
+
+func TestWebhookHealth(t *testing.T) {
+	cases := []struct {
+		name           string
+		breakIt        func(h *hooked)
+		status, reason string
+	}{
+		{"deleted", func(h *hooked) { h.env.Emulator.DeleteHook("alice/api", h.hook.UUID) }, "invalid", "deleted on Bitbucket"},
+		{"deactivated", func(h *hooked) { h.env.Emulator.SetHookActive("alice/api", h.hook.UUID, false) }, "invalid", "deactivated"},
+		{"wrong URL", func(h *hooked) {
+			h.env.Emulator.EditHook("alice/api", h.hook.UUID, "https://example.com/hook", nil, false)
+		}, "invalid", "points at the wrong URL"},
+		{"events missing", func(h *hooked) {
+			h.env.Emulator.EditHook("alice/api", h.hook.UUID, "", []string{"pullrequest:created"}, false)
+		}, "invalid", "repo:push missing"},
+		{"no secret", func(h *hooked) { h.env.Emulator.EditHook("alice/api", h.hook.UUID, "", nil, true) }, "invalid", "no secret"},
+		{"oauth revoked", func(h *hooked) { h.env.Emulator.RevokeAuthorization("alice", apptest.ClientID) }, "invalid", "OAuth permissions revoked"},
+		{"owner lost access", func(h *hooked) { h.env.Emulator.SetRepoPermission("alice", "alice/api", "") }, "invalid", "owner no longer has access to the repository"},
+		{"bitbucket 503", func(h *hooked) { h.env.Emulator.FailAPI(emulator.Failure{Status: 503}) }, "unknown", "could not check"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := withHook(t)
+			if s, _ := hookStatus(h.project); s != "valid" {
+				t.Fatalf("fresh webhook %q", s)
+			}
+			tc.breakIt(h)
+			row := checkHook(t, h.c, h.project)
+			if s, r := hookStatus(row); s != tc.status || r != tc.reason {
+				t.Fatalf("got %s/%q, want %s/%q: %s", s, r, tc.status, tc.reason, row.Text(`[data-testid="health-detail"]`))
+			}
+		})
+	}
+}
+
+func TestRegenerateWebhook(t *testing.T) {
+	regenerate := func(h *hooked) *apptest.Page {
+		return h.c.HTMX(http.MethodPost, h.project.URL.Path+"/webhook/regenerate", h.project, nil)
+	}
+	activeHook := func(t *testing.T, h *hooked) string {
+		var u string
+		rawDB(t, h.env).QueryRow(`SELECT hook_uuid FROM webhooks WHERE state = 'active'`).Scan(&u)
+		return "{" + u + "}"
+	}
+	t.Run("success, then pushes use the new hook and in-flight ones from the old are accepted", func(t *testing.T) {
+		h := withHook(t)
+		h.env.Emulator.DeleteHook("alice/api", h.hook.UUID)
+		if s, _ := hookStatus(checkHook(t, h.c, h.project)); s != "invalid" {
+			t.Fatal("hook not invalid after deletion")
+		}
+		p := regenerate(h)
+		apptest.MustStatus(t, p, http.StatusOK)
+		if s, _ := hookStatus(p); s != "valid" {
+			t.Fatalf("after Regenerate %q: %s", s, p.Body)
+		}
+		hooks := h.env.Emulator.Hooks("alice/api")
+		if len(hooks) != 1 || hooks[0].UUID == h.hook.UUID || !strings.EqualFold(hooks[0].UUID, activeHook(t, h)) {
+			t.Fatalf("hooks on Bitbucket %+v", hooks)
+		}
+		res, _ := h.env.Emulator.Push("alice/api", "main", "after regenerate", "alice")
+		if len(res.Deliveries) != 1 || res.Deliveries[0].Status != http.StatusAccepted {
+			t.Fatalf("push after Regenerate: %+v", res.Deliveries)
+		}
+		// A delivery the old hook had in flight, signed with the old secret.
+		if status, body := h.send(t, "repo:push", h.recorded(t, "webhook_push.json"), nil); status != http.StatusAccepted {
+			t.Fatalf("in-flight delivery from the replaced hook: %d %s", status, body)
+		}
+	})
+	t.Run("create fails", func(t *testing.T) {
+		h := withHook(t)
+		h.env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/api/hooks", Method: "POST", Status: 500})
+		p := regenerate(h)
+		if p.Status != http.StatusBadGateway || !strings.Contains(p.Text(`[data-testid="webhook-message"]`), "old webhook stays in force") {
+			t.Fatalf("%d %s", p.Status, p.Body)
+		}
+		if hooks := h.env.Emulator.Hooks("alice/api"); len(hooks) != 1 || hooks[0].UUID != h.hook.UUID || activeHook(t, h) != strings.ToLower(h.hook.UUID) {
+			t.Fatalf("hooks %+v, active %s", hooks, activeHook(t, h))
+		}
+		if status, _ := h.send(t, "repo:push", h.recorded(t, "webhook_push.json"), nil); status != http.StatusAccepted {
+			t.Fatal("the old hook no longer works")
+		}
+	})
+	t.Run("store fails", func(t *testing.T) {
+		h := withHook(t)
+		if _, err := writableDB(t, h.env).Exec(`CREATE TRIGGER fail_hook BEFORE INSERT ON webhooks BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+			t.Fatal(err)
+		}
+		p := regenerate(h)
+		if p.Status != http.StatusBadGateway || !strings.Contains(p.Text(`[data-testid="webhook-message"]`), "old webhook stays in force") {
+			t.Fatalf("%d %s", p.Status, p.Body)
+		}
+		if hooks := h.env.Emulator.Hooks("alice/api"); len(hooks) != 1 || hooks[0].UUID != h.hook.UUID {
+			t.Fatalf("after a failed store: hooks %+v", hooks)
+		}
+	})
+	t.Run("delete fails", func(t *testing.T) {
+		h := withHook(t)
+		h.env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/api/hooks", Method: "DELETE", Status: 500})
+		p := regenerate(h)
+		apptest.MustStatus(t, p, http.StatusOK)
+		if !strings.Contains(p.Text(`[data-testid="webhook-message"]`), "could not be removed") {
+			t.Fatalf("no warning: %s", p.Body)
+		}
+		if s, _ := hookStatus(p); s != "valid" {
+			t.Fatalf("new hook %q", s)
+		}
+		if n := len(h.env.Emulator.Hooks("alice/api")); n != 2 {
+			t.Fatalf("%d hooks on Bitbucket", n)
+		}
+		h.env.Emulator.ClearFailures()
+		regenerate(h)
+		if hooks := h.env.Emulator.Hooks("alice/api"); len(hooks) != 1 || !strings.EqualFold(hooks[0].UUID, activeHook(t, h)) {
+			t.Fatalf("leftover hooks not removed: %+v", hooks)
+		}
+	})
+}
+
+func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
+	h := withHook(t)
+	page := h.c.Get("/troubleshooting")
+	step := func(p *apptest.Page, name string) (string, string) {
+		s := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-` + name + `"]`)
+		st, _ := s.Attr("data-status")
+		return st, s.Text()
+	}
+	p := h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, _ := step(p, "webhook"); s != "ok" {
+		t.Fatalf("webhook step %q", s)
+	}
+	if s, text := step(p, "delivery"); s != "unknown" || !strings.Contains(text, "No delivery received yet") {
+		t.Fatalf("delivery step before any push: %q %s", s, text)
+	}
+	h.env.Emulator.Push("alice/api", "main", "hello", "alice")
+	p = h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, _ := step(p, "delivery"); s != "ok" {
+		t.Fatalf("delivery step after a push: %q", s)
+	}
+	// Bitbucket's hook loses its secret: deliveries are refused, the
+	// webhook is broken, and both steps say so with Regenerate at hand.
+	h.env.Emulator.EditHook("alice/api", h.hook.UUID, "", nil, true)
+	h.env.Emulator.Push("alice/api", "main", "unsigned", "alice")
+	p = h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+	if s, text := step(p, "webhook"); s != "failed" || !strings.Contains(text, "no secret") {
+		t.Fatalf("webhook step: %q %s", s, text)
+	}
+	if s, text := step(p, "delivery"); s != "failed" || !strings.Contains(text, "missing signature") {
+		t.Fatalf("delivery step: %q %s", s, text)
+	}
+	fix, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-webhook"] [data-testid="regenerate"]`).Attr("hx-post")
+	if s, _ := hookStatus(h.c.HTMX(http.MethodPost, fix, page, nil)); s != "valid" {
+		t.Fatalf("Regenerate from troubleshooting: %q", s)
+	}
+}
