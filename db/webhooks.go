@@ -193,7 +193,7 @@ func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int
 
 // RecentWorkflows returns a project's latest workflows, newest first.
 func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]tether.Workflow, error) {
-	rows, err := s.readRows(ctx, `SELECT id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash,
+	rows, err := s.readRows(ctx, `SELECT id, project_id, coalesce(delivery_id, 0), trigger, ref_type, ref_name, commit_hash,
 		message, author, committed_at, created_at FROM workflows WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err

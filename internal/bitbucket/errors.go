@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"time"
 )
 
@@ -85,3 +86,22 @@ func IsForbidden(err error) bool { return hasStatus(err, http.StatusForbidden) }
 
 // IsNotFound reports a 404: the resource does not exist or is not visible.
 func IsNotFound(err error) bool { return hasStatus(err, http.StatusNotFound) }
+
+// changePattern finds the change Bitbucket names when it retires an API,
+// e.g. "CHANGE-2770 - Functionality has been deprecated".
+var changePattern = regexp.MustCompile(`\bCHANGE-[0-9]+\b`)
+
+// Deprecated reports a 410 Gone: Bitbucket retired the endpoint. change is
+// the CHANGE-nnnn its message names ("" when it names none). Such an answer
+// is about Bitbucket's API, not about a project: callers report it once,
+// never as a project's failure.
+func Deprecated(err error) (change string, ok bool) {
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusGone {
+		return "", false
+	}
+	return ChangeOf(e.Message), true
+}
+
+// ChangeOf returns the first CHANGE-nnnn in a Bitbucket message, or "".
+func ChangeOf(message string) string { return changePattern.FindString(message) }

@@ -125,6 +125,9 @@ func failureMessage(status int) string {
 		return msgNoResource
 	case http.StatusTooManyRequests:
 		return msgRateLimited
+	case http.StatusGone:
+		// Bitbucket retires endpoints with a 410 naming the change.
+		return msgRemoved
 	}
 	return http.StatusText(status)
 }
@@ -197,6 +200,7 @@ var routes = []route{
 	{pattern("workspaces/{workspace}"), get("account", apiWorkspace)},
 	{pattern("repositories/{workspace}"), get("repository", apiRepositories)},
 	{pattern("repositories/{workspace}/{repo}"), get("repository", apiRepository)},
+	{pattern("repositories/{workspace}/{repo}/refs/branches"), get("repository", apiListBranches)},
 	{pattern("repositories/{workspace}/{repo}/deploy-keys"), map[string]op{
 		http.MethodGet:  {"repository:admin", apiListKeys},
 		http.MethodPost: {"repository:admin", apiAddKey},
