@@ -68,6 +68,9 @@ type Handlers struct {
 	health         Health
 	receiver       Receiver
 	orgs           Orgs
+	alerts         Alerts
+	recovery       Recovery
+	deprecations   Deprecations
 	stateCookie    *securecookie.SecureCookie
 }
 
@@ -82,6 +85,9 @@ type Services struct {
 	Health         Health
 	Receiver       Receiver
 	Orgs           Orgs
+	Alerts         Alerts
+	Recovery       Recovery
+	Deprecations   Deprecations
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
@@ -91,5 +97,6 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 		log: log, cfg: cfg, stateCookie: sc,
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
 		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
+		alerts: s.Alerts, recovery: s.Recovery, deprecations: s.Deprecations,
 	}
 }

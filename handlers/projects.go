@@ -208,6 +208,9 @@ func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectV
 		return v, err
 	}
 	v.Backing = b
+	if v.Missed, err = h.missedView(c, p); err != nil {
+		return v, err
+	}
 	a, err := h.activity(c, p)
 	v.Activity = a
 	return v, err

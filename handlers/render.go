@@ -48,11 +48,15 @@ func renderComponent(c echo.Context, status int, comp templ.Component) error {
 // page returns what every full page needs.
 func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
 	v := viewer(c)
-	return views.Page{
+	p := views.Page{
 		Title: title, User: currentUser(c), CSRF: csrfToken(c),
 		Demo: h.cfg.Demo, DemoURL: h.cfg.DemoURL, Nav: nav,
 		Org: v.Org, Orgs: v.Memberships, Admin: v.Admin(),
 	}
+	if v.Admin() && h.deprecations != nil {
+		p.Deprecations = h.deprecations.Active()
+	}
+	return p
 }
 
 // statusOf maps an error to the status and the message a person may see.

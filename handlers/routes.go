@@ -70,6 +70,12 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	orgAdmin.POST("/team/invitations/:invitation/revoke", h.revokeInvitation)
 	orgAdmin.POST("/team/members/:user/role", h.changeRole)
 	orgAdmin.POST("/team/members/:user/remove", h.removeMember)
+	orgAdmin.GET("/team/notifications/channels", h.alertChannels)
+	orgAdmin.POST("/team/notifications/email", h.addEmailChannel)
+	orgAdmin.POST("/team/notifications/webhooks", h.addWebhookChannel)
+	orgAdmin.POST("/team/notifications/:channel/test", h.testChannel)
+	orgAdmin.POST("/team/notifications/:channel/remove", h.removeChannel)
+	orgAdmin.GET("/team/outbox", h.outbox)
 
 	// A project, for members of its organization (everyone else: 404).
 	project := in.Group("/projects/:id", h.loadProject)
@@ -81,6 +87,7 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	project.POST("/deploy-key/check", h.checkPart(deployKeyPart))
 	project.GET("/webhook", h.healthRow(webhookPart))
 	project.POST("/webhook/check", h.checkPart(webhookPart))
+	project.GET("/missed", h.missed)
 
 	// What only its admins may do (members: 403).
 	projectAdmin := project.Group("", h.requireProjectAdmin)
@@ -89,4 +96,5 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	projectAdmin.POST("/repository", h.changeRepository)
 	projectAdmin.POST("/rehome", h.rehome)
 	projectAdmin.POST("/delete", h.deleteProject)
+	projectAdmin.POST("/missed/start", h.startMissed)
 }

@@ -107,6 +107,9 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 		return views.TeamView{}, err
 	}
 	tv := views.TeamView{Org: v.Org, Admin: v.Admin(), Invitations: t.Invitations}
+	if tv.Notifications, err = h.notificationsView(c); err != nil {
+		return tv, err
+	}
 	for _, m := range t.Members {
 		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID})
 	}

@@ -64,8 +64,11 @@ func firstLine(s string) string {
 }
 
 func refLabel(w tether.Workflow) string {
-	if w.Trigger == "pull_request" {
+	switch w.Trigger {
+	case tether.TriggerPullRequest:
 		return "pull request from " + w.RefName
+	case tether.TriggerRecovered:
+		return w.RefType + " " + w.RefName + " (recovered: missed while deliveries were not arriving)"
 	}
 	return w.RefType + " " + w.RefName
 }

@@ -17,6 +17,8 @@ type Page struct {
 	Org   tether.Organization // the organization the person looks at
 	Orgs  []tether.Membership // every organization they belong to
 	Admin bool                // they administer Org
+
+	Deprecations []tether.Deprecation // for admins: Bitbucket APIs retired under Tether
 }
 
 // Form carries what a person typed back to them with messages per field.

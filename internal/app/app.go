@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -21,13 +22,16 @@ import (
 	"tether/db"
 	"tether/handlers"
 	"tether/internal/accounts"
+	"tether/internal/alerts"
 	"tether/internal/bitbucket"
 	"tether/internal/bitbucket/emulator"
 	"tether/internal/config"
 	"tether/internal/connections"
+	"tether/internal/deprecations"
 	"tether/internal/health"
 	"tether/internal/orgs"
 	"tether/internal/projects"
+	"tether/internal/recovery"
 	"tether/internal/repourl"
 	"tether/internal/secrets"
 	"tether/internal/troubleshooting"
@@ -55,8 +59,11 @@ type App struct {
 	Store    *db.Store
 
 	// Services tests tune (timeouts, staleness).
-	Connections *connections.Service
-	Health      *health.Checker
+	Connections  *connections.Service
+	Health       *health.Checker
+	Alerts       *alerts.Service
+	Recovery     *recovery.Service
+	Deprecations *deprecations.Recorder
 
 	closers []func()
 }
@@ -105,9 +112,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.Store = store
 
+	// Every answer from Bitbucket passes the deprecation recorder, so a
+	// 410 Gone is noticed wherever it comes from.
+	deps, err := deprecations.New(ctx, log, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	a.Deprecations = deps
 	bb := bitbucket.New(bitbucket.Config{
 		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
+		HTTPClient: &http.Client{Timeout: 15 * time.Second, Transport: deps.Transport(nil)},
 	})
 	acc := accounts.New(log, store)
 	oauth := accounts.NewOAuth(accounts.OAuthConfig{
@@ -133,6 +149,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		HookBase: hookBase,
 		Hosts:    repourl.Hosts{WebURL: cfg.BitbucketURL, SSHAddr: cfg.BitbucketSSHAddr},
 	})
+	smtp, err := alerts.ParseSMTPURL(cfg.SMTPURL, cfg.SMTPCAFile)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	from := cfg.SMTPFrom
+	if from == "" {
+		host := "localhost"
+		if u, err := url.Parse(cfg.PublicURL); err == nil && u.Hostname() != "" {
+			host = u.Hostname()
+		}
+		from = "Tether <tether@" + host + ">"
+	}
+	a.Alerts = alerts.New(log, store, alerts.Config{
+		PublicURL: cfg.PublicURL, Demo: a.Emulator != nil, SMTP: smtp, From: from, AllowPrivate: cfg.AllowPrivate(),
+	})
+	a.Recovery = recovery.New(log, store, conns, bb)
 	receiver := webhooks.New(log, store)
 	receiving, stopReceiving := context.WithCancel(context.Background())
 	received := make(chan struct{})
@@ -160,6 +193,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Health:         checker,
 		Receiver:       receiver,
 		Orgs:           orgs.New(log, store),
+		Alerts:         a.Alerts,
+		Recovery:       a.Recovery,
+		Deprecations:   deps,
 	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -169,9 +205,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 }
 
 // Background runs what Tether does on its own until ctx is done: the
-// health monitor re-checks every project about every ten minutes.
+// health monitor re-checks every project about every ten minutes, the
+// alerts watcher and sender, and the comparison of branch heads after a
+// repair or downtime. It returns when all have stopped.
 func (a *App) Background(ctx context.Context) {
+	done := make(chan struct{}, 2)
+	go func() { a.Alerts.Run(ctx); done <- struct{}{} }()
+	go func() { a.Recovery.Run(ctx); done <- struct{}{} }()
 	a.Health.Monitor(ctx, 10*time.Minute, 30*time.Second, 20)
+	<-done
+	<-done
 }
 
 // Close releases what New opened.

@@ -54,6 +54,8 @@ type Options struct {
 	// of the registered keys (its host key pinned), so every probe is
 	// refused with Permission denied (publickey).
 	ForeignSSH bool
+	// Env adds settings (e.g. TETHER_SMTP_URL) to the configuration.
+	Env map[string]string
 }
 
 // Start starts the emulator and Tether; both stop when the test ends.
@@ -92,6 +94,9 @@ func Start(t testing.TB, opts Options) *Env {
 
 	env := &Env{T: t, URL: tetherURL, Emulator: emu, BBURL: bbURL, DataDir: t.TempDir(), Logs: &Logs{}}
 	cfg, err := config.Load(nil, func(k string) string {
+		if v, ok := opts.Env[k]; ok {
+			return v
+		}
 		return map[string]string{
 			"TETHER_ADDR":             tetherLn.Addr().String(),
 			"TETHER_PUBLIC_URL":       tetherURL,
@@ -124,6 +129,21 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	t.Cleanup(env.stop)
 	return env
+}
+
+// RunBackground runs what Tether does on its own (health monitor, alerts,
+// comparisons of branch heads) until the test ends.
+func (e *Env) RunBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		e.App.Background(ctx)
+		close(done)
+	}()
+	e.T.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 // StopTether stops the in-process Tether (the emulator keeps running), for

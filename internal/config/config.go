@@ -25,7 +25,14 @@ type Config struct {
 	BitbucketAPIURL       string // BITBUCKET_API_URL
 	BitbucketSSHAddr      string // BITBUCKET_SSH_ADDR
 	BitbucketSSHHostKeys  string // BITBUCKET_SSH_HOST_KEYS
+	SMTPURL               string // TETHER_SMTP_URL
+	SMTPFrom              string // TETHER_SMTP_FROM
+	SMTPCAFile            string // TETHER_SMTP_CA_FILE
+	AlertsAllowPrivate    string // TETHER_ALERTS_ALLOW_PRIVATE: "true" or "false"
 }
+
+// AllowPrivate reports whether alert webhooks may reach private addresses.
+func (c Config) AllowPrivate() bool { return c.AlertsAllowPrivate == "true" }
 
 // Demo reports whether no OAuth consumer is configured, in which case
 // Tether runs its built-in Bitbucket emulator.
@@ -52,6 +59,10 @@ func settings(c *Config) []setting {
 		{&c.BitbucketAPIURL, "bitbucket-api-url", "BITBUCKET_API_URL", "https://api.bitbucket.org/2.0", "Bitbucket REST API base URL"},
 		{&c.BitbucketSSHAddr, "bitbucket-ssh-addr", "BITBUCKET_SSH_ADDR", "bitbucket.org:22", "Bitbucket SSH host:port for deploy-key probes"},
 		{&c.BitbucketSSHHostKeys, "bitbucket-ssh-host-keys", "BITBUCKET_SSH_HOST_KEYS", "", "authorized_keys-format SSH host keys to pin (default: Bitbucket's published keys)"},
+		{&c.SMTPURL, "smtp-url", "TETHER_SMTP_URL", "", "mail server for e-mail alerts: smtp://user:password@host:587 (STARTTLS) or smtps://…:465"},
+		{&c.SMTPFrom, "smtp-from", "TETHER_SMTP_FROM", "", "sender of e-mail alerts (default tether@ the public URL's host)"},
+		{&c.SMTPCAFile, "smtp-ca-file", "TETHER_SMTP_CA_FILE", "", "PEM file of CA certificates to trust for the mail server (default: the system's)"},
+		{&c.AlertsAllowPrivate, "alerts-allow-private", "TETHER_ALERTS_ALLOW_PRIVATE", "false", "let alert webhooks reach loopback, private and link-local addresses (on-premises chat)"},
 	}
 }
 
@@ -87,6 +98,9 @@ func (c *Config) validate() error {
 	}
 	if c.BitbucketClientID != "" && c.BitbucketClientSecret == "" {
 		errs = append(errs, errors.New("BITBUCKET_CLIENT_SECRET is required when BITBUCKET_CLIENT_ID is set"))
+	}
+	if c.AlertsAllowPrivate != "true" && c.AlertsAllowPrivate != "false" {
+		errs = append(errs, fmt.Errorf("TETHER_ALERTS_ALLOW_PRIVATE must be true or false, got %q", c.AlertsAllowPrivate))
 	}
 	if c.SecretKey != "" && len(c.SecretKey) < 32 {
 		errs = append(errs, errors.New("TETHER_SECRET_KEY must be at least 32 characters"))

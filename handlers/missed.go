@@ -1,0 +1,61 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"tether/internal/tether"
+	"tether/views"
+)
+
+// Recovery offers and starts the workflows missed while deliveries were
+// not arriving.
+type Recovery interface {
+	Missed(ctx context.Context, p tether.Project) ([]tether.MissedBranch, error)
+	StartMissed(ctx context.Context, actorID int64, p tether.Project) ([]tether.Workflow, error)
+}
+
+func (h *Handlers) missedView(c echo.Context, p tether.Project) (views.MissedView, error) {
+	missed, err := h.recovery.Missed(c.Request().Context(), p)
+	return views.MissedView{ProjectID: p.ID, Branches: missed, Admin: projectAdmin(c)}, err
+}
+
+// missed is the poll of the missed-workflows section: stored state only.
+func (h *Handlers) missed(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	v, err := h.missedView(c, p)
+	if err != nil {
+		return err
+	}
+	return renderComponent(c, http.StatusOK, views.MissedSection(v))
+}
+
+// startMissed is Start missed workflows: the outcome shows in place and the
+// workflows list is swapped with the fresh one.
+func (h *Handlers) startMissed(c echo.Context) error {
+	p, err := h.project(c)
+	if err != nil {
+		return err
+	}
+	started, serr := h.recovery.StartMissed(c.Request().Context(), currentUser(c).ID, p)
+	v, err := h.missedView(c, p)
+	if err != nil {
+		return err
+	}
+	status, err := outcome(serr, "", fmt.Sprintf("Started %d workflow(s) marked recovered.", len(started)), &v.Message, &v.MessageKind)
+	if err != nil {
+		return err
+	}
+	a, err := h.activity(c, p)
+	if err != nil {
+		return err
+	}
+	v.Activity = &a
+	return renderComponent(c, status, views.MissedSection(v))
+}
