@@ -161,7 +161,7 @@ func TestMasks(t *testing.T) {
 		"https://chat.example.com/hook?token=s3cr3t":                     "https://chat.example.com/hook",
 		"https://chat.example.com/":                                      "https://chat.example.com/",
 		"https://chat.example.com/averylongtokenonly1234":                "https://chat.example.com/…1234",
-		"::::":                                                           "(unreadable URL)",
+		"::::": "(unreadable URL)",
 	} {
 		if got := MaskURL(in); got != want {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
