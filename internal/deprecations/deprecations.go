@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"tether/internal/bitbucket"
 	"tether/internal/tether"
@@ -158,10 +159,14 @@ func Endpoint(path string) string {
 	return "/" + strings.Join(segs, "/")
 }
 
+// clip keeps the first n bytes of s on one line, cut on a rune boundary.
 func clip(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
