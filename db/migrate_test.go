@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,5 +54,60 @@ func TestMigrationMovesProjectsIntoOrganizations(t *testing.T) {
 	}
 	if cur, _ := s.CurrentOrgID(ctx, 7); cur != ms[0].Org.ID {
 		t.Fatalf("current organization %d", cur)
+	}
+}
+
+// Rebuilding workflows for recovered ones keeps every workflow and its
+// delivery, and from then on a push needs a delivery while a recovered
+// workflow must have none.
+func TestMigrationKeepsWorkflows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tether.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
+	names, _ := migrations.ReadDir("migrations")
+	for _, n := range names {
+		if n.Name() >= "0019" {
+			break
+		}
+		body, _ := migrations.ReadFile("migrations/" + n.Name())
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", n.Name(), err)
+		}
+		var v int
+		fmt.Sscanf(n.Name(), "%d", &v)
+		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
+	}
+	now := time.Now()
+	for _, q := range []string{
+		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
+		`INSERT INTO projects (id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, created_at, updated_at) VALUES (1, 'ws/r', 1, '{u}', 'ws', 'r', 'ws/r', 'git@x:ws/r.git', ?, ?)`,
+		`INSERT INTO deliveries (id, project_id, request_uuid, status, received_at) VALUES (5, 1, 'req', 'accepted', ?)`,
+		`INSERT INTO workflows (id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (9, 1, 5, 'push', 'branch', 'main', 'abc', ?)`,
+	} {
+		if _, err := raw.Exec(q, now, now); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	box, _ := secrets.NewBox("0123456789abcdef0123456789abcdef")
+	s, err := Open(context.Background(), path, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ws, err := s.RecentWorkflows(context.Background(), 1, 10)
+	if err != nil || len(ws) != 1 || ws[0].ID != 9 || ws[0].DeliveryID != 5 || ws[0].Trigger != "push" {
+		t.Fatalf("workflows %+v %v", ws, err)
+	}
+	for _, q := range []string{
+		`INSERT INTO workflows (project_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 'push', 'branch', 'x', 'def', datetime('now'))`,
+		`INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 5, 'recovered', 'branch', 'x', 'def', datetime('now'))`,
+	} {
+		if _, err := s.write.Exec(q); err == nil {
+			t.Errorf("accepted: %s", q)
+		}
 	}
 }
