@@ -194,8 +194,8 @@ func (s *Service) loop(ctx context.Context, every time.Duration, what string, fn
 type Channel struct {
 	ID          int64
 	Kind        string
-	Label       string // "E-mail" or the masked URL
-	Recipients  string // e-mail: who gets it now
+	Label       string // "E-mail" or "Webhook"
+	Recipients  string // who gets it now: e-mail addresses, or the masked URL
 	EmailBacker bool
 	SecretHint  string // webhook: the secret's last characters
 	LastSentAt  time.Time
@@ -229,7 +229,7 @@ func (s *Service) Settings(ctx context.Context, orgID int64) (Settings, error) {
 			}
 			ch.Recipients = strings.Join(to, ", ")
 		case tether.ChannelWebhook:
-			ch.Label, ch.SecretHint = MaskURL(c.URL), MaskSecret(c.Secret)
+			ch.Label, ch.Recipients, ch.SecretHint = "Webhook", MaskURL(c.URL), MaskSecret(c.Secret)
 		}
 		out.Channels = append(out.Channels, ch)
 	}
