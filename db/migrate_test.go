@@ -69,7 +69,7 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
 	names, _ := migrations.ReadDir("migrations")
 	for _, n := range names {
-		if n.Name() >= "0019" {
+		if n.Name() >= "0007" {
 			break
 		}
 		body, _ := migrations.ReadFile("migrations/" + n.Name())
