@@ -88,7 +88,6 @@ func TestAcknowledgedDeliverySurvivesKill(t *testing.T) {
 	}
 	body = bytes.ReplaceAll(body, []byte("{bc771cbf-829e-4c4b-b71f-a0eb3ac2b860}"), []byte(repoUUID))
 	body = bytes.ReplaceAll(body, []byte("brydzewski/foo"), []byte("alice/api"))
-	signature := bitbucket.Sign([]byte(hook.Secret), body)
 
 	// Deliveries keep coming from several senders; the process is killed
 	// while they are in flight.
@@ -107,8 +106,12 @@ func TestAcknowledgedDeliverySurvivesKill(t *testing.T) {
 					return
 				default:
 				}
+				// Each delivery is another push (another head commit): the
+				// same bytes again would be a replay.
 				id := randomUUID()
-				req, _ := http.NewRequest(http.MethodPost, base+hookPath, bytes.NewReader(body))
+				push := bytes.ReplaceAll(body, []byte("141977fedf5cf35aa290ac87d4b5177ac4cd9de1"), []byte(strings.ReplaceAll(randomUUID()+randomUUID(), "-", "")[:40]))
+				signature := bitbucket.Sign([]byte(hook.Secret), push)
+				req, _ := http.NewRequest(http.MethodPost, base+hookPath, bytes.NewReader(push))
 				req.Header.Set("X-Event-Key", "repo:push")
 				req.Header.Set("X-Hook-UUID", strings.Trim(hook.UUID, "{}"))
 				req.Header.Set("X-Request-UUID", id)
