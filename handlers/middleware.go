@@ -175,12 +175,13 @@ func (h *Handlers) csrf() echo.MiddlewareFunc {
 				return echo.NewHTTPError(http.StatusForbidden, "Cross-site requests are not accepted.")
 			}
 			r.Header.Del("Sec-Fetch-Site")
-			if !isSafe(r.Method) && r.Header.Get(csrfHeader) == "" {
-				token, err := formToken(r)
-				if err != nil {
+			if !isSafe(r.Method) {
+				if err := parseForm(r); err != nil {
 					return err
 				}
-				r.Header.Set(csrfHeader, token)
+				if r.Header.Get(csrfHeader) == "" {
+					r.Header.Set(csrfHeader, r.PostFormValue("_csrf"))
+				}
 			}
 			return checked(c)
 		}
@@ -189,18 +190,22 @@ func (h *Handlers) csrf() echo.MiddlewareFunc {
 
 const csrfHeader = "X-CSRF-Token"
 
-// formToken reads _csrf from the form body only (PostForm, not the
-// query). A body over the route's limit is a 413, not a missing token.
-func formToken(r *http.Request) (string, error) {
-	err := r.ParseMultipartForm(formBodyLimit)
-	if errors.Is(err, http.ErrNotMultipart) {
-		err = nil // ParseMultipartForm parsed it as urlencoded
+// parseForm reads a state-changing request's form body (urlencoded or
+// multipart, within the route's body limit) before anything else looks
+// at it, so a body over the limit is a 413 wherever it is sent, not an
+// empty form. A malformed body is an empty form.
+func parseForm(r *http.Request) error {
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(formBodyLimit)
+	} else {
+		err = r.ParseForm()
 	}
 	var big *http.MaxBytesError
 	if errors.As(err, &big) {
-		return "", tooLarge(big.Limit)
+		return tooLarge(big.Limit)
 	}
-	return r.PostFormValue("_csrf"), nil
+	return nil
 }
 
 func isSafe(method string) bool {

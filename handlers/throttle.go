@@ -23,8 +23,9 @@ var (
 	loginPerAddress  = throttle.Rule{Burst: 20, Every: 3 * time.Second}
 	signupPerAddress = throttle.Rule{Burst: 10, Every: 30 * time.Second}
 	acceptPerAddress = throttle.Rule{Burst: 20, Every: 3 * time.Second}
-	// Per account: five guesses, then one every 30 seconds (120 an hour).
-	loginPerAccount  = throttle.Rule{Burst: 5, Every: 30 * time.Second}
+	// Per account, every attempt counts: ten, then one every 30 seconds
+	// (120 guesses an hour at most; a person logs in a few times a day).
+	loginPerAccount  = throttle.Rule{Burst: 10, Every: 30 * time.Second}
 	signupPerEmail   = throttle.Rule{Burst: 3, Every: time.Minute}
 	acceptPerAccount = throttle.Rule{Burst: 10, Every: 6 * time.Second}
 )
