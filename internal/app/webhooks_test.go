@@ -508,3 +508,106 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 		t.Fatalf("Regenerate from troubleshooting: %q", s)
 	}
 }
+
+// A captured delivery sent again under a fresh X-Request-UUID is a replay:
+// acknowledged (so a sender stops), counted, and it starts nothing — for a
+// day; after that the same body is a delivery again.
+func TestReplayedDeliveryStartsNothing(t *testing.T) {
+	h := withHook(t)
+	push := freshPush(h.recorded(t, "webhook_push.json"))
+	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
+		t.Fatalf("first delivery: %d %s", status, body)
+	}
+	for range 3 {
+		status, body := h.send(t, "repo:push", push, nil) // a new X-Request-UUID each time
+		if status != http.StatusOK || !strings.Contains(body, "not processed again") {
+			t.Fatalf("replay: %d %s", status, body)
+		}
+	}
+	if accepted, _, workflows := h.counts(t); accepted != 1 || workflows != 1 {
+		t.Fatalf("after 3 replays: %d deliveries, %d workflows, want 1 and 1", accepted, workflows)
+	}
+	h.waitRefused(t, webhooks.ReasonReplay, 3)
+
+	// A day later the body is remembered no more.
+	if _, err := writableDB(t, h.env).Exec(`UPDATE delivery_digests SET received_at = datetime('now', '-25 hours')`); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
+		t.Fatalf("the same body after 25 hours: %d %s", status, body)
+	}
+	if _, _, workflows := h.counts(t); workflows != 2 {
+		t.Fatalf("%d workflows after the day-old body came again, want 2", workflows)
+	}
+}
+
+// Retention deletes deliveries and workflows older than the configured
+// days, and beyond the configured most recent per project, in batches
+// while deliveries keep arriving, which all get stored.
+func TestRetentionPrunesWhileDeliveriesArrive(t *testing.T) {
+	env, c := withRepo(t, apptest.Options{Env: map[string]string{"TETHER_RETENTION_DAYS": "7", "TETHER_RETENTION_PER_PROJECT": "300"}})
+	project := create(t, c, "alice/api")
+	hook := env.Emulator.Hooks("alice/api")[0]
+	var uuid string
+	rawDB(t, env).QueryRow(`SELECT repo_uuid FROM projects`).Scan(&uuid)
+	h := &hooked{env: env, c: c, project: project, hookURL: hook.URL, hook: hook, repoUUID: uuid}
+	push := h.recorded(t, "webhook_push.json")
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for range 1000 {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if status, _ := h.send(t, "repo:push", freshPush(push), nil); status != http.StatusAccepted {
+				t.Errorf("delivery: %d", status)
+			}
+		})
+	}
+	wg.Wait()
+	// The oldest hundred are ten days old.
+	db := writableDB(t, env)
+	if _, err := db.Exec(`UPDATE deliveries SET received_at = datetime('now', '-10 days') WHERE id <= 100`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE workflows SET created_at = datetime('now', '-10 days') WHERE id <= 100`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deliveries keep arriving while it prunes.
+	stop := make(chan struct{})
+	arrived := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				arrived <- n
+				return
+			default:
+			}
+			if status, _ := h.send(t, "repo:push", freshPush(push), nil); status != http.StatusAccepted {
+				t.Errorf("a delivery during pruning: %d", status)
+			}
+			n++
+		}
+	}()
+	pruned, err := env.App.Pruner.Prune(t.Context())
+	close(stop)
+	during := <-arrived
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, _, workflows := h.counts(t)
+	if pruned < 700 || accepted < 300 || accepted > 300+during || workflows < 300 || workflows > 300+during {
+		t.Fatalf("pruned %d rows: %d deliveries and %d workflows left (%d arrived meanwhile), want 300 each", pruned, accepted, workflows, during)
+	}
+	if n := count(t, rawDB(t, env), `SELECT count(*) FROM deliveries WHERE received_at < datetime('now', '-7 days')`); n != 0 {
+		t.Fatalf("%d deliveries older than 7 days kept", n)
+	}
+	// The newest are the ones kept, and the page still lists them.
+	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
+	if activity.Doc.Find(`[data-testid="delivery"]`).Length() != 20 {
+		t.Fatal("the project's recent deliveries are not listed after pruning")
+	}
+	t.Logf("pruned %d rows in batches while %d deliveries arrived", pruned, during)
+}

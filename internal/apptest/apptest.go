@@ -54,6 +54,8 @@ type Options struct {
 	// of the registered keys (its host key pinned), so every probe is
 	// refused with Permission denied (publickey).
 	ForeignSSH bool
+	// Env sets more configuration variables (TETHER_RETENTION_DAYS, …).
+	Env map[string]string
 }
 
 // Start starts the emulator and Tether; both stop when the test ends.
@@ -92,6 +94,9 @@ func Start(t testing.TB, opts Options) *Env {
 
 	env := &Env{T: t, URL: tetherURL, Emulator: emu, BBURL: bbURL, DataDir: t.TempDir(), Logs: &Logs{}}
 	cfg, err := config.Load(nil, func(k string) string {
+		if v, ok := opts.Env[k]; ok {
+			return v
+		}
 		return map[string]string{
 			"TETHER_ADDR":             tetherLn.Addr().String(),
 			"TETHER_PUBLIC_URL":       tetherURL,
