@@ -138,25 +138,8 @@ type child struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	base   string // http://127.0.0.1:port
-	stderr *syncBuffer
+	stderr *apptest.Logs
 	exited chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startChild starts Tether with environ on a free loopback port and waits
@@ -166,7 +149,7 @@ func startChild(t *testing.T, environ ...string) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), append(environ, "TETHER_TEST_CHILD=1", "TETHER_ADDR=127.0.0.1:0")...)
 	stdout, _ := cmd.StdoutPipe()
-	c := &child{t: t, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	c := &child{t: t, cmd: cmd, stderr: &apptest.Logs{}, exited: make(chan error, 1)}
 	cmd.Stderr = c.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
