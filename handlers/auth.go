@@ -83,6 +83,11 @@ func (h *Handlers) signup(c echo.Context) error {
 		f.Error = msg
 		return show(tooMany)(f)
 	}
+	release, err := h.limits.passwords.take(c.Request().Context(), clientKey(c))
+	if err != nil {
+		return err
+	}
+	defer release()
 	u, err := h.accounts.SignUp(c.Request().Context(), f.Value("name"), f.Value("email"), c.FormValue("password"))
 	if err != nil {
 		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))
@@ -101,6 +106,11 @@ func (h *Handlers) login(c echo.Context) error {
 		f.Error = msg
 		return show(tooMany)(f)
 	}
+	release, err := h.limits.passwords.take(c.Request().Context(), clientKey(c))
+	if err != nil {
+		return err
+	}
+	defer release()
 	u, err := h.accounts.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"))
 	if err != nil {
 		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))

@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,6 +41,7 @@ type limits struct {
 	loginAddress, loginAccount   *throttle.Limiter
 	signupAddress, signupEmail   *throttle.Limiter
 	acceptAddress, acceptAccount *throttle.Limiter
+	passwords                    turns // one password check per address at a time
 }
 
 func newLimits() limits {
@@ -60,7 +63,7 @@ type attempt struct {
 // account key. When one is out of attempts it sets Retry-After and
 // returns the message to show where the person acted.
 func allow(c echo.Context, address *throttle.Limiter, accounts ...attempt) (string, bool) {
-	for _, a := range append([]attempt{{address, throttle.AddressKey(c.RealIP())}}, accounts...) {
+	for _, a := range append([]attempt{{address, clientKey(c)}}, accounts...) {
 		if ok, wait := a.limiter.Allow(a.key); !ok {
 			secs := int(math.Ceil(wait.Seconds()))
 			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
@@ -68,6 +71,54 @@ func allow(c echo.Context, address *throttle.Limiter, accounts ...attempt) (stri
 		}
 	}
 	return "", true
+}
+
+// turns lets one password check per client address go at a time; more
+// from the same address wait behind it. Password hashing shares a few CPU
+// slots among everyone (package accounts), so without this one client
+// sending many requests at once would queue them all ahead of other
+// people; with it, each client holds at most one place in that line.
+// Entries live only while a check runs or waits.
+type turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	slot  chan struct{}
+	users int // holding or waiting
+}
+
+// take waits for key's turn, or for ctx to end; release ends the turn.
+func (t *turns) take(ctx context.Context, key string) (release func(), err error) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[string]*turn{}
+	}
+	tn, ok := t.m[key]
+	if !ok {
+		tn = &turn{slot: make(chan struct{}, 1)}
+		t.m[key] = tn
+	}
+	tn.users++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		if tn.users--; tn.users == 0 {
+			delete(t.m, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case tn.slot <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-tn.slot
+		leave()
+	}, nil
 }
 
 // inTime says when, in words: "in 45 seconds", "in 3 minutes".
@@ -81,6 +132,10 @@ func inTime(secs int) string {
 		return fmt.Sprintf("in %d minutes", (secs+59)/60)
 	}
 }
+
+// clientKey is the key a client is throttled under: its address (an
+// IPv6 client's /64).
+func clientKey(c echo.Context) string { return throttle.AddressKey(c.RealIP()) }
 
 // accountKey is the key an e-mail address is throttled under: case does
 // not make another account, and a key is never longer than an address
