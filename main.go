@@ -6,12 +6,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,13 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
+	srv := a.Server()
 	fmt.Fprintf(stdout, "Tether is listening on http://%s (public URL %s)\n", ln.Addr(), cfg.PublicURL)
 	if cfg.Demo() {
 		fmt.Fprintf(stdout, "Demo mode: log in with Bitbucket as alice, bob or carol (password: demo).\n")
@@ -66,10 +58,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// Stop taking requests; let those in flight finish within the grace
+	// period, then cut whatever is left (a slow client, a stalled
+	// upload). Either way Tether stopped as asked: exit 0. The deferred
+	// Close then commits deliveries still queued and closes the database.
+	shutdown, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if err := srv.Shutdown(shutdown); err != nil {
+		log.Warn("shutdown: requests still running after the grace period were cut", "grace", ShutdownGrace)
+		srv.Close()
 	}
+	log.Info("shutdown: stopped")
 	return nil
 }
+
+// ShutdownGrace is how long requests in flight at SIGTERM get to finish:
+// longer than a webhook delivery waits for its commit (8 s at most),
+// shorter than the 10 s Docker and most supervisors wait before SIGKILL.
+const ShutdownGrace = 9 * time.Second

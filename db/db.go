@@ -45,10 +45,16 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the database file at path and migrates it.
-// box seals every secret column.
+// box seals every secret column. A missing folder is created 0700; the
+// database file and SQLite's -wal and -shm beside it are 0600 whatever
+// the folder's mode or the umask (SQLite gives -wal and -shm the
+// database file's mode).
 func Open(ctx context.Context, path string, box *secrets.Box) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("db: data dir: %w", err)
+	}
+	if err := private(path); err != nil {
+		return nil, err
 	}
 	write, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
@@ -71,6 +77,29 @@ func Open(ctx context.Context, path string, box *secrets.Box) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// private creates the database file 0600 if it is missing, and makes it
+// and its -wal and -shm files 0600 if others may read them.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("db: create %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil && st.Mode().Perm()&0o077 != 0 {
+			err = os.Chmod(p, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("db: make %s private: %w", p, err)
+		}
+	}
+	return nil
 }
 
 func dsn(path string, writer bool) string {

@@ -24,3 +24,14 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash)
 	return err
 }
+
+// PruneSessions deletes up to limit sessions that expired before now and
+// returns how many it deleted.
+func (s *Store) PruneSessions(ctx context.Context, now time.Time, limit int) (int64, error) {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash IN
+		(SELECT token_hash FROM sessions WHERE expires_at <= ? LIMIT ?)`, now.UTC(), limit)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

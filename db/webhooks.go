@@ -3,10 +3,13 @@ package db
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
-	"tether/internal/tether"
 	"time"
+
+	"tether/internal/tether"
 )
 
 const purposeHookSecret = "webhooks.secret"
@@ -119,25 +122,43 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Pr
 
 // AcceptDeliveries stores accepted deliveries and their workflows, all in
 // one transaction (one commit for many concurrent deliveries). A delivery
-// whose request uuid was accepted before is skipped, so a retry is never
-// processed twice.
+// whose request uuid was accepted before is skipped (Duplicate), so a retry
+// is never processed twice; so is one whose body the project accepted
+// within tether.ReplayWindow (Replay), so a captured delivery sent again
+// under a fresh X-Request-UUID starts nothing.
 func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error) {
 	results := make([]tether.AcceptResult, len(batch))
 	now := s.now()
+	replaySince := now.Add(-tether.ReplayWindow)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for i, a := range batch {
 			d := a.Delivery
-			res, err := tx.ExecContext(ctx, `INSERT INTO deliveries
+			var seen int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE request_uuid = ? AND status = 'accepted'`,
+				d.RequestUUID).Scan(&seen); err != nil {
+				return fmt.Errorf("db: find delivery: %w", err)
+			}
+			if seen > 0 {
+				results[i].Duplicate = true
+				continue
+			}
+			// The digest is claimed unless it is younger than the window.
+			res, err := tx.ExecContext(ctx, `INSERT INTO delivery_digests (project_id, body_sha256, received_at) VALUES (?, ?, ?)
+				ON CONFLICT (project_id, body_sha256) DO UPDATE SET received_at = excluded.received_at
+				WHERE delivery_digests.received_at <= ?`, d.ProjectID, a.BodySHA256, now, replaySince)
+			if err != nil {
+				return fmt.Errorf("db: claim delivery digest: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				results[i].Duplicate, results[i].Replay = true, true
+				continue
+			}
+			res, err = tx.ExecContext(ctx, `INSERT INTO deliveries
 				(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
-				VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)
-				ON CONFLICT (request_uuid) WHERE status = 'accepted' DO NOTHING`,
+				VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)`,
 				d.ProjectID, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, now)
 			if err != nil {
 				return fmt.Errorf("db: insert delivery: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				results[i].Duplicate = true
-				continue
 			}
 			id, err := res.LastInsertId()
 			if err != nil {
@@ -158,23 +179,76 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]
 	return results, err
 }
 
-// RefuseDelivery records a refused delivery.
-func (s *Store) RefuseDelivery(ctx context.Context, d tether.Delivery) error {
-	var project any
-	if d.ProjectID != 0 {
-		project = d.ProjectID
+// RecordRefusals adds refusal counts to each project's, in one
+// transaction: counts add up, first and last seen widen, and the newest
+// samples are kept (tether.Refusal.Add). A refusal for a project deleted
+// meanwhile is dropped.
+func (s *Store) RecordRefusals(ctx context.Context, refusals []tether.Refusal) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range refusals {
+			stored, err := scanRefusal(tx.QueryRowContext(ctx, `SELECT `+refusalColumns+` FROM delivery_refusals
+				WHERE project_id = ? AND reason = ?`, r.ProjectID, r.Reason))
+			if err != nil && !errors.Is(err, tether.ErrNotFound) {
+				return err
+			}
+			stored.ProjectID, stored.Reason = r.ProjectID, r.Reason
+			stored.Add(r)
+			samples, err := json.Marshal(stored.Samples)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO delivery_refusals (project_id, reason, count, first_seen, last_seen, samples)
+				SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?)
+				ON CONFLICT (project_id, reason) DO UPDATE SET count = excluded.count, first_seen = excluded.first_seen,
+				last_seen = excluded.last_seen, samples = excluded.samples`,
+				stored.ProjectID, stored.Reason, stored.Count, stored.FirstSeen.UTC(), stored.LastSeen.UTC(), string(samples), stored.ProjectID)
+			if err != nil {
+				return fmt.Errorf("db: record refusals: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+const refusalColumns = `project_id, reason, count, first_seen, last_seen, samples`
+
+func scanRefusal(row interface{ Scan(...any) error }) (tether.Refusal, error) {
+	var (
+		r       tether.Refusal
+		samples string
+	)
+	if err := row.Scan(&r.ProjectID, &r.Reason, &r.Count, &r.FirstSeen, &r.LastSeen, &samples); err != nil {
+		return tether.Refusal{}, notFound(err)
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO deliveries
-		(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
-		VALUES (?, ?, ?, ?, ?, 'refused', ?, ?, ?)`,
-		project, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, s.now())
-	return err
+	if err := json.Unmarshal([]byte(samples), &r.Samples); err != nil {
+		return tether.Refusal{}, fmt.Errorf("db: refusal samples: %w", err)
+	}
+	return r, nil
+}
+
+// Refusals returns the project's refusal counts, the most recent first.
+func (s *Store) Refusals(ctx context.Context, projectID int64) ([]tether.Refusal, error) {
+	rows, err := s.readRows(ctx, `SELECT `+refusalColumns+` FROM delivery_refusals
+		WHERE project_id = ? ORDER BY last_seen DESC`, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []tether.Refusal
+	for rows.Next() {
+		r, err := scanRefusal(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // RecentDeliveries returns a project's latest deliveries, newest first.
 func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error) {
 	rows, err := s.readRows(ctx, `SELECT id, coalesce(project_id, 0), request_uuid, hook_uuid, event_key, attempt,
-		status, reason, size, received_at FROM deliveries WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
+		status, reason, size, received_at FROM deliveries WHERE project_id = ? AND status = 'accepted' ORDER BY id DESC LIMIT ?`, projectID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -223,4 +297,113 @@ func (s *Store) LastAccepted(ctx context.Context, projectID int64) (time.Time, e
 		return time.Time{}, nil
 	}
 	return t, err
+}
+
+// Retention: the queries that find what to prune run on the readers; each
+// delete is one short write transaction of at most a batch of rows, so
+// pruning never holds the writer for long.
+
+// ExpiredDeliveries returns the ids of up to limit of the oldest
+// deliveries received before cutoff. Ids grow with time, so it reads the
+// table from its start and stops at the first younger delivery.
+func (s *Store) ExpiredDeliveries(ctx context.Context, cutoff time.Time, limit int) ([]int64, error) {
+	return s.expired(ctx, `SELECT id, received_at FROM deliveries ORDER BY id LIMIT ?`, cutoff, limit)
+}
+
+// ExpiredWorkflows is ExpiredDeliveries for workflows (by created_at).
+func (s *Store) ExpiredWorkflows(ctx context.Context, cutoff time.Time, limit int) ([]int64, error) {
+	return s.expired(ctx, `SELECT id, created_at FROM workflows ORDER BY id LIMIT ?`, cutoff, limit)
+}
+
+func (s *Store) expired(ctx context.Context, query string, cutoff time.Time, limit int) ([]int64, error) {
+	rows, err := s.readRows(ctx, query, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var (
+			id int64
+			at time.Time
+		)
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		if !at.Before(cutoff) {
+			break
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// SurplusDeliveries returns the ids of up to limit of the project's
+// deliveries beyond its newest keep.
+func (s *Store) SurplusDeliveries(ctx context.Context, projectID int64, keep, limit int) ([]int64, error) {
+	return s.ids(ctx, `SELECT id FROM deliveries WHERE project_id = ? ORDER BY id DESC LIMIT ? OFFSET ?`, projectID, limit, keep)
+}
+
+// SurplusWorkflows is SurplusDeliveries for workflows.
+func (s *Store) SurplusWorkflows(ctx context.Context, projectID int64, keep, limit int) ([]int64, error) {
+	return s.ids(ctx, `SELECT id FROM workflows WHERE project_id = ? ORDER BY id DESC LIMIT ? OFFSET ?`, projectID, limit, keep)
+}
+
+// ProjectIDs returns every project's id.
+func (s *Store) ProjectIDs(ctx context.Context) ([]int64, error) {
+	return s.ids(ctx, `SELECT id FROM projects ORDER BY id`)
+}
+
+func (s *Store) ids(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := s.readRows(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// DeleteDeliveries deletes the deliveries and, with them, the workflows
+// they started.
+func (s *Store) DeleteDeliveries(ctx context.Context, ids []int64) error {
+	return s.deleteIDs(ctx, "deliveries", ids)
+}
+
+// DeleteWorkflows deletes the workflows.
+func (s *Store) DeleteWorkflows(ctx context.Context, ids []int64) error {
+	return s.deleteIDs(ctx, "workflows", ids)
+}
+
+func (s *Store) deleteIDs(ctx context.Context, table string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	_, err := s.write.ExecContext(ctx, `DELETE FROM `+table+` WHERE id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("db: prune %s: %w", table, err)
+	}
+	return nil
+}
+
+// PruneDigests deletes up to limit body digests older than cutoff and
+// returns how many it deleted.
+func (s *Store) PruneDigests(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM delivery_digests WHERE (project_id, body_sha256) IN
+		(SELECT project_id, body_sha256 FROM delivery_digests WHERE received_at < ? LIMIT ?)`, cutoff.UTC(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("db: prune digests: %w", err)
+	}
+	return res.RowsAffected()
 }

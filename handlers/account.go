@@ -47,7 +47,7 @@ func (h *Handlers) disconnectBitbucket(c echo.Context) error {
 		return err
 	}
 	if !isHTMX(c.Request()) {
-		return c.Redirect(http.StatusSeeOther, "/account")
+		return redirect(c, http.StatusOK, "/account", "/account")
 	}
 	return h.bitbucketStatus(c)
 }

@@ -34,26 +34,31 @@ type oauthState struct {
 	ReturnTo string
 }
 
+// landing is where a signed-in person goes when nothing says otherwise.
+const landing = "/projects"
+
 func (h *Handlers) home(c echo.Context) error {
 	if currentUser(c) != nil {
-		return c.Redirect(http.StatusSeeOther, "/account")
+		return redirect(c, http.StatusOK, landing, landing)
 	}
 	return render(c, http.StatusOK, views.Home(h.page(c, "Welcome", ""), views.Form{}), nil)
 }
 
 func (h *Handlers) signupPage(c echo.Context) error {
+	next := localTarget(c.QueryParam("next"), "")
 	if currentUser(c) != nil {
-		return c.Redirect(http.StatusSeeOther, "/account")
+		return redirect(c, http.StatusOK, next, landing)
 	}
-	f := views.Form{Values: map[string]string{"next": localOrEmpty(c.QueryParam("next"))}}
+	f := views.Form{Values: map[string]string{"next": next}}
 	return render(c, http.StatusOK, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
 }
 
 func (h *Handlers) loginPage(c echo.Context) error {
+	next := localTarget(c.QueryParam("next"), "")
 	if currentUser(c) != nil {
-		return c.Redirect(http.StatusSeeOther, "/account")
+		return redirect(c, http.StatusOK, next, landing)
 	}
-	f := views.Form{Values: map[string]string{"next": localOrEmpty(c.QueryParam("next"))}}
+	f := views.Form{Values: map[string]string{"next": next}}
 	if msg := c.QueryParam("error"); msg != "" {
 		f.Error = loginMessages[msg]
 	}
@@ -69,32 +74,48 @@ var loginMessages = map[string]string{
 
 func (h *Handlers) signup(c echo.Context) error {
 	f := formOf(c, "name", "email", "next")
+	show := func(status int) func(views.Form) error {
+		return func(f views.Form) error {
+			return render(c, status, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
+		}
+	}
+	if msg, ok := allow(c, h.limits.signupAddress, attempt{h.limits.signupEmail, accountKey(f.Value("email"))}); !ok {
+		f.Error = msg
+		return show(tooMany)(f)
+	}
+	release, err := h.limits.passwords.take(c.Request().Context(), clientKey(c))
+	if err != nil {
+		return err
+	}
+	defer release()
 	u, err := h.accounts.SignUp(c.Request().Context(), f.Value("name"), f.Value("email"), c.FormValue("password"))
 	if err != nil {
-		return h.formError(c, err, f, func(f views.Form) error {
-			return render(c, http.StatusUnprocessableEntity, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
-		})
+		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))
 	}
 	return h.signIn(c, u.ID, f.Value("next"))
 }
 
 func (h *Handlers) login(c echo.Context) error {
 	f := formOf(c, "email", "next")
+	show := func(status int) func(views.Form) error {
+		return func(f views.Form) error {
+			return render(c, status, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
+		}
+	}
+	if msg, ok := allow(c, h.limits.loginAddress, attempt{h.limits.loginAccount, accountKey(f.Value("email"))}); !ok {
+		f.Error = msg
+		return show(tooMany)(f)
+	}
+	release, err := h.limits.passwords.take(c.Request().Context(), clientKey(c))
+	if err != nil {
+		return err
+	}
+	defer release()
 	u, err := h.accounts.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"))
 	if err != nil {
-		return h.formError(c, err, f, func(f views.Form) error {
-			return render(c, http.StatusUnprocessableEntity, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
-		})
+		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))
 	}
 	return h.signIn(c, u.ID, f.Value("next"))
-}
-
-// localOrEmpty keeps next only when it is a path on this site.
-func localOrEmpty(next string) string {
-	if isLocalPath(next) {
-		return next
-	}
-	return ""
 }
 
 func formOf(c echo.Context, names ...string) views.Form {
@@ -122,7 +143,7 @@ func (h *Handlers) formError(c echo.Context, err error, f views.Form, show func(
 
 // signIn rotates the session: whatever session the browser had ends, and
 // a new token is issued. It then goes to next (a local path) or, for
-// someone in no organization yet, to the setup step, else to the account.
+// someone in no organization yet, to the setup step, else to Projects.
 func (h *Handlers) signIn(c echo.Context, userID int64, next string) error {
 	ctx := c.Request().Context()
 	if ck, err := c.Cookie(sessionCookie); err == nil {
@@ -135,16 +156,13 @@ func (h *Handlers) signIn(c echo.Context, userID int64, next string) error {
 		return err
 	}
 	h.setCookie(c, sessionCookie, token, "/", accounts.SessionTTL)
-	to := localOrEmpty(next)
-	if to == "" {
-		to = "/account"
-		if _, err := h.orgs.ViewerOf(ctx, userID); errors.Is(err, orgs.ErrNoOrganization) {
-			to = "/setup"
-		} else if err != nil {
-			return err
-		}
+	fallback := landing
+	if _, err := h.orgs.ViewerOf(ctx, userID); errors.Is(err, orgs.ErrNoOrganization) {
+		fallback = "/setup"
+	} else if err != nil {
+		return err
 	}
-	return c.Redirect(http.StatusSeeOther, to)
+	return redirect(c, http.StatusOK, next, fallback)
 }
 
 func (h *Handlers) logout(c echo.Context) error {
@@ -154,19 +172,19 @@ func (h *Handlers) logout(c echo.Context) error {
 		}
 	}
 	h.clearCookie(c, sessionCookie, "/")
-	return c.Redirect(http.StatusSeeOther, "/")
+	return redirect(c, http.StatusOK, "/", "/")
 }
 
 // startBitbucket begins "Log in with Bitbucket" (intent login) or "Grant
 // access" (intent connect, signed in only).
 func (h *Handlers) startBitbucket(c echo.Context) error {
-	st := oauthState{Intent: c.FormValue("intent"), ReturnTo: localOrEmpty(c.FormValue("return_to"))}
+	st := oauthState{Intent: c.FormValue("intent"), ReturnTo: localTarget(c.FormValue("return_to"), "")}
 	switch st.Intent {
 	case "login":
 	case "connect":
 		u := currentUser(c)
 		if u == nil {
-			return c.Redirect(http.StatusSeeOther, "/login")
+			return redirect(c, http.StatusUnauthorized, "/login", "/login")
 		}
 		st.UserID = u.ID
 		if st.ReturnTo == "" {
@@ -190,12 +208,6 @@ func (h *Handlers) startBitbucket(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, authURL)
 }
 
-// isLocalPath accepts only paths on this site, so return_to cannot send
-// people elsewhere.
-func isLocalPath(p string) bool {
-	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.Contains(p, `\`)
-}
-
 // bitbucketCallback finishes the OAuth dance: the state must match the
 // cookie set when it began, then the code is exchanged and the person is
 // signed in or their account connected.
@@ -208,13 +220,13 @@ func (h *Handlers) bitbucketCallback(c echo.Context) error {
 	h.clearCookie(c, oauthCookie, oauthPath)
 	if err != nil || st.State == "" || c.QueryParam("state") != st.State {
 		h.log.Warn("oauth callback refused: state mismatch")
-		return c.Redirect(http.StatusSeeOther, "/login?error=expired")
+		return redirect(c, http.StatusOK, "/login?error=expired", "/login")
 	}
 	if e := c.QueryParam("error"); e != "" {
 		if st.Intent == "connect" {
-			return c.Redirect(http.StatusSeeOther, withQuery(st.ReturnTo, "bitbucket", "denied"))
+			return redirect(c, http.StatusOK, withQuery(st.ReturnTo, "bitbucket", "denied"), "/account")
 		}
-		return c.Redirect(http.StatusSeeOther, "/login?error=denied")
+		return redirect(c, http.StatusOK, "/login?error=denied", "/login")
 	}
 	code := c.QueryParam("code")
 	if code == "" {
@@ -228,12 +240,12 @@ func (h *Handlers) bitbucketCallback(c echo.Context) error {
 	if st.Intent == "connect" {
 		u := currentUser(c)
 		if u == nil || u.ID != st.UserID {
-			return c.Redirect(http.StatusSeeOther, "/login?error=expired")
+			return redirect(c, http.StatusOK, "/login?error=expired", "/login")
 		}
 		if err := h.accounts.Connect(ctx, u.ID, profile, tok); err != nil {
 			return err
 		}
-		return c.Redirect(http.StatusSeeOther, withQuery(st.ReturnTo, "bitbucket", "connected"))
+		return redirect(c, http.StatusOK, withQuery(st.ReturnTo, "bitbucket", "connected"), "/account")
 	}
 	u, _, err := h.accounts.LogInWithBitbucket(ctx, profile, tok)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/gorilla/securecookie"
+	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
 	"tether/internal/tether"
@@ -54,6 +55,9 @@ type Config struct {
 	Demo          bool
 	DemoURL       string // the emulator's control page
 	CookieKey     []byte // signs the OAuth state cookie (32+ bytes)
+	// ClientIP finds the client's address (for throttling): the peer's,
+	// or what trusted proxies say in X-Forwarded-For.
+	ClientIP echo.IPExtractor
 }
 
 // Handlers serves Tether's pages.
@@ -72,6 +76,7 @@ type Handlers struct {
 	recovery       Recovery
 	deprecations   Deprecations
 	stateCookie    *securecookie.SecureCookie
+	limits         limits
 }
 
 // New returns the handlers.
@@ -91,10 +96,13 @@ type Services struct {
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = echo.ExtractIPDirect()
+	}
 	sc := securecookie.New(cfg.CookieKey, nil)
 	sc.MaxAge(int(oauthStateTTL.Seconds()))
 	return &Handlers{
-		log: log, cfg: cfg, stateCookie: sc,
+		log: log, cfg: cfg, stateCookie: sc, limits: newLimits(),
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
 		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
 		alerts: s.Alerts, recovery: s.Recovery, deprecations: s.Deprecations,

@@ -2,12 +2,15 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
-	"tether/internal/tether"
 	"time"
+
+	"tether/internal/tether"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -20,8 +23,10 @@ const (
 	csrfKey       = "csrf"
 )
 
-// logRequests logs one line per request: method, path (never the query,
-// which can carry OAuth codes), status and duration.
+// logRequests logs one line per request: method, route pattern (never the
+// path itself, which can hold an invitation or hook token, nor the query,
+// which can carry OAuth codes), status and duration. Routes marked quiet
+// log at DEBUG unless they fail with a 5xx.
 func (h *Handlers) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -31,26 +36,125 @@ func (h *Handlers) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		status := c.Response().Status
 		level := slog.LevelInfo
-		if status >= 500 {
+		switch {
+		case status >= 500:
 			level = slog.LevelError
-		} else if status >= 400 {
+		case c.Get(quietKey) != nil:
+			level = slog.LevelDebug
+		case status >= 400:
 			level = slog.LevelWarn
 		}
 		h.log.Log(c.Request().Context(), level, "request",
-			"method", c.Request().Method, "path", c.Request().URL.Path,
+			"method", c.Request().Method, "route", c.Path(),
 			"status", status, "duration", time.Since(start).Round(time.Microsecond))
 		return nil
 	}
 }
 
+// secureHeaders sets what every response of Tether's carries: a
+// Content-Security-Policy that runs only Tether's own script files (no
+// inline handlers, no eval), loads styles, images and fetches only from
+// Tether, lets forms go only to Tether and Bitbucket (the OAuth dance),
+// and lets no one frame Tether; nosniff, DENY framing for old browsers, no
+// Referer across origins; and, when the public URL is https, HSTS for a
+// year. Mounted handlers (the demo's Bitbucket emulator) stand for another
+// site and keep their own pages.
+func (h *Handlers) secureHeaders(mounts map[string]http.Handler) echo.MiddlewareFunc {
+	formAction := "'self'"
+	if origin := originOf(h.cfg.BitbucketURL); origin != "" {
+		formAction += " " + origin
+	}
+	csp := strings.Join([]string{
+		"default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+		"connect-src 'self'", "object-src 'none'", "base-uri 'none'",
+		"form-action " + formAction, "frame-ancestors 'none'",
+	}, "; ")
+	secure := middleware.SecureWithConfig(middleware.SecureConfig{
+		Skipper: func(c echo.Context) bool {
+			for prefix := range mounts {
+				if strings.HasPrefix(c.Path(), prefix+"/") {
+					return true
+				}
+			}
+			return false
+		},
+		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
+		ReferrerPolicy: "same-origin", ContentSecurityPolicy: csp,
+	})
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		next = secure(next)
+		return func(c echo.Context) error {
+			if h.cfg.SecureCookies {
+				c.Response().Header().Set("Strict-Transport-Security", "max-age=31536000")
+			}
+			return next(c)
+		}
+	}
+}
+
+// originOf is scheme://host of an absolute URL, or "".
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+const quietKey = "quiet"
+
+// quiet marks a route whose requests are too frequent to log one line
+// each at INFO: badge polls and static files (pages load them every few
+// seconds), and webhook deliveries, which the receiver sums up every
+// minute instead.
+func quiet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Set(quietKey, true)
+		return next(c)
+	}
+}
+
+// Body limits, checked before anything reads the body (the CSRF check
+// included): forms are a few hundred bytes, Bitbucket's deliveries at
+// most 256 KB (webhooks.MaxBody).
+const formBodyLimit = 64 << 10
+
+// limitBody refuses a body larger than its route's limit (routes, by
+// pattern; def for the rest): a declared Content-Length over it is
+// answered 413 at once, unread; a body that turns out longer stops being
+// read at the limit (reads then fail with *http.MaxBytesError).
+func limitBody(def int64, routes map[string]int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			limit, ok := routes[c.Path()]
+			if !ok {
+				limit = def
+			}
+			r := c.Request()
+			if r.ContentLength > limit {
+				return tooLarge(limit)
+			}
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+			return next(c)
+		}
+	}
+}
+
+func tooLarge(limit int64) error {
+	return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("This request is larger than Tether accepts here (%d KB).", limit>>10))
+}
+
 // csrf checks the double-submit token on every state-changing request.
-// Echo's middleware would wave through any request whose Sec-Fetch-Site
-// says same-origin without looking at the token; Tether wants the token
-// checked always, so it refuses cross-site requests itself and then hides
-// the header from Echo.
+// The token is read from the X-CSRF-Token header (htmx) or the _csrf field
+// of the form body (plain forms) — never from the query string, where it
+// would leak through logs and Referer. Echo's middleware would wave
+// through any request whose Sec-Fetch-Site says same-origin without
+// looking at the token; Tether wants the token checked always, so it
+// refuses cross-site requests itself and then hides the header from Echo.
 func (h *Handlers) csrf() echo.MiddlewareFunc {
 	mw := middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		TokenLookup:    "header:" + csrfHeader,
 		ContextKey:     csrfKey,
 		CookieName:     csrfCookie,
 		CookiePath:     "/",
@@ -71,9 +175,37 @@ func (h *Handlers) csrf() echo.MiddlewareFunc {
 				return echo.NewHTTPError(http.StatusForbidden, "Cross-site requests are not accepted.")
 			}
 			r.Header.Del("Sec-Fetch-Site")
+			if !isSafe(r.Method) {
+				if err := parseForm(r); err != nil {
+					return err
+				}
+				if r.Header.Get(csrfHeader) == "" {
+					r.Header.Set(csrfHeader, r.PostFormValue("_csrf"))
+				}
+			}
 			return checked(c)
 		}
 	}
+}
+
+const csrfHeader = "X-CSRF-Token"
+
+// parseForm reads a state-changing request's form body (urlencoded or
+// multipart, within the route's body limit) before anything else looks
+// at it, so a body over the limit is a 413 wherever it is sent, not an
+// empty form. A malformed body is an empty form.
+func parseForm(r *http.Request) error {
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(formBodyLimit)
+	} else {
+		err = r.ParseForm()
+	}
+	var big *http.MaxBytesError
+	if errors.As(err, &big) {
+		return tooLarge(big.Limit)
+	}
+	return nil
 }
 
 func isSafe(method string) bool {
@@ -102,15 +234,13 @@ func (h *Handlers) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireUser sends people who are not signed in to the login page.
+// requireUser sends people who are not signed in (or whose session
+// expired) to the login page, which brings them back to the page they
+// were on: the one they asked for, or the one an htmx poll came from.
 func (h *Handlers) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if currentUser(c) == nil {
-			if isHTMX(c.Request()) {
-				c.Response().Header().Set("HX-Redirect", "/login")
-				return c.NoContent(http.StatusUnauthorized)
-			}
-			return c.Redirect(http.StatusSeeOther, "/login")
+			return redirect(c, http.StatusUnauthorized, loginURL(c.Request()), "/login")
 		}
 		return next(c)
 	}
@@ -138,10 +268,11 @@ func (h *Handlers) clearCookie(c echo.Context, name, path string) {
 		HttpOnly: true, Secure: h.cfg.SecureCookies, SameSite: http.SameSiteLaxMode})
 }
 
-// static serves the embedded files. Vendored files never change within a
-// build, so they may be cached; app.css is revalidated.
+// static serves the embedded files, never a directory listing. Vendored
+// files never change within a build, so they may be cached; app.css and
+// app.js are revalidated.
 func (h *Handlers) static(files fs.FS) echo.HandlerFunc {
-	server := http.StripPrefix("/static/", http.FileServer(http.FS(files)))
+	server := http.StripPrefix("/static/", http.FileServer(http.FS(noDirs{files})))
 	return func(c echo.Context) error {
 		if strings.HasPrefix(c.Request().URL.Path, "/static/vendor/") {
 			c.Response().Header().Set("Cache-Control", "public, max-age=86400")
@@ -151,6 +282,22 @@ func (h *Handlers) static(files fs.FS) echo.HandlerFunc {
 		server.ServeHTTP(c.Response(), c.Request())
 		return nil
 	}
+}
+
+// noDirs hides directories, so the file server answers 404 instead of
+// listing them.
+type noDirs struct{ fs.FS }
+
+func (n noDirs) Open(name string) (fs.File, error) {
+	f, err := n.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || st.IsDir() {
+		f.Close()
+		return nil, fs.ErrNotExist
+	}
+	return f, nil
 }
 
 func (h *Handlers) healthz(c echo.Context) error {

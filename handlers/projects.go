@@ -128,12 +128,7 @@ func (h *Handlers) createProject(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	to := "/projects/" + strconv.FormatInt(p.ID, 10)
-	if isHTMX(c.Request()) {
-		c.Response().Header().Set("HX-Redirect", to)
-		return c.NoContent(http.StatusCreated)
-	}
-	return c.Redirect(http.StatusSeeOther, to)
+	return redirect(c, http.StatusCreated, "/projects/"+strconv.FormatInt(p.ID, 10), landing)
 }
 
 const (
@@ -232,7 +227,7 @@ func (h *Handlers) backingView(c echo.Context, p tether.Project, rows []views.Pa
 
 func (h *Handlers) activity(c echo.Context, p tether.Project) (views.Activity, error) {
 	a, err := h.projects.Activity(c.Request().Context(), p)
-	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted}, err
+	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted, Refusals: a.Refusals}, err
 }
 
 // partView reads one health row. kick lets a stale result start a check
@@ -476,11 +471,7 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 	if warning != "" {
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
 	}
-	if isHTMX(c.Request()) {
-		c.Response().Header().Set("HX-Redirect", "/projects")
-		return c.NoContent(http.StatusOK)
-	}
-	return c.Redirect(http.StatusSeeOther, "/projects")
+	return redirect(c, http.StatusOK, landing, landing)
 }
 
 // outcome turns the result of an action into the message shown in place:

@@ -99,12 +99,15 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 	}
 	status, msg := statusOf(err)
 	if status >= 500 {
-		h.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		h.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "err", err)
 	}
 	var rerr error
-	if wantsFragment(c.Request()) {
+	switch {
+	case c.Path() == webhookRoute:
+		rerr = c.String(status, msg) // Bitbucket reads plain text
+	case wantsFragment(c.Request()):
 		rerr = renderComponent(c, status, views.ErrorFragment(msg))
-	} else {
+	default:
 		rerr = renderComponent(c, status, views.ErrorPage(h.page(c, "Error", ""), status, msg))
 	}
 	if rerr != nil {

@@ -6,18 +6,22 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"tether/internal/webhooks"
 	"tether/static"
 )
+
+const webhookRoute = "/hooks/bitbucket/:token"
 
 // Register maps every route of Tether onto e. Reading it tells the product.
 func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	e.HTTPErrorHandler = h.handleError
+	e.IPExtractor = h.cfg.ClientIP
 	e.Use(middleware.Recover())
 	e.Use(h.logRequests)
-	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
-		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
-		ReferrerPolicy: "same-origin",
-	}))
+	e.Use(h.secureHeaders(mounts))
+	// Every body is limited before anything reads it: forms are small,
+	// Bitbucket's deliveries up to 256 KB.
+	e.Use(limitBody(formBodyLimit, map[string]int64{webhookRoute: webhooks.MaxBody}))
 
 	// Mounted handlers (the demo's Bitbucket emulator) keep their own
 	// sessions and forms: no Tether session or CSRF around them.
@@ -25,12 +29,12 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 		e.Any(prefix+"/*", echo.WrapHandler(http.StripPrefix(prefix, handler)))
 	}
 
-	e.GET("/static/*", h.static(static.FS))
+	e.GET("/static/*", h.static(static.FS), quiet)
 	e.GET("/healthz", h.healthz)
 
 	// Bitbucket's webhook deliveries: signed, not browser requests, so no
 	// session and no CSRF token.
-	e.POST("/hooks/bitbucket/:token", h.receiveWebhook)
+	e.POST(webhookRoute, h.receiveWebhook, quiet)
 
 	app := e.Group("", h.csrf(), h.loadSession)
 
@@ -52,7 +56,7 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	in.POST("/orgs/switch", h.switchOrg)
 	in.POST("/invitations/:token/accept", h.acceptInvitation)
 	in.GET("/account", h.account)
-	in.GET("/account/bitbucket", h.bitbucketStatus)
+	in.GET("/account/bitbucket", h.bitbucketStatus, quiet)
 	in.POST("/account/bitbucket/check", h.checkBitbucket)
 	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
 	in.GET("/troubleshooting", h.troubleshooting)
@@ -80,12 +84,12 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	// A project, for members of its organization (everyone else: 404).
 	project := in.Group("/projects/:id", h.loadProject)
 	project.GET("", h.projectPage)
-	project.GET("/activity", h.projectActivity)
+	project.GET("/activity", h.projectActivity, quiet)
 	project.GET("/repository", h.repositorySection)
-	project.GET("/moved", h.movedBanner)
-	project.GET("/deploy-key", h.healthRow(deployKeyPart))
+	project.GET("/moved", h.movedBanner, quiet)
+	project.GET("/deploy-key", h.healthRow(deployKeyPart), quiet)
 	project.POST("/deploy-key/check", h.checkPart(deployKeyPart))
-	project.GET("/webhook", h.healthRow(webhookPart))
+	project.GET("/webhook", h.healthRow(webhookPart), quiet)
 	project.POST("/webhook/check", h.checkPart(webhookPart))
 	project.GET("/missed", h.missed)
 

@@ -44,11 +44,7 @@ func (h *Handlers) loadViewer(next echo.HandlerFunc) echo.HandlerFunc {
 		case errors.Is(err, orgs.ErrNoOrganization):
 			path := c.Path()
 			if path != "/setup" && !strings.HasPrefix(path, "/invitations/") && path != "/account" {
-				if isHTMX(c.Request()) {
-					c.Response().Header().Set("HX-Redirect", "/setup")
-					return c.NoContent(http.StatusForbidden)
-				}
-				return c.Redirect(http.StatusSeeOther, "/setup")
+				return redirect(c, http.StatusForbidden, "/setup", "/setup")
 			}
 		case err != nil:
 			return err
@@ -75,7 +71,7 @@ func (h *Handlers) requireOrgAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (h *Handlers) setupPage(c echo.Context) error {
 	if len(viewer(c).Memberships) > 0 && c.QueryParam("new") == "" {
-		return c.Redirect(http.StatusSeeOther, "/projects")
+		return redirect(c, http.StatusOK, landing, landing)
 	}
 	f := views.Form{Values: map[string]string{"name": currentUser(c).Name + "'s team"}, Errors: map[string]string{}}
 	return render(c, http.StatusOK, views.SetupPage(h.page(c, "Set up", ""), f), nil)
@@ -88,7 +84,7 @@ func (h *Handlers) setup(c echo.Context) error {
 			return render(c, http.StatusUnprocessableEntity, views.SetupPage(h.page(c, "Set up", ""), f), nil)
 		})
 	}
-	return c.Redirect(http.StatusSeeOther, "/projects")
+	return redirect(c, http.StatusOK, landing, landing)
 }
 
 func (h *Handlers) switchOrg(c echo.Context) error {
@@ -96,7 +92,7 @@ func (h *Handlers) switchOrg(c echo.Context) error {
 	if err := h.orgs.Switch(c.Request().Context(), currentUser(c).ID, id); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/projects")
+	return redirect(c, http.StatusOK, landing, landing)
 }
 
 // teamView reads what the Team page shows.
@@ -204,6 +200,9 @@ func (h *Handlers) invitation(c echo.Context) error {
 
 func (h *Handlers) acceptInvitation(c echo.Context) error {
 	token := c.Param("token")
+	if msg, ok := allow(c, h.limits.acceptAddress, attempt{h.limits.acceptAccount, strconv.FormatInt(currentUser(c).ID, 10)}); !ok {
+		return render(c, tooMany, views.InvitationPage(h.page(c, "Invitation", ""), tether.Invitation{}, token, msg), nil)
+	}
 	inv, err := h.orgs.Accept(c.Request().Context(), token, currentUser(c).ID)
 	if err != nil {
 		if !isProblem(err) {
@@ -212,7 +211,7 @@ func (h *Handlers) acceptInvitation(c echo.Context) error {
 		status, msg := statusOf(err)
 		return render(c, status, views.InvitationPage(h.page(c, "Invitation", ""), inv, token, msg), nil)
 	}
-	return c.Redirect(http.StatusSeeOther, "/projects")
+	return redirect(c, http.StatusOK, landing, landing)
 }
 
 func (h *Handlers) auditLog(c echo.Context) error {

@@ -3,6 +3,7 @@ package views
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"tether/internal/tether"
@@ -39,6 +40,15 @@ func valueUnlessPassword(f Form, name, typ string) string {
 }
 
 func stepNumber(i int) string { return strconv.Itoa(i+1) + "." }
+
+// withNext adds next (a local path the handlers checked) to a login or
+// sign-up link, so the person comes back to where they were going.
+func withNext(path, next string) string {
+	if next == "" {
+		return path
+	}
+	return path + "?" + url.Values{"next": {next}}.Encode()
+}
 
 func projectURL(id int64) string { return "/projects/" + strconv.FormatInt(id, 10) }
 

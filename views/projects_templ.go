@@ -174,7 +174,7 @@ func NewProjectPage(p Page, search string, choices []projects.Choice, listErr st
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<hgroup><h1>New project</h1><p>Choose a repository. Tether adds a deploy key to it, so you need admin rights on the repository.</p></hgroup><div id=\"create-result\" aria-live=\"polite\"></div><p id=\"create-indicator\" class=\"htmx-indicator\" aria-live=\"polite\">Creating the project on Bitbucket…</p><form class=\"row\" role=\"search\" onsubmit=\"return false\"><input type=\"search\" name=\"q\" value=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<hgroup><h1>New project</h1><p>Choose a repository. Tether adds a deploy key to it, so you need admin rights on the repository.</p></hgroup><div id=\"create-result\" aria-live=\"polite\"></div><p id=\"create-indicator\" class=\"htmx-indicator\" aria-live=\"polite\">Creating the project on Bitbucket…</p><form class=\"row\" role=\"search\" data-no-submit><input type=\"search\" name=\"q\" value=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -564,7 +564,7 @@ func TeamBody(v TeamView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 46, "\" id=\"invite-link\" data-testid=\"invite-link\" onfocus=\"this.select()\" aria-label=\"Invitation link\"> <button type=\"button\" class=\"secondary\" onclick=\"navigator.clipboard && navigator.clipboard.writeText(document.getElementById('invite-link').value)\">Copy</button></div></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 46, "\" id=\"invite-link\" data-testid=\"invite-link\" data-select-on-focus aria-label=\"Invitation link\"> <button type=\"button\" class=\"secondary\" data-copy=\"#invite-link\" data-testid=\"copy-invite-link\">Copy</button></div></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

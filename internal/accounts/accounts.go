@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,6 +26,15 @@ import (
 
 // SessionTTL is how long a login lasts.
 const SessionTTL = 14 * 24 * time.Hour
+
+// Field limits. An e-mail address is at most 254 octets (RFC 5321,
+// section 4.5.3.1.3: a 256-octet path less its angle brackets); bcrypt
+// reads at most 72 bytes of a password.
+const (
+	MaxEmail    = 254
+	MaxName     = 100
+	MaxPassword = 72
+)
 
 // Store is the part of the database accounts use.
 type Store interface {
@@ -46,21 +56,43 @@ type Service struct {
 	// dummyHash is compared against when an e-mail is unknown, so a failed
 	// login takes as long whether or not the account exists.
 	dummyHash []byte
+	// hashing admits this many bcrypt computations at once (half the
+	// CPUs), so a flood of passwords from many addresses — each under its
+	// throttle — still leaves CPU for every other request.
+	hashing chan struct{}
 }
 
 // New returns the accounts service.
 func New(log *slog.Logger, store Store) *Service {
 	dummy, _ := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
-	return &Service{log: log, store: store, dummyHash: dummy}
+	return &Service{log: log, store: store, dummyHash: dummy,
+		hashing: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
+}
+
+// hash runs fn (a bcrypt computation) when a hashing slot is free, or
+// gives up when ctx ends first.
+func (s *Service) hash(ctx context.Context, fn func()) error {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	fn()
+	return nil
 }
 
 // SignUp creates an e-mail and password account.
 func (s *Service) SignUp(ctx context.Context, name, email, password string) (tether.User, error) {
 	name, email = strings.TrimSpace(name), strings.TrimSpace(email)
-	if err := validateSignUp(name, email, password); err != nil {
+	err := validateSignUp(name, email, password)
+	if err != nil {
 		return tether.User{}, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	var hash []byte
+	if err := s.hash(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost) }); err != nil {
+		return tether.User{}, err
+	}
 	if err != nil {
 		return tether.User{}, fmt.Errorf("accounts: hash password: %w", err)
 	}
@@ -75,8 +107,11 @@ func validateSignUp(name, email, password string) error {
 	switch {
 	case name == "":
 		return problem.Field("name", "Enter your name.")
-	case utf8.RuneCountInString(name) > 100:
+	case utf8.RuneCountInString(name) > MaxName:
 		return problem.Field("name", "Keep your name under 100 characters.")
+	}
+	if err := validateEmail(email); err != nil {
+		return err
 	}
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || !strings.Contains(email[strings.LastIndex(email, "@"):], ".") {
@@ -85,7 +120,21 @@ func validateSignUp(name, email, password string) error {
 	switch {
 	case utf8.RuneCountInString(password) < 10:
 		return problem.Field("password", "Use at least 10 characters for your password.")
-	case len(password) > 72:
+	}
+	return validatePassword(password)
+}
+
+// validateEmail refuses an address longer than any address can be, with
+// a message for the e-mail field.
+func validateEmail(email string) error {
+	if len(email) > MaxEmail {
+		return problem.Field("email", "An e-mail address has at most 254 characters; this one has %d.", utf8.RuneCountInString(email))
+	}
+	return nil
+}
+
+func validatePassword(password string) error {
+	if len(password) > MaxPassword {
 		return problem.Field("password", "Use at most 72 bytes for your password.")
 	}
 	return nil
@@ -96,16 +145,28 @@ func validateSignUp(name, email, password string) error {
 var ErrBadLogin = problem.New(problem.Invalid, "That e-mail and password do not match an account.")
 
 // LogIn checks an e-mail and password.
+// An address or password longer than any account can have is refused on
+// its field before anything is looked up.
 func (s *Service) LogIn(ctx context.Context, email, password string) (tether.User, error) {
-	id, hash, err := s.store.PasswordHash(ctx, strings.TrimSpace(email))
+	email = strings.TrimSpace(email)
+	if err := errors.Join(validateEmail(email), validatePassword(password)); err != nil {
+		return tether.User{}, err
+	}
+	id, hash, err := s.store.PasswordHash(ctx, email)
 	if errors.Is(err, tether.ErrNotFound) {
-		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		if err := s.hash(ctx, func() { bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password)) }); err != nil {
+			return tether.User{}, err
+		}
 		return tether.User{}, ErrBadLogin
 	}
 	if err != nil {
 		return tether.User{}, err
 	}
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+	var mismatch error
+	if err := s.hash(ctx, func() { mismatch = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) }); err != nil {
+		return tether.User{}, err
+	}
+	if mismatch != nil {
 		return tether.User{}, ErrBadLogin
 	}
 	return s.store.UserByID(ctx, id)

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"time"
@@ -33,6 +35,7 @@ import (
 	"tether/internal/projects"
 	"tether/internal/recovery"
 	"tether/internal/repourl"
+	"tether/internal/retention"
 	"tether/internal/secrets"
 	"tether/internal/troubleshooting"
 	"tether/internal/webhooks"
@@ -64,6 +67,7 @@ type App struct {
 	Alerts       *alerts.Service
 	Recovery     *recovery.Service
 	Deprecations *deprecations.Recorder
+	Pruner       *retention.Pruner
 
 	closers []func()
 }
@@ -166,6 +170,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		PublicURL: cfg.PublicURL, Demo: a.Emulator != nil, SMTP: smtp, From: from, AllowPrivate: cfg.AllowPrivate(),
 	})
 	a.Recovery = recovery.New(log, store, conns, bb)
+	a.Pruner = retention.New(log, store, retention.Policy{Days: cfg.RetentionDays, PerProject: cfg.RetentionPerProject})
 	receiver := webhooks.New(log, store)
 	receiving, stopReceiving := context.WithCancel(context.Background())
 	received := make(chan struct{})
@@ -179,6 +184,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	})
 
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
+	proxies, err := cfg.Proxies()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	h := handlers.New(log, handlers.Config{
 		SecureCookies: cfg.SecureCookies(),
 		PublicURL:     cfg.PublicURL,
@@ -186,6 +196,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Demo:          a.Emulator != nil,
 		DemoURL:       demoURL,
 		CookieKey:     cookieKey[:],
+		ClientIP:      clientIP(proxies),
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
 		Troubleshooter: troubleshooting.New(log, conns, bb, projectService, checker),
@@ -204,17 +215,54 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	return a, nil
 }
 
+// clientIP reads the client's address from the connection, or, behind
+// the configured proxies only, from X-Forwarded-For (the nearest address
+// that is not one of them), so no client can name itself another.
+func clientIP(proxies []netip.Prefix) echo.IPExtractor {
+	if len(proxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range proxies {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// MaxHeaderBytes bounds a request's line and headers (net/http allows
+// 4 KB more); Tether's cookies and Bitbucket's headers take well under
+// 2 KB.
+const MaxHeaderBytes = 16 << 10
+
+// Server returns the HTTP server to serve Tether with: it cuts clients
+// that send headers for more than 10 s or a request for more than 30 s,
+// and refuses headers over MaxHeaderBytes with 431.
+func (a *App) Server() *http.Server {
+	return &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
+}
+
 // Background runs what Tether does on its own until ctx is done: the
 // health monitor re-checks every project about every ten minutes, the
-// alerts watcher and sender, and the comparison of branch heads after a
-// repair or downtime. It returns when all have stopped.
+// alerts watcher and sender, the comparison of branch heads after a
+// repair or downtime, and retention, which prunes old deliveries,
+// workflows and sessions at start and every ten minutes. It returns when
+// all have stopped.
 func (a *App) Background(ctx context.Context) {
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { a.Alerts.Run(ctx); done <- struct{}{} }()
 	go func() { a.Recovery.Run(ctx); done <- struct{}{} }()
+	go func() { a.Pruner.Run(ctx); done <- struct{}{} }()
 	a.Health.Monitor(ctx, 10*time.Minute, 30*time.Second, 20)
-	<-done
-	<-done
+	for range 3 {
+		<-done
+	}
 }
 
 // Close releases what New opened.

@@ -224,10 +224,12 @@ func BenchmarkWebhookIngest(b *testing.B) {
 
 func benchIngest(b *testing.B, perCPU, inflight int) {
 	bp := startBenchProject(b)
-	body := bp.recordedPush(b)
-	signature := bitbucket.Sign([]byte(bp.hook.Secret), body)
+	recorded := bp.recordedPush(b)
 	client := benchClient(b, inflight, nil)
 	send := func(requestUUID string) (int, error) {
+		// Each delivery is another push: the same bytes twice are a replay.
+		body := freshPush(recorded)
+		signature := bitbucket.Sign([]byte(bp.hook.Secret), body)
 		req, _ := http.NewRequest(http.MethodPost, bp.hook.URL, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")

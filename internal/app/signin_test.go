@@ -73,8 +73,9 @@ func TestSignUpWithBitbucketThenLogInAgain(t *testing.T) {
 	if p := c.Get("/account"); p.URL.Path != "/login" {
 		t.Fatalf("after logout /account went to %s", p.URL)
 	}
+	// Signed in, a returning person lands on Projects.
 	p = c.SignUpWithBitbucket("alice")
-	if p.URL.Path != "/account" {
+	if p.URL.Path != "/projects" {
 		t.Fatalf("second login landed on %s", p.URL)
 	}
 	if n := count(t, db, `SELECT count(*) FROM users`); n != 1 {
@@ -91,7 +92,7 @@ func TestSessionRotatedAtLogin(t *testing.T) {
 	c.Submit(p, `form[action="/logout"]`, nil, "")
 	p = c.Get("/login")
 	p = c.Submit(p, `form[action="/login"]`, map[string]string{"email": "pat@example.com", "password": "long-enough-password"}, "")
-	if p.URL.Path != "/account" {
+	if p.URL.Path != "/projects" {
 		t.Fatalf("login landed on %s:\n%s", p.URL, p.Body)
 	}
 	second := sessionCookie(t, c, env)

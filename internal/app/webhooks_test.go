@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"tether/internal/apptest"
 	"tether/internal/bitbucket"
 	"tether/internal/bitbucket/emulator"
+	"tether/internal/tether"
+	"tether/internal/webhooks"
 )
 
 // hooked is a project with a webhook, and what a sender needs to sign
@@ -52,6 +56,17 @@ func (h *hooked) recorded(t *testing.T, name string) []byte {
 	return bytes.ReplaceAll(b, []byte("brydzewski/foo"), []byte("alice/api"))
 }
 
+// recordedHead is the new head commit of the recorded repo:push payload.
+const recordedHead = "141977fedf5cf35aa290ac87d4b5177ac4cd9de1"
+
+// freshPush returns the push payload with a new random head commit: a
+// distinct push, where sending the same bytes again would be a replay.
+func freshPush(push []byte) []byte {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return bytes.ReplaceAll(push, []byte(recordedHead), fmt.Appendf(nil, "%x", b))
+}
+
 func newUUID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -61,14 +76,27 @@ func newUUID() string {
 // deliver posts body to url with Bitbucket's headers; edit may change them.
 func deliver(t *testing.T, url, event, hookUUID, secret string, body []byte, edit func(http.Header)) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	return deliverFrom(t, url, event, hookUUID, secret, bytes.NewReader(body), edit)
+}
+
+// deliverFrom is deliver from a reader: a *bytes.Reader is sent with its
+// length, any other reader chunked. The signature is over what it yields.
+func deliverFrom(t *testing.T, url, event, hookUUID, secret string, body io.Reader, edit func(http.Header)) (int, string) {
+	t.Helper()
+	raw, _ := io.ReadAll(body)
+	if _, sized := body.(*bytes.Reader); sized {
+		body = bytes.NewReader(raw)
+	} else {
+		body = io.MultiReader(bytes.NewReader(raw))
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, body)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")
 	req.Header.Set("X-Event-Key", event)
 	req.Header.Set("X-Hook-UUID", strings.Trim(hookUUID, "{}"))
 	req.Header.Set("X-Request-UUID", newUUID())
 	req.Header.Set("X-Attempt-Number", "1")
-	req.Header.Set("X-Hub-Signature", bitbucket.Sign([]byte(secret), body))
+	req.Header.Set("X-Hub-Signature", bitbucket.Sign([]byte(secret), raw))
 	if edit != nil {
 		edit(req.Header)
 	}
@@ -87,12 +115,31 @@ func (h *hooked) send(t *testing.T, event string, body []byte, edit func(http.He
 	return deliver(t, h.hookURL, event, h.hook.UUID, h.hook.Secret, body, edit)
 }
 
+// counts are the project's accepted deliveries, refused ones (counted per
+// reason) and workflows.
 func (h *hooked) counts(t *testing.T) (accepted, refused, workflows int) {
 	t.Helper()
 	db := rawDB(t, h.env)
 	return count(t, db, `SELECT count(*) FROM deliveries WHERE status = 'accepted'`),
-		count(t, db, `SELECT count(*) FROM deliveries WHERE status = 'refused'`),
+		count(t, db, `SELECT coalesce(sum(count), 0) FROM delivery_refusals`),
 		count(t, db, `SELECT count(*) FROM workflows`)
+}
+
+// waitRefused waits until n deliveries in all were refused for reason
+// (refusals are recorded a few times a second).
+func (h *hooked) waitRefused(t *testing.T, reason string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := count(t, rawDB(t, h.env), `SELECT coalesce(sum(count), 0) FROM delivery_refusals WHERE reason = ?`, reason)
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries refused for %q, want %d", got, reason, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
@@ -149,57 +196,82 @@ func TestDeliveryRefusals(t *testing.T) {
 	push := h.recorded(t, "webhook_push.json")
 	big := append(bytes.Repeat([]byte(" "), 256<<10), push...)
 	otherRepo := bytes.ReplaceAll(push, []byte(h.repoUUID), []byte("{00000000-0000-0000-0000-000000000000}"))
+	fat := strings.Repeat("x", 9000)
 	cases := []struct {
-		name   string
-		url    string
-		body   []byte
-		edit   func(http.Header)
-		status int
-		reason string
+		name    string
+		url     string
+		body    io.Reader
+		edit    func(http.Header)
+		status  int
+		answer  string
+		counted string // the reason the refusal is counted under; "" when not counted
 	}{
-		{"bad signature", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hub-Signature", bitbucket.Sign([]byte("wrong"), push)) }, 401, "bad signature"},
-		{"missing signature", h.hookURL, push, func(hd http.Header) { hd.Del("X-Hub-Signature") }, 401, "missing signature"},
-		{"sha1 signature", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hub-Signature", "sha1=0000") }, 401, "bad signature"},
-		{"unknown hook", h.hookURL, push, func(hd http.Header) { hd.Set("X-Hook-UUID", newUUID()) }, 403, "unknown hook"},
-		{"malformed JSON", h.hookURL, []byte(`{"push": `), nil, 400, "malformed JSON"},
-		{"missing event key", h.hookURL, push, func(hd http.Header) { hd.Del("X-Event-Key") }, 400, "missing header X-Event-Key"},
-		{"missing hook uuid", h.hookURL, push, func(hd http.Header) { hd.Del("X-Hook-UUID") }, 400, "missing header X-Hook-UUID"},
-		{"missing request uuid", h.hookURL, push, func(hd http.Header) { hd.Del("X-Request-UUID") }, 400, "missing header X-Request-UUID"},
-		{"too large", h.hookURL, big, nil, 413, "larger than 256 KB"},
-		{"another repository", h.hookURL, otherRepo, nil, 400, "another repository"},
-		{"unknown URL", h.env.URL + "/hooks/bitbucket/no-such-token", push, nil, 404, "no project"},
+		{"bad signature", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Set("X-Hub-Signature", bitbucket.Sign([]byte("wrong"), push)) }, 401, "bad signature", webhooks.ReasonBadSignature},
+		{"missing signature", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Del("X-Hub-Signature") }, 401, "missing signature", webhooks.ReasonNoSignature},
+		{"sha1 signature", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Set("X-Hub-Signature", "sha1=0000") }, 401, "bad signature", webhooks.ReasonBadSignature},
+		{"unknown hook", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Set("X-Hook-UUID", newUUID()) }, 403, "unknown hook", webhooks.ReasonUnknownHook},
+		{"malformed JSON", h.hookURL, strings.NewReader(`{"push": `), nil, 400, "malformed JSON", webhooks.ReasonMalformed},
+		{"missing event key", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Del("X-Event-Key") }, 400, "missing header X-Event-Key", "missing header X-Event-Key"},
+		{"missing hook uuid", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Del("X-Hook-UUID") }, 400, "missing header X-Hook-UUID", "missing header X-Hook-UUID"},
+		{"missing request uuid", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Del("X-Request-UUID") }, 400, "missing header X-Request-UUID", "missing header X-Request-UUID"},
+		{"fat request uuid", h.hookURL, bytes.NewReader(push), func(hd http.Header) { hd.Set("X-Request-UUID", fat) }, 400, "header too long", webhooks.ReasonLongHeader},
+		// Declared too large: refused before anything is read or looked up.
+		{"too large", h.hookURL, bytes.NewReader(big), nil, 413, "256 KB", ""},
+		// Sent without a length: read up to the limit, then refused.
+		{"too large, chunked", h.hookURL, io.MultiReader(bytes.NewReader(big)), nil, 413, "larger than 256 KB", webhooks.ReasonTooLarge},
+		{"another repository", h.hookURL, bytes.NewReader(otherRepo), nil, 400, "another repository", webhooks.ReasonOtherRepo},
+		{"unknown URL", h.env.URL + "/hooks/bitbucket/no-such-token", bytes.NewReader(push), nil, 404, "no project", ""},
 	}
+	counted := map[string]int{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, refusedBefore, _ := h.counts(t)
-			status, body := deliver(t, tc.url, "repo:push", h.hook.UUID, h.hook.Secret, tc.body, tc.edit)
-			if status != tc.status || !strings.Contains(body, tc.reason) {
-				t.Fatalf("%d %q, want %d %q", status, body, tc.status, tc.reason)
+			status, body := deliverFrom(t, tc.url, "repo:push", h.hook.UUID, h.hook.Secret, tc.body, tc.edit)
+			if status != tc.status || !strings.Contains(body, tc.answer) {
+				t.Fatalf("%d %q, want %d %q", status, body, tc.status, tc.answer)
 			}
-			accepted, refused, workflows := h.counts(t)
-			if accepted != 0 || workflows != 0 {
+			if tc.counted == "" {
+				time.Sleep(3 * webhooksRecordEvery)
+				if _, refused, _ := h.counts(t); refused != refusedBefore {
+					t.Fatalf("a refusal that writes nothing was recorded (%d → %d)", refusedBefore, refused)
+				}
+			} else {
+				counted[tc.counted]++
+				h.waitRefused(t, tc.counted, counted[tc.counted])
+			}
+			if accepted, _, workflows := h.counts(t); accepted != 0 || workflows != 0 {
 				t.Fatalf("a refused delivery was processed: %d accepted, %d workflows", accepted, workflows)
-			}
-			if tc.name != "unknown URL" && refused != refusedBefore+1 {
-				t.Fatalf("refusal not recorded (%d → %d)", refusedBefore, refused)
 			}
 		})
 	}
-	if strings.Contains(h.env.Logs.String(), h.hook.Secret) {
-		t.Fatal("the hook secret was logged")
+	logs := h.env.Logs.String()
+	if strings.Contains(logs, h.hook.Secret) || strings.Contains(logs, fat[:100]) {
+		t.Fatal("the hook secret or a header's contents were logged")
+	}
+	var samples string
+	rawDB(t, h.env).QueryRow(`SELECT samples FROM delivery_refusals WHERE reason = ?`, webhooks.ReasonLongHeader).Scan(&samples)
+	if strings.Contains(samples, fat[:tether.MaxSampleField+1]) || !strings.Contains(samples, fat[:tether.MaxSampleField]) {
+		t.Fatalf("a sample keeps more (or less) than %d characters of a header: %s", tether.MaxSampleField, samples)
 	}
 	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
-	if !strings.Contains(activity.Text(`[data-testid="delivery"][data-status="refused"]`), "bad signature") &&
-		activity.Doc.Find(`[data-testid="delivery"][data-status="refused"]`).Length() < 10 {
-		t.Fatal("refused deliveries and their reasons are not listed")
+	row := activity.Doc.Find(`[data-testid="refusal"][data-reason="` + webhooks.ReasonBadSignature + `"]`)
+	if n, _ := row.Attr("data-count"); n != "2" || !strings.Contains(row.Text(), "bad signature") {
+		t.Fatalf("the bad signatures are not listed with their count: %q %q", n, row.Text())
+	}
+	if activity.Doc.Find(`[data-testid="refusal"]`).Length() != len(counted) {
+		t.Fatalf("%d refusal rows, want one per reason (%d)", activity.Doc.Find(`[data-testid="refusal"]`).Length(), len(counted))
 	}
 }
+
+// webhooksRecordEvery is how often the receiver records refusals (a
+// quarter second); a test waits a few of these to see that none came.
+const webhooksRecordEvery = 250 * time.Millisecond
 
 func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	for _, uuid := range []string{strings.Trim(h.hook.UUID, "{}"), h.hook.UUID, strings.ToUpper(h.hook.UUID)} {
-		status, body := h.send(t, "repo:push", push, func(hd http.Header) { hd.Set("X-Hook-UUID", uuid) })
+		status, body := h.send(t, "repo:push", freshPush(push), func(hd http.Header) { hd.Set("X-Hook-UUID", uuid) })
 		if status != http.StatusAccepted {
 			t.Fatalf("hook uuid %q: %d %s", uuid, status, body)
 		}
@@ -232,7 +304,7 @@ func TestConcurrentDeliveriesAllStored(t *testing.T) {
 	statuses := make([]int, n)
 	for i := range n {
 		wg.Go(func() {
-			statuses[i], _ = h.send(t, "repo:push", push, nil)
+			statuses[i], _ = h.send(t, "repo:push", freshPush(push), nil)
 		})
 	}
 	wg.Wait()
@@ -423,6 +495,7 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 	// webhook is broken, and both steps say so with Regenerate at hand.
 	h.env.Emulator.EditHook("alice/api", h.hook.UUID, "", nil, true)
 	h.env.Emulator.Push("alice/api", "main", "unsigned", "alice")
+	h.waitRefused(t, webhooks.ReasonNoSignature, 1)
 	p = h.c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
 	if s, text := step(p, "webhook"); s != "failed" || !strings.Contains(text, "no secret") {
 		t.Fatalf("webhook step: %q %s", s, text)
@@ -434,4 +507,107 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 	if s, _ := hookStatus(h.c.HTMX(http.MethodPost, fix, page, nil)); s != "valid" {
 		t.Fatalf("Regenerate from troubleshooting: %q", s)
 	}
+}
+
+// A captured delivery sent again under a fresh X-Request-UUID is a replay:
+// acknowledged (so a sender stops), counted, and it starts nothing — for a
+// day; after that the same body is a delivery again.
+func TestReplayedDeliveryStartsNothing(t *testing.T) {
+	h := withHook(t)
+	push := freshPush(h.recorded(t, "webhook_push.json"))
+	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
+		t.Fatalf("first delivery: %d %s", status, body)
+	}
+	for range 3 {
+		status, body := h.send(t, "repo:push", push, nil) // a new X-Request-UUID each time
+		if status != http.StatusOK || !strings.Contains(body, "not processed again") {
+			t.Fatalf("replay: %d %s", status, body)
+		}
+	}
+	if accepted, _, workflows := h.counts(t); accepted != 1 || workflows != 1 {
+		t.Fatalf("after 3 replays: %d deliveries, %d workflows, want 1 and 1", accepted, workflows)
+	}
+	h.waitRefused(t, webhooks.ReasonReplay, 3)
+
+	// A day later the body is remembered no more.
+	if _, err := writableDB(t, h.env).Exec(`UPDATE delivery_digests SET received_at = datetime('now', '-25 hours')`); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
+		t.Fatalf("the same body after 25 hours: %d %s", status, body)
+	}
+	if _, _, workflows := h.counts(t); workflows != 2 {
+		t.Fatalf("%d workflows after the day-old body came again, want 2", workflows)
+	}
+}
+
+// Retention deletes deliveries and workflows older than the configured
+// days, and beyond the configured most recent per project, in batches
+// while deliveries keep arriving, which all get stored.
+func TestRetentionPrunesWhileDeliveriesArrive(t *testing.T) {
+	env, c := withRepo(t, apptest.Options{Env: map[string]string{"TETHER_RETENTION_DAYS": "7", "TETHER_RETENTION_PER_PROJECT": "300"}})
+	project := create(t, c, "alice/api")
+	hook := env.Emulator.Hooks("alice/api")[0]
+	var uuid string
+	rawDB(t, env).QueryRow(`SELECT repo_uuid FROM projects`).Scan(&uuid)
+	h := &hooked{env: env, c: c, project: project, hookURL: hook.URL, hook: hook, repoUUID: uuid}
+	push := h.recorded(t, "webhook_push.json")
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for range 1000 {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if status, _ := h.send(t, "repo:push", freshPush(push), nil); status != http.StatusAccepted {
+				t.Errorf("delivery: %d", status)
+			}
+		})
+	}
+	wg.Wait()
+	// The oldest hundred are ten days old.
+	db := writableDB(t, env)
+	if _, err := db.Exec(`UPDATE deliveries SET received_at = datetime('now', '-10 days') WHERE id <= 100`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE workflows SET created_at = datetime('now', '-10 days') WHERE id <= 100`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deliveries keep arriving while it prunes.
+	stop := make(chan struct{})
+	arrived := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				arrived <- n
+				return
+			default:
+			}
+			if status, _ := h.send(t, "repo:push", freshPush(push), nil); status != http.StatusAccepted {
+				t.Errorf("a delivery during pruning: %d", status)
+			}
+			n++
+		}
+	}()
+	pruned, err := env.App.Pruner.Prune(t.Context())
+	close(stop)
+	during := <-arrived
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, _, workflows := h.counts(t)
+	if pruned < 700 || accepted < 300 || accepted > 300+during || workflows < 300 || workflows > 300+during {
+		t.Fatalf("pruned %d rows: %d deliveries and %d workflows left (%d arrived meanwhile), want 300 each", pruned, accepted, workflows, during)
+	}
+	if n := count(t, rawDB(t, env), `SELECT count(*) FROM deliveries WHERE received_at < datetime('now', '-7 days')`); n != 0 {
+		t.Fatalf("%d deliveries older than 7 days kept", n)
+	}
+	// The newest are the ones kept, and the page still lists them.
+	activity := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/activity", h.project, nil)
+	if activity.Doc.Find(`[data-testid="delivery"]`).Length() != 20 {
+		t.Fatal("the project's recent deliveries are not listed after pruning")
+	}
+	t.Logf("pruned %d rows in batches while %d deliveries arrived", pruned, during)
 }

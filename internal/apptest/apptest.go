@@ -118,7 +118,7 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	env.App = a
-	srv := &httptest.Server{Listener: tetherLn, Config: &http.Server{Handler: a.Handler}}
+	srv := &httptest.Server{Listener: tetherLn, Config: a.Server()}
 	srv.Start()
 	var once sync.Once
 	env.stop = func() {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,39 @@ func NewBrowser(t testing.TB) *Browser {
 	})
 	b := &Browser{T: t, Ctx: ctx}
 	b.do("start chromium")
+	b.refuseCSPViolations()
 	return b
+}
+
+// refuseCSPViolations fails the test, when it ends, for every message the
+// browser logged about something Tether's Content-Security-Policy blocked
+// (an inline handler, an eval, a form sent elsewhere): every browser test
+// runs under the policy, and nothing it does may need more.
+func (b *Browser) refuseCSPViolations() {
+	var (
+		mu         sync.Mutex
+		violations []string
+	)
+	messages := chromedp.Console(b.Ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				violations = append(violations, m.Text)
+				mu.Unlock()
+			}
+		}
+	}()
+	b.T.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range violations {
+			b.T.Errorf("Content-Security-Policy violation: %s", v)
+		}
+	})
 }
 
 func (b *Browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {

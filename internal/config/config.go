@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -29,6 +31,19 @@ type Config struct {
 	SMTPFrom              string // TETHER_SMTP_FROM
 	SMTPCAFile            string // TETHER_SMTP_CA_FILE
 	AlertsAllowPrivate    string // TETHER_ALERTS_ALLOW_PRIVATE: "true" or "false"
+
+	// TrustedProxies lists the reverse proxies (addresses or CIDR
+	// prefixes, comma-separated) whose X-Forwarded-For Tether believes
+	// when it throttles by client address; empty means the peer address
+	// is the client's. TETHER_TRUSTED_PROXIES
+	TrustedProxies string
+	// RetentionDays is how many days accepted deliveries and workflows
+	// are kept. TETHER_RETENTION_DAYS
+	RetentionDays int
+	// RetentionPerProject is how many of a project's most recent
+	// deliveries, and of its workflows, are kept whatever their age.
+	// TETHER_RETENTION_PER_PROJECT
+	RetentionPerProject int
 }
 
 // AllowPrivate reports whether alert webhooks may reach private addresses.
@@ -47,6 +62,14 @@ type setting struct {
 	def, help string
 }
 
+// number is a setting that is a whole number.
+type number struct {
+	dst       *int
+	flag, env string
+	def       int
+	help      string
+}
+
 func settings(c *Config) []setting {
 	return []setting{
 		{&c.Addr, "addr", "TETHER_ADDR", "localhost:8080", "address to listen on"},
@@ -63,6 +86,14 @@ func settings(c *Config) []setting {
 		{&c.SMTPFrom, "smtp-from", "TETHER_SMTP_FROM", "", "sender of e-mail alerts (default tether@ the public URL's host)"},
 		{&c.SMTPCAFile, "smtp-ca-file", "TETHER_SMTP_CA_FILE", "", "PEM file of CA certificates to trust for the mail server (default: the system's)"},
 		{&c.AlertsAllowPrivate, "alerts-allow-private", "TETHER_ALERTS_ALLOW_PRIVATE", "false", "let alert webhooks reach loopback, private and link-local addresses (on-premises chat)"},
+		{&c.TrustedProxies, "trusted-proxies", "TETHER_TRUSTED_PROXIES", "", "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client"},
+	}
+}
+
+func numbers(c *Config) []number {
+	return []number{
+		{&c.RetentionDays, "retention-days", "TETHER_RETENTION_DAYS", 30, "days accepted deliveries and workflows are kept"},
+		{&c.RetentionPerProject, "retention-per-project", "TETHER_RETENTION_PER_PROJECT", 1000, "most recent deliveries and workflows kept per project, whatever their age"},
 	}
 }
 
@@ -79,10 +110,46 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		}
 		fs.StringVar(s.dst, s.flag, def, s.help+" ($"+s.env+")")
 	}
+	var errs []error
+	for _, n := range numbers(&c) {
+		def := n.def
+		if v := getenv(n.env); v != "" {
+			var err error
+			if def, err = strconv.Atoi(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s must be a whole number, got %q", n.env, v))
+			}
+		}
+		fs.IntVar(n.dst, n.flag, def, n.help+" ($"+n.env+")")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	return c, c.validate()
+}
+
+// Proxies returns TrustedProxies as prefixes (a bare address is its own
+// /32 or /128).
+func (c Config) Proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("TETHER_TRUSTED_PROXIES: %q is neither an address nor a CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func (c *Config) validate() error {
@@ -104,6 +171,15 @@ func (c *Config) validate() error {
 	}
 	if c.SecretKey != "" && len(c.SecretKey) < 32 {
 		errs = append(errs, errors.New("TETHER_SECRET_KEY must be at least 32 characters"))
+	}
+	if _, err := c.Proxies(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RetentionDays < 1 {
+		errs = append(errs, fmt.Errorf("TETHER_RETENTION_DAYS must be at least 1, got %d", c.RetentionDays))
+	}
+	if c.RetentionPerProject < 1 {
+		errs = append(errs, fmt.Errorf("TETHER_RETENTION_PER_PROJECT must be at least 1, got %d", c.RetentionPerProject))
 	}
 	return errors.Join(errs...)
 }

@@ -27,8 +27,18 @@ func TestLoad(t *testing.T) {
 		t.Errorf("demo %v, secure %v", c.Demo(), c.SecureCookies())
 	}
 	demo, err := Load(nil, func(string) string { return "" }, io.Discard)
-	if err != nil || !demo.Demo() || demo.Addr != "localhost:8080" || demo.PublicURL != "http://localhost:8080" {
+	if err != nil || !demo.Demo() || demo.Addr != "localhost:8080" || demo.PublicURL != "http://localhost:8080" ||
+		demo.RetentionDays != 30 || demo.RetentionPerProject != 1000 || demo.TrustedProxies != "" {
 		t.Fatalf("no configuration: %+v %v", demo, err)
+	}
+	kept, err := Load([]string{"-retention-days", "3"}, func(k string) string {
+		return map[string]string{"TETHER_RETENTION_DAYS": "9", "TETHER_RETENTION_PER_PROJECT": "50",
+			"TETHER_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,::1"}[k]
+	}, io.Discard)
+	proxies, perr := kept.Proxies()
+	if err != nil || perr != nil || kept.RetentionDays != 3 || kept.RetentionPerProject != 50 || len(proxies) != 3 ||
+		proxies[0].String() != "10.0.0.1/32" || proxies[1].String() != "192.168.0.0/16" || proxies[2].String() != "::1/128" {
+		t.Fatalf("retention and proxies: %+v %v %v %v", kept, proxies, err, perr)
 	}
 }
 
@@ -41,6 +51,10 @@ func TestLoadRefusesBadSettings(t *testing.T) {
 		{map[string]string{"BITBUCKET_API_URL": "ftp://x"}, "BITBUCKET_API_URL"},
 		{map[string]string{"BITBUCKET_CLIENT_ID": "id"}, "BITBUCKET_CLIENT_SECRET"},
 		{map[string]string{"TETHER_SECRET_KEY": "short"}, "TETHER_SECRET_KEY"},
+		{map[string]string{"TETHER_RETENTION_DAYS": "a week"}, "TETHER_RETENTION_DAYS must be a whole number"},
+		{map[string]string{"TETHER_RETENTION_DAYS": "0"}, "TETHER_RETENTION_DAYS must be at least 1"},
+		{map[string]string{"TETHER_RETENTION_PER_PROJECT": "-5"}, "TETHER_RETENTION_PER_PROJECT"},
+		{map[string]string{"TETHER_TRUSTED_PROXIES": "proxy.example"}, "TETHER_TRUSTED_PROXIES"},
 	} {
 		_, err := Load(nil, func(k string) string { return tc.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.says) {

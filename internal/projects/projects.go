@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
@@ -51,6 +52,7 @@ type Store interface {
 	RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]tether.Workflow, error)
 	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error)
 	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
+	Refusals(ctx context.Context, projectID int64) ([]tether.Refusal, error)
 	UpdateRepository(ctx context.Context, projectID int64, r tether.Repository, a tether.Audit) error
 	SwitchRepository(ctx context.Context, projectID int64, r tether.Repository, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error
 }
@@ -116,9 +118,17 @@ type Choice struct {
 	Used bool // a project for it exists
 }
 
+// MaxSearch bounds the picker's search: "workspace/slug" is at most 191
+// characters, and a search that long finds the one repository.
+const MaxSearch = 200
+
 // Repositories lists what the user can make a project from, filtered by a
-// case-insensitive name search. fresh skips the short-lived cache.
+// case-insensitive name search of at most MaxSearch characters. fresh
+// skips the short-lived cache.
 func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
+	if utf8.RuneCountInString(search) > MaxSearch {
+		return nil, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
+	}
 	repos, err := s.repositories(ctx, userID, fresh)
 	if err != nil {
 		return nil, err
@@ -227,7 +237,9 @@ func (s *Service) Key(ctx context.Context, p tether.Project) (tether.DeployKey, 
 // is left half made.
 func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error) {
 	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
-	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") {
+	// Bitbucket's workspace and slug limits (62 and 128): anything longer
+	// is no repository and not worth a call on the person's budget.
+	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") || len(ws) > 62 || len(slug) > 128 {
 		return tether.Project{}, problem.Field("repository", "Choose a repository from the list.")
 	}
 	var (
@@ -478,8 +490,9 @@ func (s *Service) Webhook(ctx context.Context, p tether.Project) (tether.Webhook
 // Activity is what a project's webhook brought in lately.
 type Activity struct {
 	Workflows    []tether.Workflow
-	Deliveries   []tether.Delivery
+	Deliveries   []tether.Delivery // accepted ones, newest first
 	LastAccepted time.Time
+	Refusals     []tether.Refusal // counts per reason, latest first
 }
 
 // recent is how many workflows and deliveries a project page lists.
@@ -495,7 +508,10 @@ func (s *Service) Activity(ctx context.Context, p tether.Project) (Activity, err
 	if a.Deliveries, err = s.store.RecentDeliveries(ctx, p.ID, recent); err != nil {
 		return a, err
 	}
-	a.LastAccepted, err = s.store.LastAccepted(ctx, p.ID)
+	if a.LastAccepted, err = s.store.LastAccepted(ctx, p.ID); err != nil {
+		return a, err
+	}
+	a.Refusals, err = s.store.Refusals(ctx, p.ID)
 	return a, err
 }
 

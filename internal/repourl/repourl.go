@@ -45,6 +45,10 @@ const (
 	maxSlug      = 128
 )
 
+// MaxInput bounds what Parse reads: a repository page URL with a long
+// branch and file path stays well under it.
+const MaxInput = 2048
+
 // repoPages are the third path segments of pages inside a repository that
 // people copy from the address bar. What follows them names a file, branch,
 // commit or pull request and does not change which repository is meant.
@@ -67,6 +71,8 @@ func Parse(input string, h Hosts) (Repo, error) {
 	}
 	in := strings.TrimFunc(input, invisible)
 	switch {
+	case len(in) > MaxInput:
+		return Repo{}, refuse("That is longer than any repository URL (%d characters at most). Paste the URL again, like %s.", MaxInput, s.webExample)
 	case in == "":
 		return Repo{}, refuse("Enter the repository's new URL, like %s or %s.", s.webExample, s.sshExample)
 	case strings.IndexFunc(in, invisible) >= 0:

@@ -1,7 +1,10 @@
 package repourl
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -131,6 +134,7 @@ var refusals = []refusal{
 	{production, "https://bitbucket.org/acme/api\tx", []string{"spaces"}},
 	{production, "https://bitbucket.org/acme/a\x00pi", []string{"invisible"}},
 	{production, "https://bitbucket.org/acme\\api", []string{`\`}},
+	{production, "https://bitbucket.org/acme/api/src/main/" + strings.Repeat("a", MaxInput), []string{"longer than any repository URL", "2048"}},
 	{production, `https://evil.example\@bitbucket.org/acme/api`, []string{`\`}},
 
 	// Another host.
@@ -282,7 +286,29 @@ func TestFullName(t *testing.T) {
 	}
 }
 
+// FuzzParse: whatever is pasted, Parse never panics; a refusal is an
+// *Error whose message comes from the configuration, never the input; an
+// accepted URL names a repository Bitbucket could have, the same one its
+// canonical clone URL names. Seeded with the links Bitbucket itself
+// returned for a repository and with every case of the tables above.
 func FuzzParse(f *testing.F) {
+	var recorded struct {
+		Links struct {
+			HTML  struct{ Href string }   `json:"html"`
+			Clone []struct{ Href string } `json:"clone"`
+		} `json:"links"`
+	}
+	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", "recorded", "api_repo.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &recorded); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(recorded.Links.HTML.Href, uint8(0))
+	for _, c := range recorded.Links.Clone {
+		f.Add(c.Href, uint8(0))
+	}
 	for _, tc := range accepted() {
 		for i, c := range configs {
 			if c.hosts == tc.cfg.hosts {
@@ -304,6 +330,11 @@ func FuzzParse(f *testing.F) {
 			var e *Error
 			if !errors.As(err, &e) || e.Message == "" {
 				t.Fatalf("Parse(%q) = %v; want an *Error with a message", in, err)
+			}
+			s, _ := newSite(h)
+			known := strings.Join([]string{s.webExample, s.sshExample, s.webName, s.sshName}, " ")
+			if typed := strings.TrimSpace(in); len(typed) >= 8 && strings.Contains(e.Message, typed) && !strings.Contains(known, typed) {
+				t.Fatalf("Parse(%q) repeats the input: %s", in, e.Message)
 			}
 			return
 		}

@@ -53,6 +53,13 @@ func LoadOrCreateKey(dataDir, configured string) (string, error) {
 	path := filepath.Join(dataDir, KeyFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
+		// A key file from an older install or a careless copy may be
+		// readable by others: only Tether should read it.
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(path, 0o600); err != nil {
+				return "", fmt.Errorf("secrets: make %s private: %w", path, err)
+			}
+		}
 		return strings.TrimSpace(string(b)), nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {

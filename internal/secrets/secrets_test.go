@@ -56,3 +56,22 @@ func TestLoadOrCreateKey(t *testing.T) {
 		t.Fatal("short key accepted")
 	}
 }
+
+// A key file others may read (an older install, a careless copy) is made
+// 0600 when Tether loads it.
+func TestLoadOrCreateKeyMakesTheKeyPrivate(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, KeyFile)
+	os.Chmod(path, 0o644)
+	again, err := LoadOrCreateKey(dir, "")
+	if err != nil || again != key {
+		t.Fatalf("reloaded key %q, %v", again, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file is %v, want 0600", st.Mode().Perm())
+	}
+}

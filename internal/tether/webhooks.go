@@ -1,6 +1,7 @@
 package tether
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,8 +27,8 @@ type Delivery struct {
 	HookUUID    string
 	EventKey    string
 	Attempt     int
-	Status      string // accepted | refused
-	Reason      string // why it was refused, or a note on an accepted one
+	Status      string // accepted (refusals are counted in Refusal instead)
+	Reason      string // a note on an accepted one
 	Size        int
 	ReceivedAt  time.Time
 }
@@ -62,12 +63,64 @@ func NormalizeHookUUID(u string) string {
 
 // Accept is an accepted delivery with the workflows it starts.
 type Accept struct {
-	Delivery  Delivery
-	Workflows []Workflow
+	Delivery   Delivery
+	BodySHA256 []byte // the raw body's SHA-256, to recognise a replay
+	Workflows  []Workflow
 }
 
 // AcceptResult says what happened to one Accept.
 type AcceptResult struct {
 	Duplicate bool // an accepted delivery with this request uuid exists
+	Replay    bool // the project accepted this very body within ReplayWindow
 	Err       error
+}
+
+// ReplayWindow is how long an accepted body is remembered: the same body
+// again within it (under any X-Request-UUID) starts nothing.
+const ReplayWindow = 24 * time.Hour
+
+// Refusal counts the deliveries to one project's webhook URL that were
+// refused for one reason. Refusals are counted, not stored one by one, so
+// forged deliveries cost no disk and never push accepted ones out of a
+// project's list.
+type Refusal struct {
+	ProjectID int64
+	Reason    string // one of a fixed set of reasons (see package webhooks)
+	Count     int64
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Samples   []RefusalSample // the latest few, newest first
+}
+
+// MaxRefusalSamples is how many samples a Refusal keeps.
+const MaxRefusalSamples = 3
+
+// RefusalSample is what one refused delivery said about itself; its
+// strings are cut to MaxSampleField characters of printable ASCII.
+type RefusalSample struct {
+	At          time.Time
+	RequestUUID string
+	HookUUID    string
+	EventKey    string
+	Attempt     int
+	Size        int // body bytes read (at most the limit)
+}
+
+// MaxSampleField bounds each string of a RefusalSample: a UUID in braces
+// is 38 characters, Bitbucket's longest event key under 40.
+const MaxSampleField = 64
+
+// Add counts o into r: counts add up, first and last seen widen, and the
+// newest samples of both are kept.
+func (r *Refusal) Add(o Refusal) {
+	if r.Count == 0 || (!o.FirstSeen.IsZero() && o.FirstSeen.Before(r.FirstSeen)) {
+		r.FirstSeen = o.FirstSeen
+	}
+	if o.LastSeen.After(r.LastSeen) {
+		r.LastSeen = o.LastSeen
+	}
+	r.Count += o.Count
+	all := append(append([]RefusalSample{}, o.Samples...), r.Samples...)
+	slices.SortStableFunc(all, func(a, b RefusalSample) int { return b.At.Compare(a.At) })
+	r.Samples = all[:min(len(all), MaxRefusalSamples)]
 }

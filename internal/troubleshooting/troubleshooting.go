@@ -182,14 +182,14 @@ func (s *Service) deliveryStep(ctx context.Context, p tether.Project) Step {
 		st.State, st.Detail = Unknown, "Could not read the deliveries."
 		return st
 	}
-	var latest *tether.Delivery
-	if len(a.Deliveries) > 0 {
-		latest = &a.Deliveries[0]
+	var refused *tether.Refusal
+	if len(a.Refusals) > 0 && a.Refusals[0].LastSeen.After(a.LastAccepted) {
+		refused = &a.Refusals[0]
 	}
 	switch {
-	case latest != nil && latest.Status == tether.Refused:
+	case refused != nil:
 		st.State = Failed
-		st.Detail = fmt.Sprintf("The latest delivery (%s) was refused: %s.", latest.ReceivedAt.UTC().Format("2 Jan 15:04 UTC"), latest.Reason)
+		st.Detail = fmt.Sprintf("The latest delivery (%s) was refused: %s.", refused.LastSeen.UTC().Format("2 Jan 15:04 UTC"), refused.Reason)
 		st.Fix, st.Action = "Regenerate the webhook so Bitbucket signs deliveries with a secret Tether knows.", "regenerate-webhook"
 	case a.LastAccepted.IsZero():
 		st.State = Unknown

@@ -3,13 +3,22 @@
 // sends payloads up to 256 KB. So a delivery is verified (hook, signature,
 // payload), then written durably together with the workflows it starts
 // before the 2xx; a 5xx means only "not stored, send it again"; a retry
-// with the same X-Request-UUID is acknowledged and not processed twice.
-// Concurrent deliveries share one commit (group commit), which keeps the
-// answer well inside Bitbucket's timeout under load.
+// with the same X-Request-UUID is acknowledged and not processed twice, and
+// so is the same body again within a day under a fresh X-Request-UUID (a
+// replay). Concurrent deliveries share one commit (group commit), which
+// keeps the answer well inside Bitbucket's timeout under load.
+//
+// The hook URL is public, so what an anonymous sender can make Tether do
+// is bounded: a delivery to an unknown URL writes nothing; refusals for a
+// real project are counted per project and reason (tether.Refusal) in
+// memory and recorded a few times a second, so a stream of them costs a
+// few rows in all and at most four commits a second; logs carry counts
+// per minute, never what a request sent.
 package webhooks
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"tether/internal/bitbucket"
@@ -34,15 +44,42 @@ const Grace = 10 * time.Minute
 // Bitbucket's 10 s.
 const answerWithin = 8 * time.Second
 
+// summaryEvery is how often the receiver logs what it received.
+const summaryEvery = time.Minute
+
+// refusalsEvery is how often counted refusals are recorded.
+const refusalsEvery = 250 * time.Millisecond
+
+// maxToken bounds the hook URL's token (Tether makes 43-character ones).
+const maxToken = 128
+
 // Events Tether subscribes to.
 var Events = []string{"repo:push", "pullrequest:created", "pullrequest:updated"}
+
+// Why a delivery is refused: a fixed set, so one project's refusals count
+// up under a handful of reasons whatever the requests carry.
+const (
+	ReasonTooLarge     = "payload larger than 256 KB"
+	ReasonUnreadable   = "the body could not be read"
+	ReasonLongHeader   = "header too long: X-Event-Key, X-Hook-UUID and X-Request-UUID have at most 64 characters"
+	ReasonUnknownHook  = "unknown hook: X-Hook-UUID is not this project's webhook"
+	ReasonNoSignature  = "missing signature: X-Hub-Signature is not set"
+	ReasonBadSignature = "bad signature: X-Hub-Signature does not match the body"
+	ReasonMalformed    = "malformed JSON"
+	ReasonOtherRepo    = "the payload is for another repository"
+	ReasonReplay       = "replay: this body was already accepted within 24 hours"
+)
+
+// missingHeader is the reason for a delivery without one of Bitbucket's
+// headers (three fixed reasons, one per header).
+func missingHeader(name string) string { return "missing header " + name }
 
 // Store is the part of the database the receiver uses.
 type Store interface {
 	ProjectByHookToken(ctx context.Context, token string) (tether.Project, error)
 	DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (tether.Webhook, error)
 	AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error)
-	RefuseDelivery(ctx context.Context, d tether.Delivery) error
+	RecordRefusals(ctx context.Context, refusals []tether.Refusal) error
 }
 
 // Receiver checks, stores and answers deliveries.
@@ -50,6 +87,21 @@ type Receiver struct {
 	log   *slog.Logger
 	store Store
 	jobs  chan job
+
+	mu      sync.Mutex
+	pending map[refusalKey]*tether.Refusal // refusals not yet recorded
+	tally   tally                          // since the last summary
+}
+
+type refusalKey struct {
+	projectID int64
+	reason    string
+}
+
+// tally counts deliveries for the summary logged every minute.
+type tally struct {
+	accepted, duplicates, unknownURL int
+	refused                          map[refusalKey]int
 }
 
 type job struct {
@@ -62,41 +114,106 @@ const maxBatch = 256
 
 // New returns a receiver; Run must be running for deliveries to be stored.
 func New(log *slog.Logger, store Store) *Receiver {
-	return &Receiver{log: log, store: store, jobs: make(chan job, maxBatch)}
+	return &Receiver{
+		log: log, store: store,
+		jobs:    make(chan job, maxBatch),
+		pending: map[refusalKey]*tether.Refusal{},
+		tally:   tally{refused: map[refusalKey]int{}},
+	}
 }
 
 // Run commits accepted deliveries until ctx is done: it takes whatever is
-// waiting, up to maxBatch, and stores it in one transaction.
+// waiting, up to maxBatch, and stores it in one transaction. Every
+// refusalsEvery it records the refusals counted meanwhile, and every
+// minute it logs what arrived. When ctx is done it stores what is still
+// waiting, then returns.
 func (r *Receiver) Run(ctx context.Context) {
+	summary := time.NewTicker(summaryEvery)
+	defer summary.Stop()
+	refusals := time.NewTicker(refusalsEvery)
+	defer refusals.Stop()
+	store := context.WithoutCancel(ctx)
 	for {
-		var first job
 		select {
 		case <-ctx.Done():
+			r.commit(store, r.drain(nil))
+			r.recordRefusals(store)
+			r.summarize()
 			return
-		case first = <-r.jobs:
+		case j := <-r.jobs:
+			r.commit(store, r.drain([]job{j}))
+		case <-refusals.C:
+			r.recordRefusals(store)
+		case <-summary.C:
+			r.summarize()
 		}
-		batch := []job{first}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case j := <-r.jobs:
-				batch = append(batch, j)
-			default:
-				break drain
-			}
+	}
+}
+
+// drain adds the jobs already waiting to batch, up to maxBatch.
+func (r *Receiver) drain(batch []job) []job {
+	for len(batch) < maxBatch {
+		select {
+		case j := <-r.jobs:
+			batch = append(batch, j)
+		default:
+			return batch
 		}
-		accepts := make([]tether.Accept, len(batch))
-		for i, j := range batch {
-			accepts[i] = j.accept
+	}
+	return batch
+}
+
+// commit stores batch in one transaction and answers each job.
+func (r *Receiver) commit(ctx context.Context, batch []job) {
+	if len(batch) == 0 {
+		return
+	}
+	accepts := make([]tether.Accept, len(batch))
+	for i, j := range batch {
+		accepts[i] = j.accept
+	}
+	results, err := r.store.AcceptDeliveries(ctx, accepts)
+	for i, j := range batch {
+		if err != nil {
+			j.done <- tether.AcceptResult{Err: err}
+		} else {
+			j.done <- results[i]
 		}
-		results, err := r.store.AcceptDeliveries(context.WithoutCancel(ctx), accepts)
-		for i, j := range batch {
-			if err != nil {
-				j.done <- tether.AcceptResult{Err: err}
-			} else {
-				j.done <- results[i]
-			}
-		}
+	}
+}
+
+// recordRefusals writes the refusals counted since it last ran.
+func (r *Receiver) recordRefusals(ctx context.Context) {
+	r.mu.Lock()
+	if len(r.pending) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	pending := r.pending
+	r.pending = map[refusalKey]*tether.Refusal{}
+	r.mu.Unlock()
+	refusals := make([]tether.Refusal, 0, len(pending))
+	for _, f := range pending {
+		refusals = append(refusals, *f)
+	}
+	if err := r.store.RecordRefusals(ctx, refusals); err != nil {
+		r.log.Error("record refused deliveries", "err", err)
+	}
+}
+
+// summarize logs what arrived since the last summary: one line of counts,
+// and one per project and reason refused.
+func (r *Receiver) summarize() {
+	r.mu.Lock()
+	t := r.tally
+	r.tally = tally{refused: map[refusalKey]int{}}
+	r.mu.Unlock()
+	if t.accepted+t.duplicates+t.unknownURL > 0 {
+		r.log.Info("webhook deliveries", "accepted", t.accepted, "duplicates", t.duplicates,
+			"to_unknown_url", t.unknownURL, "period", summaryEvery)
+	}
+	for k, n := range t.refused {
+		r.log.Warn("webhook deliveries refused", "project_id", k.projectID, "reason", k.reason, "count", n, "period", summaryEvery)
 	}
 }
 
@@ -106,10 +223,12 @@ type Answer struct {
 	Message string
 }
 
-// refusal is a delivery Tether will not process, and why.
+// refusal is a delivery Tether will not process, and why: reason is one
+// of the fixed Reason… values; detail, if any, only goes in the answer.
 type refusal struct {
 	status int
 	reason string
+	detail string
 }
 
 func (f *refusal) Error() string { return f.reason }
@@ -124,59 +243,69 @@ func (r *Receiver) Receive(ctx context.Context, token string, h http.Header, bod
 	d.Attempt, _ = strconv.Atoi(h.Get("X-Attempt-Number"))
 	accept, err := r.verify(ctx, token, h, body, &d)
 	var ref *refusal
-	if errors.As(err, &ref) {
-		return r.refuse(ctx, d, ref)
-	}
-	if err != nil {
-		r.log.Error("webhook delivery could not be checked", "project_id", d.ProjectID, "request_uuid", d.RequestUUID, "err", err)
+	switch {
+	case errors.Is(err, tether.ErrNotFound):
+		r.count(func(t *tally) { t.unknownURL++ })
+		return Answer{http.StatusNotFound, "Refused: no project has this webhook URL."}
+	case errors.As(err, &ref):
+		return r.refuse(d, ref)
+	case err != nil:
+		r.log.Error("webhook delivery could not be checked", "project_id", d.ProjectID, "err", err)
 		return Answer{http.StatusServiceUnavailable, "Tether could not check this delivery; please retry."}
 	}
 	return r.store1(ctx, accept)
 }
 
 // verify reads and checks the delivery and turns it into what to store.
+// A URL that is no project's is tether.ErrNotFound.
 func (r *Receiver) verify(ctx context.Context, token string, h http.Header, body io.Reader, d *tether.Delivery) (tether.Accept, error) {
-	p, err := r.store.ProjectByHookToken(ctx, token)
-	if errors.Is(err, tether.ErrNotFound) {
-		return tether.Accept{}, &refusal{http.StatusNotFound, "no project has this webhook URL"}
+	if token == "" || len(token) > maxToken {
+		return tether.Accept{}, tether.ErrNotFound
 	}
+	p, err := r.store.ProjectByHookToken(ctx, token)
 	if err != nil {
 		return tether.Accept{}, err
 	}
 	d.ProjectID = p.ID
 	raw, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
 	d.Size = len(raw)
+	var big *http.MaxBytesError
 	switch {
+	case errors.As(err, &big) || len(raw) > MaxBody:
+		return tether.Accept{}, &refusal{status: http.StatusRequestEntityTooLarge, reason: ReasonTooLarge}
 	case err != nil:
-		return tether.Accept{}, &refusal{http.StatusBadRequest, "the body could not be read"}
-	case len(raw) > MaxBody:
-		return tether.Accept{}, &refusal{http.StatusRequestEntityTooLarge, "payload larger than 256 KB"}
+		return tether.Accept{}, &refusal{status: http.StatusBadRequest, reason: ReasonUnreadable}
 	}
 	for _, name := range []string{"X-Event-Key", "X-Hook-UUID", "X-Request-UUID"} {
-		if strings.TrimSpace(h.Get(name)) == "" {
-			return tether.Accept{}, &refusal{http.StatusBadRequest, "missing header " + name}
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			return tether.Accept{}, &refusal{status: http.StatusBadRequest, reason: missingHeader(name)}
+		}
+		if len(v) > tether.MaxSampleField {
+			return tether.Accept{}, &refusal{status: http.StatusBadRequest, reason: ReasonLongHeader}
 		}
 	}
 	hook, err := r.store.DeliveryHook(ctx, p.ID, d.HookUUID, time.Now().Add(-Grace))
 	if errors.Is(err, tether.ErrNotFound) {
-		return tether.Accept{}, &refusal{http.StatusForbidden, "unknown hook: X-Hook-UUID is not this project's webhook"}
+		return tether.Accept{}, &refusal{status: http.StatusForbidden, reason: ReasonUnknownHook}
 	}
 	if err != nil {
 		return tether.Accept{}, err
 	}
 	sig := h.Get("X-Hub-Signature")
 	if sig == "" {
-		return tether.Accept{}, &refusal{http.StatusUnauthorized, "missing signature: X-Hub-Signature is not set"}
+		return tether.Accept{}, &refusal{status: http.StatusUnauthorized, reason: ReasonNoSignature}
 	}
 	if !bitbucket.VerifySignature([]byte(hook.Secret), raw, sig) {
-		return tether.Accept{}, &refusal{http.StatusUnauthorized, "bad signature: X-Hub-Signature does not match the body"}
+		return tether.Accept{}, &refusal{status: http.StatusUnauthorized, reason: ReasonBadSignature}
 	}
 	workflows, note, err := workflowsOf(d.EventKey, raw, p)
 	if err != nil {
 		return tether.Accept{}, err
 	}
 	d.Reason = note
-	return tether.Accept{Delivery: *d, Workflows: workflows}, nil
+	sum := sha256.Sum256(raw)
+	return tether.Accept{Delivery: *d, BodySHA256: sum[:], Workflows: workflows}, nil
 }
 
 // workflowsOf turns a verified payload into the workflows it starts.
@@ -189,7 +318,7 @@ func workflowsOf(event string, raw []byte, p tether.Project) ([]tether.Workflow,
 	case "repo:push":
 		push, err := bitbucket.ParsePush(raw)
 		if err != nil {
-			return nil, "", &refusal{http.StatusBadRequest, "malformed JSON: " + err.Error()}
+			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonMalformed, detail: err.Error()}
 		}
 		repoUUID = push.Repository.UUID
 		for _, c := range push.Changes {
@@ -202,7 +331,7 @@ func workflowsOf(event string, raw []byte, p tether.Project) ([]tether.Workflow,
 	case "pullrequest:created", "pullrequest:updated":
 		pr, err := bitbucket.ParsePullRequest(raw)
 		if err != nil {
-			return nil, "", &refusal{http.StatusBadRequest, "malformed JSON: " + err.Error()}
+			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonMalformed, detail: err.Error()}
 		}
 		repoUUID = pr.Repository.UUID
 		out = append(out, tether.Workflow{Trigger: "pull_request", RefType: "branch", RefName: pr.Source.Name,
@@ -211,7 +340,7 @@ func workflowsOf(event string, raw []byte, p tether.Project) ([]tether.Workflow,
 		return nil, "event not used by Tether", nil
 	}
 	if !strings.EqualFold(repoUUID, p.RepoUUID) {
-		return nil, "", &refusal{http.StatusBadRequest, "the payload is for another repository"}
+		return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonOtherRepo}
 	}
 	if len(out) == 0 {
 		return nil, "no branch or tag to build (a deletion)", nil
@@ -219,15 +348,51 @@ func workflowsOf(event string, raw []byte, p tether.Project) ([]tether.Workflow,
 	return out, "", nil
 }
 
-// refuse records and logs a refused delivery; it never starts a workflow.
-func (r *Receiver) refuse(ctx context.Context, d tether.Delivery, f *refusal) Answer {
-	d.Status, d.Reason = tether.Refused, f.reason
-	r.log.Warn("webhook delivery refused", "project_id", d.ProjectID, "reason", f.reason,
-		"event", d.EventKey, "hook_uuid", d.HookUUID, "request_uuid", d.RequestUUID, "attempt", d.Attempt)
-	if err := r.store.RefuseDelivery(context.WithoutCancel(ctx), d); err != nil {
-		r.log.Error("record refused delivery", "err", err)
+// count changes the tally under the lock.
+func (r *Receiver) count(change func(*tally)) {
+	r.mu.Lock()
+	change(&r.tally)
+	r.mu.Unlock()
+}
+
+// note counts a refused delivery of a project into the pending refusals.
+func (r *Receiver) note(d tether.Delivery, reason string) {
+	now := time.Now().UTC()
+	one := tether.Refusal{ProjectID: d.ProjectID, Reason: reason, Count: 1, FirstSeen: now, LastSeen: now,
+		Samples: []tether.RefusalSample{{At: now, RequestUUID: sampleField(d.RequestUUID), HookUUID: sampleField(d.HookUUID),
+			EventKey: sampleField(d.EventKey), Attempt: d.Attempt, Size: d.Size}}}
+	k := refusalKey{d.ProjectID, reason}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f, ok := r.pending[k]; ok {
+		f.Add(one)
+	} else {
+		r.pending[k] = &one
 	}
-	return Answer{f.status, "Refused: " + f.reason + "."}
+	r.tally.refused[k]++
+}
+
+// sampleField keeps what a header said as printable ASCII, cut to
+// tether.MaxSampleField characters.
+func sampleField(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < tether.MaxSampleField; i++ {
+		if c := s[i]; c >= ' ' && c < 0x7f {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// refuse counts a refused delivery and says why; it never starts a
+// workflow.
+func (r *Receiver) refuse(d tether.Delivery, f *refusal) Answer {
+	r.note(d, f.reason)
+	msg := "Refused: " + f.reason
+	if f.detail != "" {
+		msg += ": " + f.detail
+	}
+	return Answer{f.status, msg + "."}
 }
 
 // store1 hands an accepted delivery to the group commit and waits for it.
@@ -244,11 +409,18 @@ func (r *Receiver) store1(ctx context.Context, a tether.Accept) Answer {
 	case res := <-j.done:
 		switch {
 		case res.Err != nil:
-			r.log.Error("store delivery", "project_id", a.Delivery.ProjectID, "request_uuid", a.Delivery.RequestUUID, "err", res.Err)
+			r.log.Error("store delivery", "project_id", a.Delivery.ProjectID, "err", res.Err)
 			return Answer{http.StatusServiceUnavailable, "Tether could not store this delivery; please retry."}
+		case res.Replay:
+			// Acknowledged, so the sender stops; counted, so the project
+			// shows someone sent it again.
+			r.note(a.Delivery, ReasonReplay)
+			return Answer{http.StatusOK, "Already received (the same payload within 24 hours); not processed again."}
 		case res.Duplicate:
+			r.count(func(t *tally) { t.duplicates++ })
 			return Answer{http.StatusOK, "Already received; not processed again."}
 		}
+		r.count(func(t *tally) { t.accepted++ })
 		return Answer{http.StatusAccepted, fmt.Sprintf("Accepted: %d workflow(s) started.", len(a.Workflows))}
 	case <-ctx.Done():
 		// The commit may still land; a retry is then acknowledged as a
