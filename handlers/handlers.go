@@ -7,6 +7,7 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
 	"github.com/gorilla/securecookie"
 
@@ -68,6 +69,10 @@ type Handlers struct {
 	health         Health
 	receiver       Receiver
 	orgs           Orgs
+	db             Pinger
+	budget         Budget
+	metrics        Metrics
+	metricsHandler http.Handler
 	stateCookie    *securecookie.SecureCookie
 }
 
@@ -82,6 +87,12 @@ type Services struct {
 	Health         Health
 	Receiver       Receiver
 	Orgs           Orgs
+	Store          Pinger  // /healthz
+	Budget         Budget  // the Team page's meter
+	Metrics        Metrics // deliveries and latencies
+	// MetricsHandler serves /metrics; nil (no TETHER_METRICS_TOKEN) means
+	// /metrics is not found.
+	MetricsHandler http.Handler
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
@@ -91,5 +102,6 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 		log: log, cfg: cfg, stateCookie: sc,
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
 		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
+		db: s.Store, budget: s.Budget, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
 	}
 }

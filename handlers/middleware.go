@@ -152,7 +152,3 @@ func (h *Handlers) static(files fs.FS) echo.HandlerFunc {
 		return nil
 	}
 }
-
-func (h *Handlers) healthz(c echo.Context) error {
-	return c.String(http.StatusOK, "ok")
-}

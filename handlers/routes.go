@@ -27,10 +27,11 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 
 	e.GET("/static/*", h.static(static.FS))
 	e.GET("/healthz", h.healthz)
+	e.GET("/metrics", h.metricsPage)
 
 	// Bitbucket's webhook deliveries: signed, not browser requests, so no
 	// session and no CSRF token.
-	e.POST("/hooks/bitbucket/:token", h.receiveWebhook)
+	e.POST("/hooks/bitbucket/:token", h.receiveWebhook, h.timed)
 
 	app := e.Group("", h.csrf(), h.loadSession)
 
@@ -52,7 +53,7 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	in.POST("/orgs/switch", h.switchOrg)
 	in.POST("/invitations/:token/accept", h.acceptInvitation)
 	in.GET("/account", h.account)
-	in.GET("/account/bitbucket", h.bitbucketStatus)
+	in.GET("/account/bitbucket", h.bitbucketStatus, h.timed)
 	in.POST("/account/bitbucket/check", h.checkBitbucket)
 	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
 	in.GET("/troubleshooting", h.troubleshooting)
@@ -77,9 +78,9 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	project.GET("/activity", h.projectActivity)
 	project.GET("/repository", h.repositorySection)
 	project.GET("/moved", h.movedBanner)
-	project.GET("/deploy-key", h.healthRow(deployKeyPart))
+	project.GET("/deploy-key", h.healthRow(deployKeyPart), h.timed)
 	project.POST("/deploy-key/check", h.checkPart(deployKeyPart))
-	project.GET("/webhook", h.healthRow(webhookPart))
+	project.GET("/webhook", h.healthRow(webhookPart), h.timed)
 	project.POST("/webhook/check", h.checkPart(webhookPart))
 
 	// What only its admins may do (members: 403).

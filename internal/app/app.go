@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/labstack/echo/v4"
@@ -26,6 +26,7 @@ import (
 	"tether/internal/config"
 	"tether/internal/connections"
 	"tether/internal/health"
+	"tether/internal/metrics"
 	"tether/internal/orgs"
 	"tether/internal/projects"
 	"tether/internal/repourl"
@@ -54,15 +55,32 @@ type App struct {
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
 
-	// Services tests tune (timeouts, staleness).
+	// Services tests tune (timeouts, staleness, cadence).
 	Connections *connections.Service
 	Health      *health.Checker
+	Projects    *projects.Service
+	Budget      *bitbucket.Budget // every connection's hourly API budget
+	Metrics     *metrics.Metrics
 
 	closers []func()
 }
 
+// Option changes how New builds Tether.
+type Option func(*options)
+
+type options struct{ clock clockwork.Clock }
+
+// WithClock runs the budgets, the background schedule and the connections'
+// staleness on clock — a clockwork.FakeClock in tests that measure an hour
+// in seconds.
+func WithClock(clock clockwork.Clock) Option { return func(o *options) { o.clock = clock } }
+
 // New builds Tether for cfg.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	o := options{clock: clockwork.NewRealClock()}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	a := &App{Config: cfg}
 	mounts := map[string]http.Handler{}
 	demoURL := ""
@@ -105,9 +123,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.Store = store
 
+	a.Budget = bitbucket.NewBudget(bitbucket.BudgetConfig{PerHour: cfg.BudgetPerHour, Clock: o.clock})
+	a.Metrics = metrics.New(a.Budget)
 	bb := bitbucket.New(bitbucket.Config{
 		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
+		Budget: a.Budget, Observe: a.Metrics.BitbucketCall, Clock: o.clock,
 	})
 	acc := accounts.New(log, store)
 	oauth := accounts.NewOAuth(accounts.OAuthConfig{
@@ -116,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 	}, bb)
 	conns := connections.New(log, store, bb)
+	conns.SetClock(o.clock.Now)
 	a.Connections = conns
 	hostKeys := cfg.BitbucketSSHHostKeys
 	if hostKeys == "" {
@@ -127,12 +149,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, fmt.Errorf("BITBUCKET_SSH_HOST_KEYS: %w", err)
 	}
 	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
-	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase)
+	checker := health.NewWithClock(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase, o.clock)
+	checker.OnResult = a.Metrics.HealthResult
 	a.Health = checker
 	projectService := projects.New(log, store, conns, bb, checker, projects.Config{
 		HookBase: hookBase,
 		Hosts:    repourl.Hosts{WebURL: cfg.BitbucketURL, SSHAddr: cfg.BitbucketSSHAddr},
 	})
+	a.Projects = projectService
 	receiver := webhooks.New(log, store)
 	receiving, stopReceiving := context.WithCancel(context.Background())
 	received := make(chan struct{})
@@ -145,6 +169,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		<-received
 	})
 
+	var metricsHandler http.Handler
+	if cfg.MetricsToken != "" {
+		metricsHandler = a.Metrics.Handler(cfg.MetricsToken)
+	}
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	h := handlers.New(log, handlers.Config{
 		SecureCookies: cfg.SecureCookies(),
@@ -155,11 +183,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		CookieKey:     cookieKey[:],
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
-		Troubleshooter: troubleshooting.New(log, conns, bb, projectService, checker),
+		Troubleshooter: troubleshooting.New(log, conns, projectService, checker),
 		Projects:       projectService,
 		Health:         checker,
 		Receiver:       receiver,
 		Orgs:           orgs.New(log, store),
+		Store:          store,
+		Budget:         a.Budget,
+		Metrics:        a.Metrics,
+		MetricsHandler: metricsHandler,
 	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -169,9 +201,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 }
 
 // Background runs what Tether does on its own until ctx is done: the
-// health monitor re-checks every project about every ten minutes.
+// health schedule looks at every project on its cadence, watched ones
+// first, within each connection's API budget.
 func (a *App) Background(ctx context.Context) {
-	a.Health.Monitor(ctx, 10*time.Minute, 30*time.Second, 20)
+	a.Health.Run(ctx)
 }
 
 // Close releases what New opened.

@@ -25,8 +25,8 @@ type team struct {
 
 func newTeam(t *testing.T) *team {
 	t.Helper()
-	env := apptest.Start(t, apptest.Options{})
-	env.App.Health.Stale = 1 << 62
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	env.App.Health.Coalesce = 0
 	env.AddUser("alice")
 	env.AddUser("bob")
 	env.Emulator.AddWorkspace("acme", "Acme")

@@ -21,11 +21,13 @@ import (
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 
 	"tether/internal/app"
 	"tether/internal/bitbucket/emulator"
 	"tether/internal/config"
+	"tether/internal/health"
 )
 
 // Consumer is the OAuth consumer the test Bitbucket knows Tether by.
@@ -54,6 +56,18 @@ type Options struct {
 	// of the registered keys (its host key pinned), so every probe is
 	// refused with Permission denied (publickey).
 	ForeignSSH bool
+	// NoSchedule leaves the background health schedule off: the test
+	// drives every check itself.
+	NoSchedule bool
+	// Cadence replaces the schedule's health.DefaultCadence.
+	Cadence *health.Cadence
+	// Clock runs Tether's budgets, schedule and staleness on a fake clock.
+	// The schedule is then not started: the test calls App.Health.Step
+	// and Wait as it advances the clock.
+	Clock *clockwork.FakeClock
+	// Env sets more configuration (TETHER_METRICS_TOKEN,
+	// TETHER_BITBUCKET_BUDGET, …).
+	Env map[string]string
 }
 
 // Start starts the emulator and Tether; both stop when the test ends.
@@ -92,6 +106,9 @@ func Start(t testing.TB, opts Options) *Env {
 
 	env := &Env{T: t, URL: tetherURL, Emulator: emu, BBURL: bbURL, DataDir: t.TempDir(), Logs: &Logs{}}
 	cfg, err := config.Load(nil, func(k string) string {
+		if v, ok := opts.Env[k]; ok {
+			return v
+		}
 		return map[string]string{
 			"TETHER_ADDR":             tetherLn.Addr().String(),
 			"TETHER_PUBLIC_URL":       tetherURL,
@@ -108,16 +125,35 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(env.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log)
+	var appOpts []app.Option
+	if opts.Clock != nil {
+		appOpts = append(appOpts, app.WithClock(opts.Clock))
+	}
+	a, err := app.New(context.Background(), cfg, log, appOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env.App = a
+	if opts.Cadence != nil {
+		a.Health.Cadence = *opts.Cadence
+	}
 	srv := &httptest.Server{Listener: tetherLn, Config: &http.Server{Handler: a.Handler}}
 	srv.Start()
+	background, stopBackground := context.WithCancel(context.Background())
+	backgroundDone := make(chan struct{})
+	if opts.NoSchedule || opts.Clock != nil {
+		close(backgroundDone)
+	} else {
+		go func() {
+			a.Background(background)
+			close(backgroundDone)
+		}()
+	}
 	var once sync.Once
 	env.stop = func() {
 		once.Do(func() {
+			stopBackground()
+			<-backgroundDone
 			srv.Close()
 			a.Close()
 		})

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -25,6 +26,12 @@ type Config struct {
 	BitbucketAPIURL       string // BITBUCKET_API_URL
 	BitbucketSSHAddr      string // BITBUCKET_SSH_ADDR
 	BitbucketSSHHostKeys  string // BITBUCKET_SSH_HOST_KEYS
+	BitbucketBudget       string // TETHER_BITBUCKET_BUDGET, as given
+	MetricsToken          string // TETHER_METRICS_TOKEN
+
+	// BudgetPerHour is BitbucketBudget read: the REST API calls each
+	// Bitbucket connection may make in a rolling hour.
+	BudgetPerHour int
 }
 
 // Demo reports whether no OAuth consumer is configured, in which case
@@ -52,6 +59,8 @@ func settings(c *Config) []setting {
 		{&c.BitbucketAPIURL, "bitbucket-api-url", "BITBUCKET_API_URL", "https://api.bitbucket.org/2.0", "Bitbucket REST API base URL"},
 		{&c.BitbucketSSHAddr, "bitbucket-ssh-addr", "BITBUCKET_SSH_ADDR", "bitbucket.org:22", "Bitbucket SSH host:port for deploy-key probes"},
 		{&c.BitbucketSSHHostKeys, "bitbucket-ssh-host-keys", "BITBUCKET_SSH_HOST_KEYS", "", "authorized_keys-format SSH host keys to pin (default: Bitbucket's published keys)"},
+		{&c.BitbucketBudget, "bitbucket-budget", "TETHER_BITBUCKET_BUDGET", "800", "Bitbucket REST API calls each connection may make per rolling hour (Bitbucket allows about 1,000 per user)"},
+		{&c.MetricsToken, "metrics-token", "TETHER_METRICS_TOKEN", "", "bearer token for /metrics (unset: no /metrics)"},
 	}
 }
 
@@ -90,6 +99,15 @@ func (c *Config) validate() error {
 	}
 	if c.SecretKey != "" && len(c.SecretKey) < 32 {
 		errs = append(errs, errors.New("TETHER_SECRET_KEY must be at least 32 characters"))
+	}
+	// Bitbucket's scaled limits end at 10,000 an hour; OAuth users get 1,000.
+	if n, err := strconv.Atoi(strings.TrimSpace(c.BitbucketBudget)); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("TETHER_BITBUCKET_BUDGET must be a whole number of calls per hour from 1 to 10000, got %q", c.BitbucketBudget))
+	} else {
+		c.BudgetPerHour = n
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("TETHER_METRICS_TOKEN must be at least 16 characters"))
 	}
 	return errors.Join(errs...)
 }
