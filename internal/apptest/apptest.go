@@ -84,8 +84,13 @@ func Start(t testing.TB, opts Options) *Env {
 
 	bbSrv := httptest.NewUnstartedServer(nil)
 	bbURL := "http://" + bbSrv.Listener.Addr().String()
+	var emuClock clockwork.Clock
+	if opts.Clock != nil {
+		emuClock = opts.Clock // counts the API calls of the same hour
+	}
 	emu := emulator.New(emulator.Config{
 		BaseURL: bbURL,
+		Clock:   emuClock,
 		Consumers: []emulator.Consumer{{
 			Key: ClientID, Secret: ClientSecret, Name: "Tether (test)",
 			CallbackURL: tetherURL + "/auth/bitbucket/callback", Scopes: opts.Scopes,

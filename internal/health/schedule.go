@@ -47,7 +47,7 @@ var DefaultCadence = Cadence{
 	Fresh:          time.Hour,
 	WatchFor:       45 * time.Second,
 	Jitter:         0.1,
-	Workers:        4,
+	Workers:        16,
 	Refresh:        time.Minute,
 }
 
