@@ -135,6 +135,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
 		CallbackURL: cfg.PublicURL + "/auth/bitbucket/callback",
 		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
+		// goth's own requests (the code exchange, GET /user and
+		// /user/emails) reach the metrics too.
+		Transport: bitbucket.ObserveTransport(nil, cfg.BitbucketAPIURL, a.Metrics.BitbucketCall, a.Budget),
 	}, bb)
 	conns := connections.New(log, store, bb)
 	conns.SetClock(o.clock.Now)

@@ -196,3 +196,23 @@ func TestSpentBudgetShedsBackgroundFirst(t *testing.T) {
 		t.Fatalf("Check now: %s/%q", s, r)
 	}
 }
+
+// The meter counts every call Bitbucket counted for the person, the
+// sign-in's too (made before the account was known, claimed by the
+// connection that uses the same token), so it agrees with the emulator at
+// any moment, not only an hour later.
+func TestMeterAgreesWithEmulatorFromSignIn(t *testing.T) {
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	c, _ := connected(t, env)
+	env.Emulator.AddRepository("alice", "api", true)
+	checkKey(t, c, create(t, c, "alice/api"))
+	alice := userID(t, env, "alice")
+	emu := env.Emulator.APICallsOf("alice")
+	if u := env.App.Budget.Usage(alice); u.Spent != emu.LastHour || u.Spent == 0 {
+		t.Fatalf("meter %d calls, emulator %d", u.Spent, emu.LastHour)
+	}
+	team := c.Get("/team")
+	if got := team.Text(`[data-testid="meter-row"] [data-testid="meter-spent"]`); got != strconv.Itoa(emu.LastHour) {
+		t.Fatalf("Team page says %q, emulator %d", got, emu.LastHour)
+	}
+}

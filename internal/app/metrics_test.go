@@ -85,10 +85,19 @@ func TestMetricsScrapeCleanly(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"POST /repositories/{workspace}/{repo_slug}/deploy-keys", "POST /repositories/{workspace}/{repo_slug}/hooks",
-		"GET /repositories/{workspace}/{repo_slug}/hooks/{uid}", "GET /user/workspaces"} {
+		"GET /repositories/{workspace}/{repo_slug}/hooks/{uid}", "GET /user/workspaces",
+		"GET /user/emails", // goth's, at sign-in
+	} {
 		if !endpoints[want] {
 			t.Errorf("no calls counted for %s (have %v)", want, endpoints)
 		}
+	}
+	tokens := 0.0
+	for _, m := range families["tether_bitbucket_token_requests_total"].GetMetric() {
+		tokens += m.GetCounter().GetValue()
+	}
+	if tokens == 0 {
+		t.Error("the sign-in's code exchange was not counted as a token request")
 	}
 	accepted := 0.0
 	for _, m := range families["tether_webhook_deliveries_total"].GetMetric() {

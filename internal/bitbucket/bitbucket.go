@@ -177,7 +177,7 @@ func (c *Client) admit(ctx context.Context, r request) error {
 		}
 		return fmt.Errorf("%w: %s", ErrNoConnection, r.route)
 	}
-	return c.budget.Wait(ctx, conn, PriorityOf(ctx))
+	return c.budget.wait(ctx, conn, PriorityOf(ctx), r.token)
 }
 
 // account tells the budget and the metrics what one request got.
@@ -186,7 +186,13 @@ func (c *Client) account(ctx context.Context, r request, resp response) {
 		c.observe(Call{Endpoint: r.route, Status: resp.status, Token: r.basic})
 	}
 	conn, ok := ConnectionOf(ctx)
-	if c.budget == nil || !ok {
+	if c.budget == nil {
+		return
+	}
+	if !ok {
+		if !r.basic {
+			c.budget.Unattributed(r.token)
+		}
 		return
 	}
 	if r.basic {

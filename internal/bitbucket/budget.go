@@ -2,9 +2,11 @@ package bitbucket
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,11 +38,19 @@ const (
 	// Background calls are Tether's own checks. They never wait: when the
 	// budget is low they are shed, with the time to try again.
 	Background
+	// FollowUp is background work finishing an answer it began — the
+	// lookup by UUID that a 404 calls for, to tell a deleted webhook from
+	// a moved repository. It never waits either, but may use the bucket
+	// down to its last token, so the first call is not spent in vain.
+	FollowUp
 )
 
 func (p Priority) String() string {
-	if p == Background {
+	switch p {
+	case Background:
 		return "background"
+	case FollowUp:
+		return "follow-up"
 	}
 	return "interactive"
 }
@@ -151,6 +161,9 @@ type Budget struct {
 
 	mu    sync.Mutex
 	conns map[int64]*connBudget
+	// pending are API calls made with a token no connection held yet (a
+	// sign-in's), by the token's digest, until a connection uses it.
+	pending map[[sha256.Size]byte][]time.Time
 }
 
 type connBudget struct {
@@ -177,7 +190,46 @@ func NewBudget(cfg BudgetConfig) *Budget {
 		burst:   min(max(cfg.PerHour/40, 4), 50),
 		clock:   cfg.Clock,
 		conns:   map[int64]*connBudget{},
+		pending: map[[sha256.Size]byte][]time.Time{},
 	}
+}
+
+// Unattributed records an API call made with accessToken outside any
+// connection — a sign-in's, before the account is known. It counts for the
+// connection that uses the same token next, as it did for the person on
+// Bitbucket.
+func (b *Budget) Unattributed(accessToken string) {
+	if accessToken == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	for k, ts := range b.pending {
+		if ts = dropBefore(ts, now.Add(-window)); len(ts) == 0 {
+			delete(b.pending, k)
+		} else {
+			b.pending[k] = ts
+		}
+	}
+	k := sha256.Sum256([]byte(accessToken))
+	b.pending[k] = append(b.pending[k], now)
+}
+
+// claim moves the calls made with accessToken before conn held it into
+// conn's hour. Callers hold b.mu.
+func (b *Budget) claim(c *connBudget, accessToken string) {
+	if len(b.pending) == 0 || accessToken == "" {
+		return
+	}
+	k := sha256.Sum256([]byte(accessToken))
+	ts, ok := b.pending[k]
+	if !ok {
+		return
+	}
+	delete(b.pending, k)
+	c.calls = append(c.calls, ts...)
+	slices.SortFunc(c.calls, time.Time.Compare)
 }
 
 // PerHour is the budget of each connection.
@@ -222,28 +274,26 @@ func dropBefore(ts []time.Time, cut time.Time) []time.Time {
 // call with a *BudgetError.
 func (b *Budget) admit(c *connBudget, now time.Time, prio Priority) (time.Duration, error) {
 	b.prune(c, now)
+	background := prio != Interactive
 	if now.Before(c.pausedUntil) {
-		if prio == Background {
+		if background {
 			return 0, b.shedAt(c, now, c.pausedUntil, true)
 		}
 		return c.pausedUntil.Sub(now), nil
 	}
 	limit := b.perHour
-	if prio == Background {
-		limit = b.perHour * 9 / 10
-		if !c.nearUntil.IsZero() {
-			limit = b.perHour / 2
-		}
+	if background {
+		limit = b.backgroundLimit(c)
 	}
 	if n := len(c.calls); n >= limit {
 		at := c.calls[n-limit].Add(window)
-		if prio == Background {
+		if background {
 			return 0, b.shedAt(c, now, at, false)
 		}
 		return at.Sub(now), nil
 	}
-	if prio == Background {
-		need := 1 + float64(b.burst)/2
+	if background {
+		need := b.need(prio)
 		if have := c.lim.TokensAt(now); have < need {
 			wait := time.Duration((need - have) / float64(c.lim.Limit()) * float64(time.Second))
 			return 0, b.shedAt(c, now, now.Add(wait), false)
@@ -260,6 +310,24 @@ func (b *Budget) admit(c *connBudget, now time.Time, prio Priority) (time.Durati
 	return 0, nil
 }
 
+// backgroundLimit is what background work may spend of the rolling hour:
+// 90 %, or half while Bitbucket says the limit is near.
+func (b *Budget) backgroundLimit(c *connBudget) int {
+	if !c.nearUntil.IsZero() {
+		return b.perHour / 2
+	}
+	return b.perHour * 9 / 10
+}
+
+// need is how many tokens the bucket must hold to admit a background call
+// of prio: half the burst stays for people, except for a follow-up.
+func (b *Budget) need(prio Priority) float64 {
+	if prio == FollowUp {
+		return 1
+	}
+	return 1 + float64(b.burst)/2
+}
+
 func (b *Budget) shedAt(c *connBudget, now, until time.Time, paused bool) error {
 	c.shed = append(c.shed, now)
 	return &BudgetError{Until: until, Paused: paused}
@@ -270,10 +338,17 @@ func (b *Budget) shedAt(c *connBudget, now, until time.Time, paused bool) error 
 // deadline) for the budget; a background call never waits. A call not
 // admitted gets a *BudgetError saying when to try again, or ctx's error.
 func (b *Budget) Wait(ctx context.Context, conn int64, prio Priority) error {
+	return b.wait(ctx, conn, prio, "")
+}
+
+// wait is Wait for a call made with accessToken, which first claims the
+// calls made with that token before conn held it.
+func (b *Budget) wait(ctx context.Context, conn int64, prio Priority, accessToken string) error {
 	for {
 		b.mu.Lock()
 		now := b.clock.Now()
 		c := b.conn(conn)
+		b.claim(c, accessToken)
 		d, err := b.admit(c, now, prio)
 		paused := now.Before(c.pausedUntil)
 		b.mu.Unlock()
@@ -305,14 +380,11 @@ func (b *Budget) Available(conn int64, prio Priority) (bool, time.Time) {
 	if prio == Interactive {
 		return true, now
 	}
-	limit := b.perHour * 9 / 10
-	if !c.nearUntil.IsZero() {
-		limit = b.perHour / 2
-	}
+	limit := b.backgroundLimit(c)
 	if n := len(c.calls); n >= limit {
 		return false, c.calls[n-limit].Add(window)
 	}
-	need := 1 + float64(b.burst)/2
+	need := b.need(prio)
 	if have := c.lim.TokensAt(now); have < need {
 		return false, now.Add(time.Duration((need - have) / float64(c.lim.Limit()) * float64(time.Second)))
 	}
@@ -413,4 +485,48 @@ func parseRetryAfterAt(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return parseRetryAfter(v)
+}
+
+// ObserveTransport wraps base (nil: http.DefaultTransport) for an HTTP
+// client Tether does not drive itself — goth's, during sign-in — so that
+// its requests to Bitbucket reach the metrics too: requests under apiURL
+// are reported as "METHOD /path" (goth asks only /user and /user/emails,
+// paths without names or ids), the token endpoint as a token call. They
+// belong to no connection yet, so no budget paces them; budget (if not
+// nil) counts them for the connection that uses the same token next.
+func ObserveTransport(base http.RoundTripper, apiURL string, observe func(Call), budget *Budget) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &observingTransport{base: base, apiURL: strings.TrimRight(apiURL, "/"), observe: observe, budget: budget}
+}
+
+type observingTransport struct {
+	base    http.RoundTripper
+	apiURL  string
+	observe func(Call)
+	budget  *Budget
+}
+
+func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	u := req.URL.Scheme + "://" + req.URL.Host + req.URL.Path
+	switch {
+	case strings.HasSuffix(req.URL.Path, tokenPath):
+		t.observe(Call{Endpoint: req.Method + " " + tokenPath, Status: status, Token: true})
+	case strings.HasPrefix(u, t.apiURL+"/"):
+		route := strings.TrimPrefix(u, t.apiURL)
+		if route != "/user" && route != "/user/emails" {
+			route = "/other"
+		}
+		t.observe(Call{Endpoint: req.Method + " " + route, Status: status})
+		if token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && t.budget != nil {
+			t.budget.Unattributed(token)
+		}
+	}
+	return resp, err
 }

@@ -306,6 +306,14 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 	}
 	r.repo = bitbucket.Repository{FullName: p.FullName, Slug: p.RepoSlug, Workspace: bitbucket.Workspace{Slug: p.Workspace}}
 	r.err = c.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
+		// Once the budget let a background inspection start, its other
+		// calls finish the same answer (a 404 asks: deleted, or moved?),
+		// so they go as follow-ups rather than be shed half-way.
+		followUp := func() {
+			if bitbucket.PriorityOf(ctx) == bitbucket.Background {
+				ctx = bitbucket.WithPriority(ctx, bitbucket.FollowUp)
+			}
+		}
 		lookup := func() error {
 			r.step = "looked up the repository"
 			// By UUID: a rename or move is followed, never mistaken for a
@@ -316,6 +324,7 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 			}
 			r.repo, r.looked = repo, true
 			r.step = ""
+			followUp()
 			return nil
 		}
 		if w.repo {
@@ -325,9 +334,15 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 		}
 		readKey := func() {
 			r.remoteKey, r.remoteKeyErr = c.bb.DeployKey(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.key.BitbucketKeyID)
+			if _, shed := bitbucket.Deferred(r.remoteKeyErr); !shed {
+				followUp()
+			}
 		}
 		readHook := func() {
 			r.remoteHook, r.remoteHookErr = c.bb.Hook(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.hook.UUID)
+			if _, shed := bitbucket.Deferred(r.remoteHookErr); !shed {
+				followUp()
+			}
 		}
 		if w.key && r.keyErr == nil {
 			if readKey(); bitbucket.IsUnauthorized(r.remoteKeyErr) {

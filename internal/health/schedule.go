@@ -36,13 +36,15 @@ type Cadence struct {
 }
 
 // DefaultCadence keeps a watched project page at about a dozen API calls an
-// hour (its webhook every five minutes when no push proves it), and a
-// backer of 500 quiet projects at about 500 an hour.
+// hour (its webhook every five minutes when no push proves it). A backer
+// of many quiet projects asks each webhook every half hour at most, as far
+// as the budget allows: 500 of them fill the background share of 800 calls
+// an hour, so each is asked about every 45 minutes.
 var DefaultCadence = Cadence{
 	Watched:        time.Minute,
 	Unwatched:      15 * time.Minute,
 	WebhookWatched: 5 * time.Minute,
-	Webhook:        time.Hour,
+	Webhook:        30 * time.Minute,
 	Moves:          24 * time.Hour,
 	Fresh:          time.Hour,
 	WatchFor:       45 * time.Second,
@@ -58,6 +60,7 @@ type entry struct {
 	probed       time.Time // last SSH probe (a full check counts)
 	hookAsked    time.Time // last API look at the webhook
 	movesAsked   time.Time // last lookup by UUID
+	keyExplained time.Time // last time the API said why SSH refused the key
 	watchedUntil time.Time
 }
 
@@ -210,7 +213,10 @@ func (c *Checker) Step(ctx context.Context) {
 }
 
 // refresh brings the schedule in line with the projects stored: new ones
-// join, spread over one Unwatched interval; deleted ones leave.
+// join, their probes spread over one Unwatched interval and their webhook
+// and move lookups over theirs (as if last done at a random time within
+// it), so a restart with thousands of projects does not spend a
+// connection's hour at once; deleted ones leave.
 func (c *Checker) refresh(ctx context.Context, now time.Time) {
 	list, err := c.store.AllProjects(ctx)
 	if err != nil {
@@ -228,7 +234,10 @@ func (c *Checker) refresh(ctx context.Context, now time.Time) {
 		seen[p.ID] = true
 		if _, ok := s.entries[p.ID]; !ok {
 			e := s.entry(p.ID, p.OwnerID, now)
-			e.due = now.Add(time.Duration(s.rand.Float64() * float64(c.Cadence.Unwatched)))
+			spread := func(d time.Duration) time.Duration { return time.Duration(s.rand.Float64() * float64(d)) }
+			e.due = now.Add(spread(c.Cadence.Unwatched))
+			e.hookAsked = now.Add(-spread(c.Cadence.Webhook))
+			e.movesAsked = now.Add(-spread(c.Cadence.Moves))
 		}
 		s.entries[p.ID].owner = p.OwnerID
 	}
@@ -287,7 +296,7 @@ func (s *schedule) pick(now time.Time, free int, running func(int64) bool) []*en
 
 // lookResult is what a background look did.
 type lookResult struct {
-	probed, hookAsked, movesAsked bool
+	probed, hookAsked, movesAsked, keyExplained bool
 	deferred                      *bitbucket.BudgetError // API work the budget held back
 }
 
@@ -312,6 +321,9 @@ func (c *Checker) lookAt(ctx context.Context, e entry, now time.Time) {
 	}
 	if res.movesAsked {
 		cur.movesAsked = now
+	}
+	if res.keyExplained {
+		cur.keyExplained = now
 	}
 	every := c.Cadence.Unwatched
 	if cur.watched(c.clock.Now()) {
@@ -386,6 +398,14 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 			results = append(results, h)
 		}
 		explainKey, refused = why != nil, errors.Is(why, bitbucket.ErrSSHPermissionDenied)
+		if explainKey {
+			// Still refused, and the API explained it lately: the
+			// explanation stands; ask again only on the webhook's cadence.
+			if old, err := c.store.Health(ctx, p.ID, tether.PartDeployKey); err == nil && old.Status == tether.Invalid &&
+				old.Reason != tether.ReasonSSHDenied && now.Sub(e.keyExplained) < hookEvery {
+				explainKey = false
+			}
+		}
 	}
 
 	hookVouched, hookNeeded := c.hookByDeliveries(ctx, p)
@@ -411,6 +431,7 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 				if d, ok := asBudget(r.remoteKeyErr); ok {
 					res.deferred = d
 				} else {
+					res.keyExplained = true
 					results = append(results, c.deployKeyHealth(ctx, p, r))
 				}
 			}

@@ -35,9 +35,18 @@ func TestAPICallsAreCountedAndLimitedPerUser(t *testing.T) {
 	if c := e.APICallsOf("bob"); c.LastHour != 1 {
 		t.Fatalf("bob %+v", c)
 	}
+	// The control page shows the counts.
+	resp, err := http.Get(srv.URL + "/_emulator/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readBody(t, resp)
+	if !strings.Contains(page, `<tr data-username="alice"><td>alice</td><td data-testid="calls-last-hour">3</td><td data-testid="calls-total">3</td>`) {
+		t.Fatalf("control page does not show alice's 3 calls:\n%s", page)
+	}
 
 	e.SetRateLimit(RateLimit{PerHour: 5, Headers: true})
-	resp, _ := v.get(alice, "/repositories/alice") // the 4th of 5
+	resp, _ = v.get(alice, "/repositories/alice") // the 4th of 5
 	if resp.Header.Get("X-RateLimit-Limit") != "5" || resp.Header.Get("X-RateLimit-Resource") != "api" ||
 		resp.Header.Get("X-RateLimit-NearLimit") != "false" {
 		t.Fatalf("headers %v", resp.Header)
