@@ -138,7 +138,7 @@ func TestSimulateBudgetAtScale(t *testing.T) {
 	next := 0
 	var pending []*brk
 	var (
-		spent                  []int
+		spent                    []int
 		limited, mismatched, sum int
 	)
 	for sec := 1; sec <= 3600 || len(pending) > 0 && sec <= 3600+45*60; sec++ {
