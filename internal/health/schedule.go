@@ -66,16 +66,6 @@ type entry struct {
 
 func (e *entry) watched(now time.Time) bool { return now.Before(e.watchedUntil) }
 
-// stale is when the project was last looked at fully: the older of its
-// last SSH probe and its last API look at the webhook. Sorting by it puts
-// a project whose API look the budget shed before those it served.
-func (e *entry) stale() time.Time {
-	if e.hookAsked.Before(e.probed) {
-		return e.hookAsked
-	}
-	return e.probed
-}
-
 // deferral is a connection whose background API work waits for its budget.
 type deferral struct {
 	until  time.Time
@@ -278,7 +268,7 @@ func (s *schedule) pick(now time.Time, free int, running func(int64) bool) []*en
 		for o, list := range byOwner {
 			owners = append(owners, o)
 			slices.SortFunc(list, func(a, b *entry) int {
-				return cmp.Or(a.stale().Compare(b.stale()), cmp.Compare(a.id, b.id))
+				return cmp.Or(a.probed.Compare(b.probed), cmp.Compare(a.id, b.id))
 			})
 		}
 		slices.SortFunc(owners, func(a, b int64) int { return cmp.Or(cmp.Compare(s.served[a], s.served[b]), cmp.Compare(a, b)) })

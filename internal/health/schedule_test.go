@@ -19,14 +19,9 @@ func TestScheduleIsFairAcrossConnections(t *testing.T) {
 	for i := range 100 {
 		e := s.entry(int64(1000+i), 1, now) // busy backer: user 1
 		e.probed = now.Add(-time.Duration(i+1) * time.Minute)
-		e.hookAsked = e.probed
 	}
-	only := s.entry(2000, 2, now) // user 2: one project
-	only.probed, only.hookAsked = now.Add(-time.Minute), now.Add(-time.Minute)
-	// Probed lately, but its webhook's API look was shed long ago: the
-	// stalest of user 1's projects after 1099.
-	shed := s.entry(1050, 1, now)
-	shed.probed, shed.hookAsked = now.Add(-time.Second), now.Add(-99*time.Minute-30*time.Second)
+	s.entry(2000, 2, now).probed = now.Add(-time.Minute) // user 2: one project
+
 	notRunning := func(int64) bool { return false }
 
 	got := s.pick(now, 2, notRunning)
@@ -38,8 +33,8 @@ func TestScheduleIsFairAcrossConnections(t *testing.T) {
 			t.Fatalf("user 1's stalest project is 1099, picked %d", e.id)
 		}
 	}
-	if p := s.pick(now, 1, func(id int64) bool { return id == 1099 }); len(p) != 1 || p[0].id != 1050 {
-		t.Fatalf("after 1099, the project whose API look was shed goes first: %+v", p[0])
+	if p := s.pick(now, 1, func(id int64) bool { return id == 1099 }); len(p) != 1 || p[0].id != 1098 {
+		t.Fatalf("with 1099 being checked, user 1's next stalest is 1098: %+v", p[0])
 	}
 
 	// Many rounds, one worker each: user 2 is served every other turn
