@@ -147,6 +147,7 @@ func TestBadgePollDetectsRevocation(t *testing.T) {
 
 func TestExpiredTokenRefreshedAndRotated(t *testing.T) {
 	env := apptest.Start(t, apptest.Options{})
+	env.App.Connections.Coalesce = 0 // the second press must ask again
 	c, page := connected(t, env)
 	ctx := context.Background()
 	before, err := env.App.Store.IdentityByUser(ctx, 1)
