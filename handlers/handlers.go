@@ -7,6 +7,7 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
 	"github.com/gorilla/securecookie"
 	"github.com/labstack/echo/v4"
@@ -75,6 +76,10 @@ type Handlers struct {
 	alerts         Alerts
 	recovery       Recovery
 	deprecations   Deprecations
+	db             Pinger
+	budget         Budget
+	metrics        Metrics
+	metricsHandler http.Handler
 	stateCookie    *securecookie.SecureCookie
 	limits         limits
 }
@@ -93,6 +98,12 @@ type Services struct {
 	Alerts         Alerts
 	Recovery       Recovery
 	Deprecations   Deprecations
+	Store          Pinger  // /healthz
+	Budget         Budget  // the Team page's meter
+	Metrics        Metrics // deliveries and latencies
+	// MetricsHandler serves /metrics; nil (no TETHER_METRICS_TOKEN) means
+	// /metrics is not found.
+	MetricsHandler http.Handler
 }
 
 func New(log *slog.Logger, cfg Config, s Services) *Handlers {
@@ -106,5 +117,6 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
 		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
 		alerts: s.Alerts, recovery: s.Recovery, deprecations: s.Deprecations,
+		db: s.Store, budget: s.Budget, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
 	}
 }

@@ -299,7 +299,3 @@ func (n noDirs) Open(name string) (fs.File, error) {
 	}
 	return f, nil
 }
-
-func (h *Handlers) healthz(c echo.Context) error {
-	return c.String(http.StatusOK, "ok")
-}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -38,8 +39,9 @@ type Projects interface {
 
 // Health reads and runs project health checks.
 type Health interface {
-	Badge(ctx context.Context, p tether.Project, part string, kick bool) (health.Badge, error)
-	Check(ctx context.Context, p tether.Project) error
+	Badge(ctx context.Context, p tether.Project, part string, watch bool) (health.Badge, error)
+	CheckNow(ctx context.Context, p tether.Project) error
+	NextCheck(owner int64) time.Time
 }
 
 // Receiver takes webhook deliveries.
@@ -230,11 +232,12 @@ func (h *Handlers) activity(c echo.Context, p tether.Project) (views.Activity, e
 	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted, Refusals: a.Refusals}, err
 }
 
-// partView reads one health row. kick lets a stale result start a check
-// in the background; it never waits for Bitbucket.
-func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, kick bool) (views.Part, error) {
+// partView reads one health row. watch marks the project as watched, so
+// the background schedule looks at it first and more often; it never
+// waits for Bitbucket.
+func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, watch bool) (views.Part, error) {
 	ctx := c.Request().Context()
-	b, err := h.health.Badge(ctx, p, pt.dbPart, kick)
+	b, err := h.health.Badge(ctx, p, pt.dbPart, watch)
 	if err != nil {
 		return views.Part{}, err
 	}
@@ -288,14 +291,15 @@ func (h *Handlers) healthRow(pt part) echo.HandlerFunc {
 	}
 }
 
-// checkPart is "Check now": it waits for Bitbucket.
+// checkPart is "Check now": it waits for Bitbucket. Presses in quick
+// succession, by anyone, share one check.
 func (h *Handlers) checkPart(pt part) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, err := h.project(c)
 		if err != nil {
 			return err
 		}
-		if err := h.health.Check(c.Request().Context(), p); err != nil {
+		if err := h.health.CheckNow(c.Request().Context(), p); err != nil {
 			return err
 		}
 		v, err := h.partView(c, p, pt, false)
@@ -343,6 +347,7 @@ func (h *Handlers) projectActivity(c echo.Context) error {
 // tells Bitbucket whether to retry.
 func (h *Handlers) receiveWebhook(c echo.Context) error {
 	a := h.receiver.Receive(c.Request().Context(), c.Param("token"), c.Request().Header, c.Request().Body)
+	h.metrics.Delivery(a.Status)
 	return c.String(a.Status, a.Message)
 }
 

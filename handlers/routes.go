@@ -31,10 +31,11 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 
 	e.GET("/static/*", h.static(static.FS), quiet)
 	e.GET("/healthz", h.healthz)
+	e.GET("/metrics", h.metricsPage)
 
 	// Bitbucket's webhook deliveries: signed, not browser requests, so no
 	// session and no CSRF token.
-	e.POST(webhookRoute, h.receiveWebhook, quiet)
+	e.POST(webhookRoute, h.receiveWebhook, quiet, h.timed)
 
 	app := e.Group("", h.csrf(), h.loadSession)
 
@@ -56,7 +57,7 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	in.POST("/orgs/switch", h.switchOrg)
 	in.POST("/invitations/:token/accept", h.acceptInvitation)
 	in.GET("/account", h.account)
-	in.GET("/account/bitbucket", h.bitbucketStatus, quiet)
+	in.GET("/account/bitbucket", h.bitbucketStatus, quiet, h.timed)
 	in.POST("/account/bitbucket/check", h.checkBitbucket)
 	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
 	in.GET("/troubleshooting", h.troubleshooting)
@@ -87,9 +88,9 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	project.GET("/activity", h.projectActivity, quiet)
 	project.GET("/repository", h.repositorySection)
 	project.GET("/moved", h.movedBanner, quiet)
-	project.GET("/deploy-key", h.healthRow(deployKeyPart), quiet)
+	project.GET("/deploy-key", h.healthRow(deployKeyPart), quiet, h.timed)
 	project.POST("/deploy-key/check", h.checkPart(deployKeyPart))
-	project.GET("/webhook", h.healthRow(webhookPart), quiet)
+	project.GET("/webhook", h.healthRow(webhookPart), quiet, h.timed)
 	project.POST("/webhook/check", h.checkPart(webhookPart))
 	project.GET("/missed", h.missed)
 

@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"tether/internal/bitbucket"
 	"tether/internal/orgs"
 	"tether/internal/problem"
 	"tether/internal/tether"
@@ -106,10 +108,21 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 	if tv.Notifications, err = h.notificationsView(c); err != nil {
 		return tv, err
 	}
+	now := time.Now()
 	for _, m := range t.Members {
 		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID})
+		if tv.Admin && m.BitbucketUsername != "" {
+			tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.BitbucketUsername,
+				Usage: h.budget.Usage(m.UserID), NextCheck: h.health.NextCheck(m.UserID), Now: now})
+		}
 	}
 	return tv, nil
+}
+
+// Budget reads each connection's Bitbucket API meter (the connection of a
+// Tether user).
+type Budget interface {
+	Usage(conn int64) bitbucket.Usage
 }
 
 func (h *Handlers) team(c echo.Context) error {

@@ -87,7 +87,9 @@ func (o *OAuth) Complete(ctx context.Context, code string) (Profile, tether.Toke
 	// address, or the grant lacks the email scope): sign in without one.
 	// goth does not expose the token response's scopes; Bitbucket reports
 	// them on every API answer, so read them from /user.
-	_, scopes, err := o.client.CurrentUser(ctx, gu.AccessToken)
+	// The account may not exist yet, so this call spends no connection's
+	// budget (it is still counted in the metrics).
+	_, scopes, err := o.client.CurrentUser(bitbucket.Unbudgeted(ctx), gu.AccessToken)
 	if err != nil {
 		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, err, "Could not read your Bitbucket profile. Please try again.")
 	}

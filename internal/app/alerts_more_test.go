@@ -257,6 +257,24 @@ func TestDeprecationBannerForAdmins(t *testing.T) {
 	if got := tm.env.App.Deprecations.Counts()["CHANGE-2770"]; got != 2 {
 		t.Fatalf("counter %d, want 2", got)
 	}
+	families, err := tm.env.App.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := false
+	for _, f := range families {
+		if f.GetName() != "tether_bitbucket_deprecated_responses_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "CHANGE-2770" && m.GetCounter().GetValue() == 2 {
+				counted = true
+			}
+		}
+	}
+	if !counted {
+		t.Fatal("tether_bitbucket_deprecated_responses_total{change=\"CHANGE-2770\"} is not 2")
+	}
 	if s, _ := keyStatus(tm.alice.Get(tm.id)); s == "invalid" {
 		t.Fatal("a deprecation made a project invalid")
 	}
@@ -281,7 +299,8 @@ func TestDemoModeKeepsAlertsInTheOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: a.Handler}}
+	a.Health.Coalesce = 0 // Check now right after creating the project checks again
+	srv := &httptest.Server{Listener: ln, Config: a.Server()}
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); a.Close() })
 	env := &apptest.Env{T: t, URL: base, Emulator: a.Emulator, App: a}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/labstack/echo/v4"
@@ -31,6 +32,7 @@ import (
 	"tether/internal/connections"
 	"tether/internal/deprecations"
 	"tether/internal/health"
+	"tether/internal/metrics"
 	"tether/internal/orgs"
 	"tether/internal/projects"
 	"tether/internal/recovery"
@@ -61,9 +63,12 @@ type App struct {
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
 
-	// Services tests tune (timeouts, staleness).
+	// Services tests tune (timeouts, staleness, cadence).
 	Connections  *connections.Service
 	Health       *health.Checker
+	Projects     *projects.Service
+	Budget       *bitbucket.Budget // every connection's hourly API budget
+	Metrics      *metrics.Metrics
 	Alerts       *alerts.Service
 	Recovery     *recovery.Service
 	Deprecations *deprecations.Recorder
@@ -72,8 +77,22 @@ type App struct {
 	closers []func()
 }
 
+// Option changes how New builds Tether.
+type Option func(*options)
+
+type options struct{ clock clockwork.Clock }
+
+// WithClock runs the budgets, the background schedule and the connections'
+// staleness on clock — a clockwork.FakeClock in tests that measure an hour
+// in seconds.
+func WithClock(clock clockwork.Clock) Option { return func(o *options) { o.clock = clock } }
+
 // New builds Tether for cfg.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	o := options{clock: clockwork.NewRealClock()}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	a := &App{Config: cfg}
 	mounts := map[string]http.Handler{}
 	demoURL := ""
@@ -124,18 +143,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.Deprecations = deps
+	a.Budget = bitbucket.NewBudget(bitbucket.BudgetConfig{PerHour: cfg.BudgetPerHour, Clock: o.clock})
+	a.Metrics = metrics.New(a.Budget)
+	a.Metrics.CountDeprecations(deps)
 	bb := bitbucket.New(bitbucket.Config{
 		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
 		HTTPClient: &http.Client{Timeout: 15 * time.Second, Transport: deps.Transport(nil)},
+		Budget:     a.Budget, Observe: a.Metrics.BitbucketCall, Clock: o.clock,
 	})
 	acc := accounts.New(log, store)
 	oauth := accounts.NewOAuth(accounts.OAuthConfig{
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
 		CallbackURL: cfg.PublicURL + "/auth/bitbucket/callback",
 		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
+		// goth's own requests (the code exchange, GET /user and
+		// /user/emails) reach the metrics too.
+		Transport: bitbucket.ObserveTransport(nil, cfg.BitbucketAPIURL, a.Metrics.BitbucketCall, a.Budget),
 	}, bb)
 	conns := connections.New(log, store, bb)
+	conns.SetClock(o.clock.Now)
 	a.Connections = conns
 	hostKeys := cfg.BitbucketSSHHostKeys
 	if hostKeys == "" {
@@ -147,7 +174,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, fmt.Errorf("BITBUCKET_SSH_HOST_KEYS: %w", err)
 	}
 	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
-	checker := health.New(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase)
+	checker := health.NewWithClock(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase, o.clock)
+	checker.OnResult = a.Metrics.HealthResult
 	a.Health = checker
 	projectService := projects.New(log, store, conns, bb, checker, projects.Config{
 		HookBase: hookBase,
@@ -171,6 +199,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	})
 	a.Recovery = recovery.New(log, store, conns, bb)
 	a.Pruner = retention.New(log, store, retention.Policy{Days: cfg.RetentionDays, PerProject: cfg.RetentionPerProject})
+	a.Projects = projectService
 	receiver := webhooks.New(log, store)
 	receiving, stopReceiving := context.WithCancel(context.Background())
 	received := make(chan struct{})
@@ -183,6 +212,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		<-received
 	})
 
+	var metricsHandler http.Handler
+	if cfg.MetricsToken != "" {
+		metricsHandler = a.Metrics.Handler(cfg.MetricsToken)
+	}
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	proxies, err := cfg.Proxies()
 	if err != nil {
@@ -199,7 +232,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		ClientIP:      clientIP(proxies),
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
-		Troubleshooter: troubleshooting.New(log, conns, bb, projectService, checker),
+		Troubleshooter: troubleshooting.New(log, conns, projectService, checker),
 		Projects:       projectService,
 		Health:         checker,
 		Receiver:       receiver,
@@ -207,6 +240,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Alerts:         a.Alerts,
 		Recovery:       a.Recovery,
 		Deprecations:   deps,
+		Store:          store,
+		Budget:         a.Budget,
+		Metrics:        a.Metrics,
+		MetricsHandler: metricsHandler,
 	})
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -249,17 +286,17 @@ func (a *App) Server() *http.Server {
 }
 
 // Background runs what Tether does on its own until ctx is done: the
-// health monitor re-checks every project about every ten minutes, the
-// alerts watcher and sender, the comparison of branch heads after a
-// repair or downtime, and retention, which prunes old deliveries,
-// workflows and sessions at start and every ten minutes. It returns when
-// all have stopped.
+// health schedule looks at every project on its cadence, watched ones
+// first, within each connection's API budget; the alerts watcher and
+// sender; the comparison of branch heads after a repair or downtime; and
+// retention, which prunes old deliveries, workflows and sessions at start
+// and every ten minutes. It returns when all have stopped.
 func (a *App) Background(ctx context.Context) {
 	done := make(chan struct{}, 3)
 	go func() { a.Alerts.Run(ctx); done <- struct{}{} }()
 	go func() { a.Recovery.Run(ctx); done <- struct{}{} }()
 	go func() { a.Pruner.Run(ctx); done <- struct{}{} }()
-	a.Health.Monitor(ctx, 10*time.Minute, 30*time.Second, 20)
+	a.Health.Run(ctx)
 	for range 3 {
 		<-done
 	}

@@ -40,9 +40,8 @@ type benchProject struct {
 
 func startBenchProject(tb testing.TB) *benchProject {
 	tb.Helper()
-	env := apptest.Start(tb, apptest.Options{})
 	// Polls must never start background checks during a run.
-	env.App.Health.Stale = time.Hour
+	env := apptest.Start(tb, apptest.Options{NoSchedule: true})
 	env.App.Connections.Stale = time.Hour
 	env.AddUser("alice")
 	c := env.Client()

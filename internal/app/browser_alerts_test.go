@@ -14,8 +14,7 @@ import (
 // branches without a reload, and Start missed workflows lists them as
 // recovered in place. The Outbox shows the alert and the recovery.
 func TestBrowserMissedWorkflows(t *testing.T) {
-	env := apptest.Start(t, apptest.Options{})
-	env.App.Health.Stale = 0
+	env := apptest.Start(t, apptest.Options{NoSchedule: true, Cadence: &fastCadence, Env: bigBudget})
 	env.App.Alerts.Every, env.App.Alerts.SendEvery, env.App.Recovery.Every = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 	env.AddUser("alice")
 	env.Emulator.AddRepository("alice", "api", true)

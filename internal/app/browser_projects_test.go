@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tether/internal/apptest"
+	"tether/internal/health"
 )
 
 // The demo's whole story in a real browser: create a project from a
@@ -15,8 +16,7 @@ import (
 // Every POST here is an htmx request: it only succeeds because htmx sends
 // the CSRF header inherited from <body>.
 func TestBrowserProjectLifecycle(t *testing.T) {
-	env := apptest.Start(t, apptest.Options{})
-	env.App.Health.Stale = 0
+	env := apptest.Start(t, apptest.Options{Cadence: &fastCadence, Env: bigBudget})
 	env.AddUser("alice")
 	env.Emulator.AddRepository("alice", "api", true)
 	b := apptest.NewBrowser(t)
@@ -135,3 +135,14 @@ func TestBrowserInvitedMemberSeesBadgesNotRegenerate(t *testing.T) {
 		t.Fatalf("a member sees %s Check now buttons, want 2", got)
 	}
 }
+
+// fastCadence makes the background schedule look at a watched project
+// every second, so a test sees a break on Bitbucket within seconds.
+var fastCadence = health.Cadence{
+	Watched: time.Second, Unwatched: time.Minute, WebhookWatched: 5 * time.Second, Webhook: time.Minute,
+	Moves: time.Hour, Fresh: time.Hour, WatchFor: 30 * time.Second, Workers: 4, Refresh: time.Second,
+}
+
+// bigBudget gives each connection Bitbucket's largest hourly budget, for
+// tests that look every second.
+var bigBudget = map[string]string{"TETHER_BITBUCKET_BUDGET": "10000"}

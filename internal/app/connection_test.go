@@ -147,6 +147,7 @@ func TestBadgePollDetectsRevocation(t *testing.T) {
 
 func TestExpiredTokenRefreshedAndRotated(t *testing.T) {
 	env := apptest.Start(t, apptest.Options{})
+	env.App.Connections.Coalesce = 0 // the second press must ask again
 	c, page := connected(t, env)
 	ctx := context.Background()
 	before, err := env.App.Store.IdentityByUser(ctx, 1)
@@ -214,6 +215,7 @@ func TestTransientFailuresLeaveStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := apptest.Start(t, apptest.Options{})
 			env.App.Connections.CheckTimeout = 1500 * time.Millisecond
+			env.App.Connections.Coalesce = 0 // every press asks
 			c, page := connected(t, env)
 			if tc.name == "refresh 503" {
 				env.Emulator.ExpireTokens("alice")
@@ -230,7 +232,16 @@ func TestTransientFailuresLeaveStatus(t *testing.T) {
 				t.Fatal("stored connection changed")
 			}
 			env.Emulator.ClearFailures()
+			before := env.Emulator.APICallsOf("alice").Total
 			p = check(t, c, page)
+			if tc.f.Status == http.StatusTooManyRequests {
+				// Retry-After: 60 pauses the whole connection: the next
+				// press does not reach Bitbucket, and nothing flips.
+				if got := env.Emulator.APICallsOf("alice").Total; got != before || status(p) != "connected" || !p.Has(`[data-testid="bitbucket-notice"]`) {
+					t.Fatalf("during the pause: %d calls reached Bitbucket, status %q", got-before, status(p))
+				}
+				return
+			}
 			if status(p) != "connected" || p.Has(`[data-testid="bitbucket-notice"]`) {
 				t.Fatalf("after recovery: %q\n%s", status(p), p.Body)
 			}
@@ -274,6 +285,9 @@ func TestMissingScopeNamed(t *testing.T) {
 
 func TestTroubleshootingChecklist(t *testing.T) {
 	env := apptest.Start(t, apptest.Options{})
+	// The test breaks Bitbucket and reloads the checklist at once: every
+	// reload asks again.
+	env.App.Connections.Coalesce, env.App.Projects.ListFresh = 0, 0
 	c, _ := connected(t, env)
 	env.Emulator.AddWorkspace("acme", "Acme")
 	env.Emulator.AddWorkspaceMember("acme", "alice", false)

@@ -17,8 +17,10 @@ import (
 // private repository alice/api.
 func withRepo(t *testing.T, opts apptest.Options) (*apptest.Env, *apptest.Client) {
 	t.Helper()
+	opts.NoSchedule = true // tests drive checks explicitly
 	env := apptest.Start(t, opts)
-	env.App.Health.Stale = time.Hour // tests drive checks explicitly
+	// They break Bitbucket and press Check now at once: every press checks.
+	env.App.Health.Coalesce = 0
 	c, _ := connected(t, env)
 	env.Emulator.AddRepository("alice", "api", true)
 	env.Emulator.AddRepository("alice", "site", false)
@@ -279,8 +281,9 @@ func TestDeployKeyHealth(t *testing.T) {
 // The badge poll reads stored state: it answers at once while Bitbucket
 // stalls.
 func TestBadgePollNeverWaitsOnBitbucket(t *testing.T) {
-	env, c := withRepo(t, apptest.Options{})
-	env.App.Health.Stale = 0
+	env := apptest.Start(t, apptest.Options{Cadence: &fastCadence})
+	c, _ := connected(t, env)
+	env.Emulator.AddRepository("alice", "api", true)
 	project := create(t, c, "alice/api")
 	env.Emulator.FailAPI(emulator.Failure{Stall: 30 * time.Second})
 	c.HTTP.Timeout = 3 * time.Second

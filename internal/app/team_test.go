@@ -25,8 +25,14 @@ type team struct {
 
 func newTeam(t *testing.T) *team {
 	t.Helper()
-	env := apptest.Start(t, apptest.Options{})
-	env.App.Health.Stale = 1 << 62
+	return newTeamWith(t, apptest.Options{NoSchedule: true})
+}
+
+// newTeamWith is newTeam on a Tether started with opts.
+func newTeamWith(t *testing.T, opts apptest.Options) *team {
+	t.Helper()
+	env := apptest.Start(t, opts)
+	env.App.Health.Coalesce = 0
 	env.AddUser("alice")
 	env.AddUser("bob")
 	env.Emulator.AddWorkspace("acme", "Acme")

@@ -33,7 +33,13 @@ type hooked struct {
 
 func withHook(t *testing.T) *hooked {
 	t.Helper()
-	env, c := withRepo(t, apptest.Options{})
+	return withHookOpts(t, apptest.Options{})
+}
+
+// withHookOpts is withHook on a Tether started with opts.
+func withHookOpts(t *testing.T, opts apptest.Options) *hooked {
+	t.Helper()
+	env, c := withRepo(t, opts)
 	project := create(t, c, "alice/api")
 	hooks := env.Emulator.Hooks("alice/api")
 	if len(hooks) != 1 {

@@ -21,11 +21,13 @@ import (
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 
 	"tether/internal/app"
 	"tether/internal/bitbucket/emulator"
 	"tether/internal/config"
+	"tether/internal/health"
 )
 
 // Consumer is the OAuth consumer the test Bitbucket knows Tether by.
@@ -44,7 +46,8 @@ type Env struct {
 	DataDir  string
 	Logs     *Logs
 
-	stop func()
+	stop       func()
+	background bool // App.Background runs
 }
 
 // Options change the environment.
@@ -55,6 +58,18 @@ type Options struct {
 	// refused with Permission denied (publickey).
 	ForeignSSH bool
 	// Env adds settings (e.g. TETHER_SMTP_URL) to the configuration.
+	// NoSchedule leaves the background work (the health schedule, alerts,
+	// recovery, retention) off until the test calls RunBackground, or for
+	// good when the test drives every check itself.
+	NoSchedule bool
+	// Cadence replaces the schedule's health.DefaultCadence.
+	Cadence *health.Cadence
+	// Clock runs Tether's budgets, schedule and staleness on a fake clock.
+	// The schedule is then not started: the test calls App.Health.Step
+	// and Wait as it advances the clock.
+	Clock *clockwork.FakeClock
+	// Env sets more configuration (TETHER_METRICS_TOKEN,
+	// TETHER_BITBUCKET_BUDGET, …).
 	Env map[string]string
 }
 
@@ -72,8 +87,13 @@ func Start(t testing.TB, opts Options) *Env {
 
 	bbSrv := httptest.NewUnstartedServer(nil)
 	bbURL := "http://" + bbSrv.Listener.Addr().String()
+	var emuClock clockwork.Clock
+	if opts.Clock != nil {
+		emuClock = opts.Clock // counts the API calls of the same hour
+	}
 	emu := emulator.New(emulator.Config{
 		BaseURL: bbURL,
+		Clock:   emuClock,
 		Consumers: []emulator.Consumer{{
 			Key: ClientID, Secret: ClientSecret, Name: "Tether (test)",
 			CallbackURL: tetherURL + "/auth/bitbucket/callback", Scopes: opts.Scopes,
@@ -113,16 +133,36 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(env.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log)
+	var appOpts []app.Option
+	if opts.Clock != nil {
+		appOpts = append(appOpts, app.WithClock(opts.Clock))
+	}
+	a, err := app.New(context.Background(), cfg, log, appOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env.App = a
+	if opts.Cadence != nil {
+		a.Health.Cadence = *opts.Cadence
+	}
 	srv := &httptest.Server{Listener: tetherLn, Config: a.Server()}
 	srv.Start()
+	background, stopBackground := context.WithCancel(context.Background())
+	backgroundDone := make(chan struct{})
+	if opts.NoSchedule || opts.Clock != nil {
+		close(backgroundDone)
+	} else {
+		env.background = true
+		go func() {
+			a.Background(background)
+			close(backgroundDone)
+		}()
+	}
 	var once sync.Once
 	env.stop = func() {
 		once.Do(func() {
+			stopBackground()
+			<-backgroundDone
 			srv.Close()
 			a.Close()
 		})
@@ -131,9 +171,15 @@ func Start(t testing.TB, opts Options) *Env {
 	return env
 }
 
-// RunBackground runs what Tether does on its own (health monitor, alerts,
-// comparisons of branch heads) until the test ends.
+// RunBackground runs what Tether does on its own (health schedule, alerts,
+// comparisons of branch heads, retention) until the test ends, for a test
+// started with NoSchedule that tuned it first.
 func (e *Env) RunBackground() {
+	e.T.Helper()
+	if e.background {
+		e.T.Fatal("apptest: the background already runs; start with Options.NoSchedule to run it yourself")
+	}
+	e.background = true
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -24,6 +24,13 @@ type Browser struct {
 // (CI=true), where the test script installs it, so its absence fails.
 func NewBrowser(t testing.TB) *Browser {
 	t.Helper()
+	return NewBrowserFor(t, 2*time.Minute)
+}
+
+// NewBrowserFor is NewBrowser for a test that needs the tab longer than
+// two minutes (a measurement with a page left open).
+func NewBrowserFor(t testing.TB, timeout time.Duration) *Browser {
+	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -48,7 +55,7 @@ func NewBrowser(t testing.TB) *Browser {
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() {
 		cancelTimeout()
 		cancelCtx()

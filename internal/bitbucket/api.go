@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -132,7 +131,7 @@ func (w wireRepository) repository() Repository {
 // to the token, from the X-OAuth-Scopes header (nil if absent).
 func (c *Client) CurrentUser(ctx context.Context, accessToken string) (User, []string, error) {
 	var w wireUser
-	hdr, err := c.call(ctx, http.MethodGet, "/user", nil, accessToken, nil, &w)
+	hdr, err := c.call(ctx, "GET /user", "/user", nil, accessToken, nil, &w)
 	if err != nil {
 		return User{}, nil, err
 	}
@@ -163,7 +162,7 @@ func (c *Client) PrimaryEmail(ctx context.Context, accessToken string) (string, 
 		Email     string `json:"email"`
 		Primary   bool   `json:"is_primary"`
 		Confirmed bool   `json:"is_confirmed"`
-	}](ctx, c, accessToken, "/user/emails", nil)
+	}](ctx, c, "GET /user/emails", accessToken, "/user/emails", nil)
 	if err != nil {
 		return "", err
 	}
@@ -180,7 +179,7 @@ func (c *Client) PrimaryEmail(ctx context.Context, accessToken string) (string, 
 func (c *Client) Workspaces(ctx context.Context, accessToken string) ([]Workspace, error) {
 	access, err := listAll[struct {
 		Workspace wireWorkspace `json:"workspace"`
-	}](ctx, c, accessToken, "/user/workspaces", nil)
+	}](ctx, c, "GET /user/workspaces", accessToken, "/user/workspaces", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +201,7 @@ func (c *Client) WorkspaceRepositories(ctx context.Context, accessToken, workspa
 	if nameContains != "" {
 		q.Set("q", `name ~ "`+bbqlEscaper.Replace(nameContains)+`"`)
 	}
-	repos, err := listAll[wireRepository](ctx, c, accessToken, apiPath("repositories", workspace), q)
+	repos, err := listAll[wireRepository](ctx, c, "GET /repositories/{workspace}", accessToken, apiPath("repositories", workspace), q)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +247,7 @@ func (c *Client) Repositories(ctx context.Context, accessToken, role string) ([]
 // finds it even after a rename or move within the workspace.
 func (c *Client) Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (Repository, error) {
 	var w wireRepository
-	if _, err := c.call(ctx, http.MethodGet, apiPath("repositories", workspace, repoSlugOrUUID), nil, accessToken, nil, &w); err != nil {
+	if _, err := c.call(ctx, "GET /repositories/{workspace}/{repo_slug}", apiPath("repositories", workspace, repoSlugOrUUID), nil, accessToken, nil, &w); err != nil {
 		return Repository{}, err
 	}
 	return w.repository(), nil

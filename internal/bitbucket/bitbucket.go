@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -35,6 +36,26 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	HTTPClient   *http.Client // optional; default has a 15s timeout
+	// Budget paces every REST API call by the connection named in its
+	// context (WithConnection). With a Budget, a call whose context names
+	// none fails with ErrNoConnection, so no caller can bypass it. nil
+	// paces nothing.
+	Budget *Budget
+	// Observe, when set, is told about every request sent to Bitbucket,
+	// for the metrics.
+	Observe func(Call)
+	// Clock times the pauses between retries; nil means the real clock.
+	Clock clockwork.Clock
+}
+
+// Call is one request Tether sent to Bitbucket, as the metrics see it.
+type Call struct {
+	// Endpoint is the route template, never a path with names or ids:
+	// e.g. "GET /repositories/{workspace}/{repo_slug}/hooks/{uid}" or
+	// "POST /site/oauth2/access_token".
+	Endpoint string
+	Status   int  // HTTP status; 0 when no answer came
+	Token    bool // the OAuth token endpoint, outside the API budget
 }
 
 // Client talks to one Bitbucket. It is safe for concurrent use.
@@ -43,6 +64,9 @@ type Client struct {
 	clientID       string
 	clientSecret   string
 	http           *http.Client
+	budget         *Budget
+	observe        func(Call)
+	clock          clockwork.Clock
 
 	// refreshes collapses concurrent refreshes of the same refresh token:
 	// Bitbucket rotates refresh tokens, so a second, parallel refresh with
@@ -57,12 +81,19 @@ func New(cfg Config) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 15 * time.Second}
 	}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
 	return &Client{
 		webURL:       strings.TrimRight(cfg.WebURL, "/"),
 		apiURL:       strings.TrimRight(cfg.APIURL, "/"),
 		clientID:     cfg.ClientID,
 		clientSecret: cfg.ClientSecret,
 		http:         hc,
+		budget:       cfg.Budget,
+		observe:      cfg.Observe,
+		clock:        clock,
 	}
 }
 
@@ -85,6 +116,7 @@ var retryBackoff = [maxRetries]time.Duration{200 * time.Millisecond, 600 * time.
 
 // request is one HTTP exchange with Bitbucket.
 type request struct {
+	route   string // the endpoint's template, e.g. "GET /user", for metrics
 	method  string
 	url     string // absolute
 	path    string // as shown in error messages
@@ -106,7 +138,11 @@ type response struct {
 // 2xx. Any other status becomes an *Error built by fail.
 func (c *Client) do(ctx context.Context, r request, fail func(request, response) error) (response, error) {
 	for attempt := 0; ; attempt++ {
+		if err := c.admit(ctx, r); err != nil {
+			return response{}, err
+		}
 		resp, err := c.roundTrip(ctx, r)
+		c.account(ctx, r, resp)
 		if err == nil && resp.status >= 200 && resp.status < 300 {
 			return resp, nil
 		}
@@ -117,14 +153,53 @@ func (c *Client) do(ctx context.Context, r request, fail func(request, response)
 		if !ok {
 			return resp, err
 		}
-		t := time.NewTimer(wait)
+		t := c.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return resp, err
-		case <-t.C:
+		case <-t.Chan():
 		}
 	}
+}
+
+// admit asks the budget before an API request: it is where every call
+// with a person's token is counted and paced, whoever makes it. Token
+// endpoint requests (basic auth) are not the API's budget.
+func (c *Client) admit(ctx context.Context, r request) error {
+	if c.budget == nil || r.basic {
+		return nil
+	}
+	conn, ok := ConnectionOf(ctx)
+	if !ok {
+		if unbudgeted, _ := ctx.Value(unbudgetedKey{}).(bool); unbudgeted {
+			return nil
+		}
+		return fmt.Errorf("%w: %s", ErrNoConnection, r.route)
+	}
+	return c.budget.wait(ctx, conn, PriorityOf(ctx), r.token)
+}
+
+// account tells the budget and the metrics what one request got.
+func (c *Client) account(ctx context.Context, r request, resp response) {
+	if c.observe != nil {
+		c.observe(Call{Endpoint: r.route, Status: resp.status, Token: r.basic})
+	}
+	conn, ok := ConnectionOf(ctx)
+	if c.budget == nil {
+		return
+	}
+	if !ok {
+		if !r.basic {
+			c.budget.Unattributed(r.token)
+		}
+		return
+	}
+	if r.basic {
+		c.budget.TokenCall(conn)
+		return
+	}
+	c.budget.Observe(conn, resp.status, resp.header)
 }
 
 // retryWait decides whether a failed attempt is worth repeating and after
@@ -264,7 +339,9 @@ func parseRetryAfter(v string) time.Duration {
 		if n < 0 {
 			return 0
 		}
-		return time.Duration(n) * time.Second
+		// A day is longer than anything Tether waits for; capping keeps a
+		// huge value from overflowing.
+		return time.Duration(min(n, 86400)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {
@@ -286,11 +363,13 @@ func apiPath(segments ...string) string {
 	return b.String()
 }
 
-// call performs one API request with a JSON body (if in is non-nil) and
-// decodes a JSON answer into out (if non-nil). It returns the response
-// headers, which some callers read.
-func (c *Client) call(ctx context.Context, method, path string, query url.Values, token string, in, out any, secrets ...string) (http.Header, error) {
-	r := request{method: method, url: c.apiURL + path, path: path, token: token, secrets: secrets}
+// call performs one API request for route (its template, e.g. "GET
+// /user") at path, with a JSON body (if in is non-nil), and decodes a JSON
+// answer into out (if non-nil). It returns the response headers, which
+// some callers read.
+func (c *Client) call(ctx context.Context, route, path string, query url.Values, token string, in, out any, secrets ...string) (http.Header, error) {
+	method, _, _ := strings.Cut(route, " ")
+	r := request{route: route, method: method, url: c.apiURL + path, path: path, token: token, secrets: secrets}
 	if len(query) > 0 {
 		r.url += "?" + query.Encode()
 	}
@@ -316,14 +395,14 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 // listAll GETs path and every following page, collecting the values.
 // A "next" link is followed only while it stays under the configured API
 // URL: the bearer token must never be sent to another host.
-func listAll[T any](ctx context.Context, c *Client, token, path string, query url.Values) ([]T, error) {
+func listAll[T any](ctx context.Context, c *Client, route, token, path string, query url.Values) ([]T, error) {
 	next := c.apiURL + path
 	if len(query) > 0 {
 		next += "?" + query.Encode()
 	}
 	var all []T
 	for range maxPages {
-		r := request{method: http.MethodGet, url: next, path: c.displayPath(next), token: token}
+		r := request{route: route, method: http.MethodGet, url: next, path: c.displayPath(next), token: token}
 		resp, err := c.do(ctx, r, apiError)
 		if err != nil {
 			return nil, err

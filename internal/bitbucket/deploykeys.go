@@ -2,7 +2,6 @@ package bitbucket
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -41,7 +40,7 @@ func deployKeysPath(workspace, slug string) string {
 
 // DeployKeys lists the repository's deploy keys.
 func (c *Client) DeployKeys(ctx context.Context, accessToken, workspace, slug string) ([]DeployKey, error) {
-	keys, err := listAll[wireDeployKey](ctx, c, accessToken, deployKeysPath(workspace, slug), nil)
+	keys, err := listAll[wireDeployKey](ctx, c, "GET /repositories/{workspace}/{repo_slug}/deploy-keys", accessToken, deployKeysPath(workspace, slug), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +54,7 @@ func (c *Client) DeployKeys(ctx context.Context, accessToken, workspace, slug st
 // DeployKey fetches one deploy key by id.
 func (c *Client) DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (DeployKey, error) {
 	var w wireDeployKey
-	if _, err := c.call(ctx, http.MethodGet, deployKeysPath(workspace, slug)+"/"+strconv.Itoa(id), nil, accessToken, nil, &w); err != nil {
+	if _, err := c.call(ctx, "GET /repositories/{workspace}/{repo_slug}/deploy-keys/{key_id}", deployKeysPath(workspace, slug)+"/"+strconv.Itoa(id), nil, accessToken, nil, &w); err != nil {
 		return DeployKey{}, err
 	}
 	return w.deployKey(), nil
@@ -69,7 +68,7 @@ func (c *Client) CreateDeployKey(ctx context.Context, accessToken, workspace, sl
 		Label string `json:"label"`
 	}{authorizedKey, label}
 	var w wireDeployKey
-	if _, err := c.call(ctx, http.MethodPost, deployKeysPath(workspace, slug), nil, accessToken, in, &w); err != nil {
+	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/deploy-keys", deployKeysPath(workspace, slug), nil, accessToken, in, &w); err != nil {
 		return DeployKey{}, err
 	}
 	return w.deployKey(), nil
@@ -77,6 +76,6 @@ func (c *Client) CreateDeployKey(ctx context.Context, accessToken, workspace, sl
 
 // DeleteDeployKey removes a deploy key from the repository.
 func (c *Client) DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error {
-	_, err := c.call(ctx, http.MethodDelete, deployKeysPath(workspace, slug)+"/"+strconv.Itoa(id), nil, accessToken, nil, nil)
+	_, err := c.call(ctx, "DELETE /repositories/{workspace}/{repo_slug}/deploy-keys/{key_id}", deployKeysPath(workspace, slug)+"/"+strconv.Itoa(id), nil, accessToken, nil, nil)
 	return err
 }

@@ -54,11 +54,14 @@ func (e *transientError) timeout() bool {
 
 // IsTransient reports whether err means "could not reach Bitbucket" rather
 // than a verdict from it: a network error, a timeout or context deadline, a
-// 5xx, or a 429. Health checks must show such results as unknown, never as
-// broken.
+// 5xx, a 429, or a call the budget held back (*BudgetError). Health checks
+// must show such results as unknown, never as broken.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
+	}
+	if _, ok := Deferred(err); ok {
+		return true
 	}
 	var e *Error
 	if errors.As(err, &e) {

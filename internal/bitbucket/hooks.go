@@ -2,7 +2,6 @@ package bitbucket
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"time"
 )
@@ -72,7 +71,7 @@ func hookPath(workspace, slug, uuid string) string {
 
 // Hooks lists the repository's webhooks.
 func (c *Client) Hooks(ctx context.Context, accessToken, workspace, slug string) ([]Hook, error) {
-	hooks, err := listAll[wireHook](ctx, c, accessToken, hooksPath(workspace, slug), nil)
+	hooks, err := listAll[wireHook](ctx, c, "GET /repositories/{workspace}/{repo_slug}/hooks", accessToken, hooksPath(workspace, slug), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +85,7 @@ func (c *Client) Hooks(ctx context.Context, accessToken, workspace, slug string)
 // Hook fetches one webhook by uuid.
 func (c *Client) Hook(ctx context.Context, accessToken, workspace, slug, uuid string) (Hook, error) {
 	var w wireHook
-	if _, err := c.call(ctx, http.MethodGet, hookPath(workspace, slug, uuid), nil, accessToken, nil, &w); err != nil {
+	if _, err := c.call(ctx, "GET /repositories/{workspace}/{repo_slug}/hooks/{uid}", hookPath(workspace, slug, uuid), nil, accessToken, nil, &w); err != nil {
 		return Hook{}, err
 	}
 	return w.hook(), nil
@@ -95,7 +94,7 @@ func (c *Client) Hook(ctx context.Context, accessToken, workspace, slug, uuid st
 // CreateHook subscribes a webhook on the repository.
 func (c *Client) CreateHook(ctx context.Context, accessToken, workspace, slug string, in HookInput) (Hook, error) {
 	var w wireHook
-	if _, err := c.call(ctx, http.MethodPost, hooksPath(workspace, slug), nil, accessToken, in.body(), &w, in.Secret); err != nil {
+	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/hooks", hooksPath(workspace, slug), nil, accessToken, in.body(), &w, in.Secret); err != nil {
 		return Hook{}, err
 	}
 	return w.hook(), nil
@@ -104,7 +103,7 @@ func (c *Client) CreateHook(ctx context.Context, accessToken, workspace, slug st
 // UpdateHook replaces a webhook's settings.
 func (c *Client) UpdateHook(ctx context.Context, accessToken, workspace, slug, uuid string, in HookInput) (Hook, error) {
 	var w wireHook
-	if _, err := c.call(ctx, http.MethodPut, hookPath(workspace, slug, uuid), nil, accessToken, in.body(), &w, in.Secret); err != nil {
+	if _, err := c.call(ctx, "PUT /repositories/{workspace}/{repo_slug}/hooks/{uid}", hookPath(workspace, slug, uuid), nil, accessToken, in.body(), &w, in.Secret); err != nil {
 		return Hook{}, err
 	}
 	return w.hook(), nil
@@ -112,6 +111,6 @@ func (c *Client) UpdateHook(ctx context.Context, accessToken, workspace, slug, u
 
 // DeleteHook removes a webhook.
 func (c *Client) DeleteHook(ctx context.Context, accessToken, workspace, slug, uuid string) error {
-	_, err := c.call(ctx, http.MethodDelete, hookPath(workspace, slug, uuid), nil, accessToken, nil, nil)
+	_, err := c.call(ctx, "DELETE /repositories/{workspace}/{repo_slug}/hooks/{uid}", hookPath(workspace, slug, uuid), nil, accessToken, nil, nil)
 	return err
 }

@@ -49,6 +49,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Token, error
 // token sent, kept out of error messages like the client secret.
 func (c *Client) token(ctx context.Context, form url.Values, grant string) (Token, error) {
 	r := request{
+		route:   "POST " + tokenPath,
 		method:  http.MethodPost,
 		url:     c.webURL + tokenPath,
 		path:    tokenPath,

@@ -44,7 +44,7 @@ type wireBranch struct {
 // Bitbucket: "List open branches" in the Refs API group.
 func (c *Client) Branches(ctx context.Context, accessToken, workspace, slug string) ([]Branch, error) {
 	q := url.Values{"pagelen": {"100"}, "sort": {"-target.date"}}
-	wire, err := listAll[wireBranch](ctx, c, accessToken, apiPath("repositories", workspace, slug, "refs", "branches"), q)
+	wire, err := listAll[wireBranch](ctx, c, "GET /repositories/{workspace}/{repo_slug}/refs/branches", accessToken, apiPath("repositories", workspace, slug, "refs", "branches"), q)
 	if err != nil {
 		return nil, err
 	}

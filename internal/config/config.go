@@ -31,6 +31,8 @@ type Config struct {
 	SMTPFrom              string // TETHER_SMTP_FROM
 	SMTPCAFile            string // TETHER_SMTP_CA_FILE
 	AlertsAllowPrivate    string // TETHER_ALERTS_ALLOW_PRIVATE: "true" or "false"
+	BitbucketBudget       string // TETHER_BITBUCKET_BUDGET, as given
+	MetricsToken          string // TETHER_METRICS_TOKEN
 
 	// TrustedProxies lists the reverse proxies (addresses or CIDR
 	// prefixes, comma-separated) whose X-Forwarded-For Tether believes
@@ -44,6 +46,10 @@ type Config struct {
 	// deliveries, and of its workflows, are kept whatever their age.
 	// TETHER_RETENTION_PER_PROJECT
 	RetentionPerProject int
+
+	// BudgetPerHour is BitbucketBudget read: the REST API calls each
+	// Bitbucket connection may make in a rolling hour.
+	BudgetPerHour int
 }
 
 // AllowPrivate reports whether alert webhooks may reach private addresses.
@@ -87,6 +93,8 @@ func settings(c *Config) []setting {
 		{&c.SMTPCAFile, "smtp-ca-file", "TETHER_SMTP_CA_FILE", "", "PEM file of CA certificates to trust for the mail server (default: the system's)"},
 		{&c.AlertsAllowPrivate, "alerts-allow-private", "TETHER_ALERTS_ALLOW_PRIVATE", "false", "let alert webhooks reach loopback, private and link-local addresses (on-premises chat)"},
 		{&c.TrustedProxies, "trusted-proxies", "TETHER_TRUSTED_PROXIES", "", "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client"},
+		{&c.BitbucketBudget, "bitbucket-budget", "TETHER_BITBUCKET_BUDGET", "800", "Bitbucket REST API calls each connection may make per rolling hour (Bitbucket allows about 1,000 per user)"},
+		{&c.MetricsToken, "metrics-token", "TETHER_METRICS_TOKEN", "", "bearer token for /metrics (unset: no /metrics)"},
 	}
 }
 
@@ -180,6 +188,15 @@ func (c *Config) validate() error {
 	}
 	if c.RetentionPerProject < 1 {
 		errs = append(errs, fmt.Errorf("TETHER_RETENTION_PER_PROJECT must be at least 1, got %d", c.RetentionPerProject))
+	}
+	// Bitbucket's scaled limits end at 10,000 an hour; OAuth users get 1,000.
+	if n, err := strconv.Atoi(strings.TrimSpace(c.BitbucketBudget)); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("TETHER_BITBUCKET_BUDGET must be a whole number of calls per hour from 1 to 10000, got %q", c.BitbucketBudget))
+	} else {
+		c.BudgetPerHour = n
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("TETHER_METRICS_TOKEN must be at least 16 characters"))
 	}
 	return errors.Join(errs...)
 }

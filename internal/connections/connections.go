@@ -46,10 +46,14 @@ type Bitbucket interface {
 // Service manages connections.
 type Service struct {
 	// Stale is how old the last check may be before a badge poll starts a
-	// new one in the background; it bounds the /user calls a watched page
-	// costs (at most one per Stale per person, against Bitbucket's budget
-	// of about 1,000 calls an hour).
+	// new one in the background; it bounds the /user calls a watched
+	// account badge costs (at most one per Stale per person, against
+	// Bitbucket's budget of about 1,000 calls an hour).
 	Stale time.Duration
+	// Coalesce is how recent a check must have started to answer a
+	// "Check now" press without a new call: presses in quick succession
+	// share one check.
+	Coalesce time.Duration
 	// CheckTimeout bounds one check, so a stalled Bitbucket answers
 	// "could not reach" instead of hanging the page.
 	CheckTimeout time.Duration
@@ -60,23 +64,43 @@ type Service struct {
 	now    func() time.Time
 	expiry time.Duration // refresh this long before the token expires
 
-	mu      sync.Mutex
-	locks   map[int64]*sync.Mutex // per user: one refresh at a time
-	running map[int64]bool        // background checks in flight
+	mu     sync.Mutex
+	locks  map[int64]*sync.Mutex // per user: one refresh at a time
+	checks map[int64]*flight     // per user: the latest check, running or done
+}
+
+// flight is one check of a connection; done closes when it ends.
+type flight struct {
+	started time.Time
+	done    chan struct{}
+	err     error
+}
+
+func (f *flight) running() bool {
+	select {
+	case <-f.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // New returns the connections service.
 func New(log *slog.Logger, store Store, bb Bitbucket) *Service {
 	return &Service{
 		log: log, store: store, bb: bb,
-		Stale:        12 * time.Second,
+		Stale:        5 * time.Minute,
+		Coalesce:     5 * time.Second,
 		CheckTimeout: 10 * time.Second,
 		now:          time.Now,
 		expiry:       time.Minute,
 		locks:        map[int64]*sync.Mutex{},
-		running:      map[int64]bool{},
+		checks:       map[int64]*flight{},
 	}
 }
+
+// SetClock replaces the service's clock (tests that fake an hour).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // Identity returns the stored connection of a user; tether.ErrNotFound when the
 // user never connected Bitbucket.
@@ -162,15 +186,19 @@ func (s *Service) revoked(ctx context.Context, ident tether.Identity) {
 	}
 }
 
-// Do calls fn with a working token for the user. When Bitbucket answers 401
-// the token is refreshed once and fn tried again; a 401 after that means the
-// grant is gone, and the connection becomes Not Connected.
-func (s *Service) Do(ctx context.Context, userID int64, fn func(token string) error) error {
+// Do calls fn with a working token for the user and a context whose
+// Bitbucket calls spend that user's connection budget
+// (bitbucket.WithConnection): fn must make its calls with that ctx. When
+// Bitbucket answers 401 the token is refreshed once and fn tried again; a
+// 401 after that means the grant is gone, and the connection becomes Not
+// Connected.
+func (s *Service) Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error {
+	ctx = bitbucket.WithConnection(ctx, userID)
 	token, err := s.Token(ctx, userID)
 	if err != nil {
 		return err
 	}
-	err = fn(token)
+	err = fn(ctx, token)
 	if !bitbucket.IsUnauthorized(err) {
 		return err
 	}
@@ -178,7 +206,7 @@ func (s *Service) Do(ctx context.Context, userID int64, fn func(token string) er
 	if err != nil {
 		return err
 	}
-	err = fn(token)
+	err = fn(ctx, token)
 	if bitbucket.IsUnauthorized(err) {
 		if ident, ierr := s.store.IdentityByUser(ctx, userID); ierr == nil {
 			s.revoked(ctx, ident)
@@ -188,24 +216,81 @@ func (s *Service) Do(ctx context.Context, userID int64, fn func(token string) er
 	return err
 }
 
-// Check verifies the connection against Bitbucket now and returns the
-// stored result. A transient failure is recorded as such and leaves the
+// Check verifies the connection against Bitbucket and returns the stored
+// result. A check that started less than Coalesce ago, or is running,
+// answers instead of a new one: "Check now" pressed again and again costs
+// one GET /user. A transient failure is recorded as such and leaves the
 // status as it was.
 func (s *Service) Check(ctx context.Context, userID int64) (tether.Identity, error) {
+	return s.CheckWithin(ctx, userID, s.Coalesce)
+}
+
+// CheckWithin is Check answered by any check that started no more than
+// maxAge ago.
+func (s *Service) CheckWithin(ctx context.Context, userID int64, maxAge time.Duration) (tether.Identity, error) {
+	return s.check(ctx, userID, s.now().Add(-maxAge))
+}
+
+// check runs a check of the user's connection, or joins one that started
+// no earlier than notBefore, and returns the stored result.
+func (s *Service) check(ctx context.Context, userID int64, notBefore time.Time) (tether.Identity, error) {
+	for {
+		s.mu.Lock()
+		f := s.checks[userID]
+		switch {
+		case f != nil && !f.started.Before(notBefore):
+			s.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return tether.Identity{}, ctx.Err()
+			}
+			if f.err != nil {
+				return tether.Identity{}, f.err
+			}
+			return s.store.IdentityByUser(ctx, userID)
+		case f != nil && f.running():
+			// One check at a time: wait for the older one, then look again.
+			s.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return tether.Identity{}, ctx.Err()
+			}
+			continue
+		}
+		f = &flight{started: s.now(), done: make(chan struct{})}
+		s.checks[userID] = f
+		s.mu.Unlock()
+		f.err = s.verify(ctx, userID)
+		close(f.done)
+		if f.err != nil {
+			return tether.Identity{}, f.err
+		}
+		return s.store.IdentityByUser(ctx, userID)
+	}
+}
+
+// verify asks Bitbucket who the token belongs to (GET /user) and records
+// the answer. A background check the budget held back records nothing.
+func (s *Service) verify(ctx context.Context, userID int64) error {
 	callCtx, cancel := context.WithTimeout(ctx, s.CheckTimeout)
 	defer cancel()
 	var (
 		user   bitbucket.User
 		scopes []string
 	)
-	err := s.Do(callCtx, userID, func(token string) error {
+	err := s.Do(callCtx, userID, func(ctx context.Context, token string) error {
 		var err error
-		user, scopes, err = s.bb.CurrentUser(callCtx, token)
+		user, scopes, err = s.bb.CurrentUser(ctx, token)
 		return err
 	})
+	if _, deferred := bitbucket.Deferred(err); deferred && bitbucket.PriorityOf(ctx) == bitbucket.Background {
+		return nil
+	}
 	ident, ierr := s.store.IdentityByUser(ctx, userID)
 	if ierr != nil {
-		return tether.Identity{}, ierr
+		return ierr
 	}
 	switch {
 	case err == nil:
@@ -216,45 +301,40 @@ func (s *Service) Check(ctx context.Context, userID int64) (tether.Identity, err
 		s.log.Warn("bitbucket connection check failed", "user_id", userID, "err", err)
 		err = s.store.MarkCheckFailed(ctx, ident.ID, "could not reach Bitbucket, will retry")
 	}
-	if err != nil {
-		return tether.Identity{}, err
-	}
-	return s.store.IdentityByUser(ctx, userID)
+	return err
 }
 
-// CheckIfStale starts a check in the background when the last one is older
-// than the staleness window. It never waits: badge polls call it and render
-// what is stored.
+// CheckIfStale starts a check in the background, at background priority,
+// when the last one is older than Stale. It never waits: badge polls call
+// it and render what is stored.
 func (s *Service) CheckIfStale(ident tether.Identity) {
-	if ident.Status != tether.Connected || s.now().Sub(ident.CheckedAt) < s.Stale {
+	now := s.now()
+	if ident.Status != tether.Connected || now.Sub(ident.CheckedAt) < s.Stale {
 		return
 	}
 	s.mu.Lock()
-	if s.running[ident.UserID] {
-		s.mu.Unlock()
+	f := s.checks[ident.UserID]
+	busy := f != nil && (f.running() || now.Sub(f.started) < s.Stale)
+	s.mu.Unlock()
+	if busy {
 		return
 	}
-	s.running[ident.UserID] = true
-	s.mu.Unlock()
 	go func() {
-		defer func() {
-			s.mu.Lock()
-			delete(s.running, ident.UserID)
-			s.mu.Unlock()
-		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := s.Check(ctx, ident.UserID); err != nil {
+		ctx = bitbucket.WithPriority(ctx, bitbucket.Background)
+		if _, err := s.check(ctx, ident.UserID, now); err != nil {
 			s.log.Error("background connection check", "user_id", ident.UserID, "err", err)
 		}
 	}()
 }
 
-// Checking reports whether a background check for the user is running.
+// Checking reports whether a check of the user's connection is running.
 func (s *Service) Checking(userID int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.running[userID]
+	f := s.checks[userID]
+	return f != nil && f.running()
 }
 
 // Disconnect forgets the user's tokens; the identity stays linked so the

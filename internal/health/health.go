@@ -2,8 +2,10 @@
 // repository — the deploy key and the webhook — and records the result with
 // a reason, never a bare red. Bitbucket being unreachable, slow or rate
 // limiting is "unknown", never "invalid": badges must not flap on a network
-// blip. Badge polls only read what is recorded; checks run on "Check now",
-// after a change, and in the background on a budget.
+// blip. Badge polls only read what is recorded (and mark the project
+// watched); full checks run on "Check now" and after a change, cheap ones
+// in the background on a schedule fair across connections, within each
+// connection's API budget.
 package health
 
 import (
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 
 	"tether/internal/bitbucket"
@@ -27,9 +30,6 @@ import (
 const (
 	statusChecking = "checking"
 	checkTimeout   = 20 * time.Second
-	defaultStale   = 30 * time.Second
-	// A 429 pauses the project's background checks this long.
-	rateLimitedFallback = 5 * time.Minute
 )
 
 // Store is the part of the database health uses.
@@ -41,11 +41,15 @@ type Store interface {
 	Health(ctx context.Context, projectID int64, part string) (tether.Health, error)
 	RecordHealth(ctx context.Context, h tether.Health) error
 	SetMovedTo(ctx context.Context, projectID int64, fullName string) error
+	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error)
+	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
 }
 
-// Connections hands out the project owner's token.
+// Connections hands out the project owner's token and says whether their
+// connection still stands.
 type Connections interface {
-	Do(ctx context.Context, userID int64, fn func(token string) error) error
+	Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error
+	Identity(ctx context.Context, userID int64) (tether.Identity, error)
 }
 
 // Bitbucket is the part of the client the checks use.
@@ -61,11 +65,19 @@ type SSH struct {
 	HostKeys []ssh.PublicKey
 }
 
-// Checker runs and records checks.
+// Checker runs and records checks: full ones when a person asks, and
+// cheap ones in the background on a schedule (see Run).
 type Checker struct {
-	// Stale is how old a result may be before a badge poll starts a check
-	// in the background (bounding the API calls a watched page costs).
-	Stale time.Duration
+	// Cadence says how often background checks look at each project.
+	// Set it before Run.
+	Cadence Cadence
+	// Coalesce is how recent a full check must have started to answer
+	// "Check now": presses in quick succession, by anyone, share one check.
+	Coalesce time.Duration
+	// OnResult, when set, is told every recorded result (for metrics):
+	// part is tether.PartDeployKey or tether.PartWebhook, status a health
+	// status.
+	OnResult func(part, status string)
 
 	log      *slog.Logger
 	store    Store
@@ -73,22 +85,53 @@ type Checker struct {
 	bb       Bitbucket
 	ssh      SSH
 	hookBase string // webhook URLs are hookBase + the project's token
+	clock    clockwork.Clock
 
 	mu       sync.Mutex
-	running  map[int64]bool      // project checks in flight
-	backoff  map[int64]time.Time // rate limited: no background check before
+	checks   map[int64]*flight // per project: the latest check, running or done
+	sched    schedule
 	probeSSH func(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer ssh.Signer, workspace, slug string) error
 }
 
-// New returns a checker.
+// flight is one check of a project; done closes when it ends.
+type flight struct {
+	started time.Time
+	full    bool // a full check (every part through the API), not a background look
+	done    chan struct{}
+	err     error
+}
+
+func (f *flight) running() bool {
+	select {
+	case <-f.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// New returns a checker on the real clock.
 func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, sshCfg SSH, hookBase string) *Checker {
+	return NewWithClock(log, store, conns, bb, sshCfg, hookBase, clockwork.NewRealClock())
+}
+
+// NewWithClock returns a checker whose schedule runs on clock (a
+// clockwork.FakeClock in tests and the simulation benchmark).
+func NewWithClock(log *slog.Logger, store Store, conns Connections, bb Bitbucket, sshCfg SSH, hookBase string, clock clockwork.Clock) *Checker {
 	return &Checker{
-		Stale: defaultStale,
-		log:   log, store: store, conns: conns, bb: bb, ssh: sshCfg, hookBase: hookBase,
-		running:  map[int64]bool{},
-		backoff:  map[int64]time.Time{},
+		Cadence:  DefaultCadence,
+		Coalesce: 10 * time.Second,
+		log:      log, store: store, conns: conns, bb: bb, ssh: sshCfg, hookBase: hookBase, clock: clock,
+		checks:   map[int64]*flight{},
+		sched:    newSchedule(),
 		probeSSH: bitbucket.ProbeSSH,
 	}
+}
+
+// SetProbe replaces the SSH probe (the simulation benchmark asks the
+// emulator directly instead of opening 10,000 SSH sessions).
+func (c *Checker) SetProbe(probe func(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer ssh.Signer, workspace, slug string) error) {
+	c.probeSSH = probe
 }
 
 // Badge is what a health badge shows.
@@ -100,23 +143,31 @@ type Badge struct {
 	Checked  time.Time
 	Since    time.Time
 	Checking bool // a check is running: poll again soon
+	// NextCheck is set when background work on this project waits for
+	// its connection's API budget (or a 429's Retry-After): when it will
+	// look again.
+	NextCheck time.Time
+	// Paused says that wait is Bitbucket's 429, not Tether's own budget.
+	Paused bool
 }
 
-// Badge reads the recorded health of a part. It never calls Bitbucket; when
-// the record is stale it starts a check in the background.
-func (c *Checker) Badge(ctx context.Context, p tether.Project, part string, kick bool) (Badge, error) {
+// Badge reads the recorded health of a part. It never calls Bitbucket;
+// with watch it marks the project as watched, so the schedule looks at it
+// first and more often (a badge poll is someone with the page open).
+func (c *Checker) Badge(ctx context.Context, p tether.Project, part string, watch bool) (Badge, error) {
 	h, err := c.store.Health(ctx, p.ID, part)
 	if err != nil && !errors.Is(err, tether.ErrNotFound) {
 		return Badge{}, err
 	}
-	if kick && (errors.Is(err, tether.ErrNotFound) || time.Since(h.CheckedAt) >= c.Stale) {
-		c.CheckInBackground(p.ID)
+	if watch {
+		c.Watch(p)
 	}
 	b := Badge{Part: part, Status: h.Status, Reason: h.Reason, Detail: h.Detail, Checked: h.CheckedAt, Since: h.Since}
 	b.Checking = c.Checking(p.ID)
 	if errors.Is(err, tether.ErrNotFound) || b.Checking && b.Status == "" {
 		b.Status, b.Checking = statusChecking, true
 	}
+	b.NextCheck, b.Paused = c.deferred(p)
 	return b, nil
 }
 
@@ -129,92 +180,93 @@ func (c *Checker) Result(ctx context.Context, projectID int64, part string) (tet
 func (c *Checker) Checking(projectID int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.running[projectID]
+	f := c.checks[projectID]
+	return f != nil && f.running()
 }
 
-// begin marks a project check as running; false if one already is.
-func (c *Checker) begin(projectID int64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.running[projectID] {
-		return false
-	}
-	c.running[projectID] = true
-	return true
-}
-
-func (c *Checker) end(projectID int64) {
-	c.mu.Lock()
-	delete(c.running, projectID)
-	c.mu.Unlock()
-}
-
-// CheckInBackground starts a check of the project unless one is running
-// or Bitbucket asked us to back off.
-func (c *Checker) CheckInBackground(projectID int64) {
-	c.mu.Lock()
-	until := c.backoff[projectID]
-	c.mu.Unlock()
-	if time.Now().Before(until) || !c.begin(projectID) {
-		return
-	}
-	go func() {
-		defer c.end(projectID)
-		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-		defer cancel()
-		p, err := c.store.Project(ctx, projectID)
-		if err != nil {
-			if !errors.Is(err, tether.ErrNotFound) {
-				c.log.Error("background health check", "project_id", projectID, "err", err)
-			}
-			return
-		}
-		c.run(ctx, p)
-	}()
-}
-
-// Check runs the checks of a project now and records them. Concurrent
-// checks of one project share the running one's result.
+// Check runs a full check of the project that starts after the call (a
+// running one is waited for first: one check per project at a time) and
+// records it. Create, Regenerate, Change and Re-home call it after they
+// changed something.
 func (c *Checker) Check(ctx context.Context, p tether.Project) error {
-	if !c.begin(p.ID) {
-		return c.wait(ctx, p.ID)
+	return c.CheckWithin(ctx, p, 0)
+}
+
+// CheckNow is "Check now": a full check that started less than Coalesce
+// ago, or is running, answers every press, whoever presses.
+func (c *Checker) CheckNow(ctx context.Context, p tether.Project) error {
+	return c.CheckWithin(ctx, p, c.Coalesce)
+}
+
+// CheckWithin makes sure a full check of the project started no more than
+// maxAge ago, running one if not, and returns its error.
+func (c *Checker) CheckWithin(ctx context.Context, p tether.Project, maxAge time.Duration) error {
+	notBefore := c.clock.Now().Add(-maxAge)
+	for {
+		c.mu.Lock()
+		f := c.checks[p.ID]
+		switch {
+		case f != nil && f.full && !f.started.Before(notBefore):
+			c.mu.Unlock()
+			return wait(ctx, f)
+		case f != nil && f.running():
+			c.mu.Unlock()
+			if err := wait(ctx, f); ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
+		f = &flight{started: c.clock.Now(), full: true, done: make(chan struct{})}
+		c.checks[p.ID] = f
+		c.mu.Unlock()
+		f.err = c.full(ctx, p)
+		c.finish(p, f, true)
+		return f.err
 	}
-	defer c.end(p.ID)
+}
+
+func wait(ctx context.Context, f *flight) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// full checks every part of the project through the API and records the
+// results, with a context that outlives the caller's so a result is never
+// half-written.
+func (c *Checker) full(ctx context.Context, p tether.Project) error {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	return c.run(ctx, p)
-}
-
-func (c *Checker) wait(ctx context.Context, projectID int64) error {
-	for c.Checking(projectID) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// run checks every part of the project and records the results, with a
-// context that outlives the caller's so a result is never half-written.
-func (c *Checker) run(ctx context.Context, p tether.Project) error {
-	r := c.inspect(ctx, p)
+	r := c.inspect(ctx, p, want{repo: true, key: true, hook: true})
 	var errs []error
-	if r.err == nil {
-		// Found by UUID under another name: a rename or move to offer.
-		movedTo := ""
-		if !strings.EqualFold(r.repo.FullName, p.FullName) {
-			movedTo = r.repo.FullName
-		}
-		errs = append(errs, c.store.SetMovedTo(context.WithoutCancel(ctx), p.ID, movedTo))
+	if r.looked {
+		errs = append(errs, c.noteMove(ctx, p, r.repo))
 	}
-	results := []tether.Health{c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)}
+	errs = append(errs, c.record(ctx, c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)))
+	return errors.Join(errs...)
+}
+
+// noteMove records where the repository found by UUID lives now: a
+// rename or move to offer with Update URL, or none.
+func (c *Checker) noteMove(ctx context.Context, p tether.Project, repo bitbucket.Repository) error {
+	movedTo := ""
+	if !strings.EqualFold(repo.FullName, p.FullName) {
+		movedTo = repo.FullName
+	}
+	return c.store.SetMovedTo(context.WithoutCancel(ctx), p.ID, movedTo)
+}
+
+// record stores results that outlive the caller's context.
+func (c *Checker) record(ctx context.Context, results ...tether.Health) error {
+	var errs []error
 	for _, h := range results {
-		if h.Status == tether.Unknown {
-			c.noteRateLimit(p.ID, h)
-		}
 		errs = append(errs, c.store.RecordHealth(context.WithoutCancel(ctx), h))
+		if c.OnResult != nil {
+			c.OnResult(h.Part, h.Status)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -226,9 +278,10 @@ type remote struct {
 	keyErr  error // reading ours
 	hookErr error
 
-	err  error  // a failure before the parts could be read
-	step string // what Tether was doing when err happened
-	repo bitbucket.Repository
+	err    error  // a failure before the parts could be read
+	step   string // what Tether was doing when err happened
+	repo   bitbucket.Repository
+	looked bool // repo was found by UUID (so a move is known)
 
 	remoteKey     bitbucket.DeployKey
 	remoteKeyErr  error
@@ -236,45 +289,88 @@ type remote struct {
 	remoteHookErr error
 }
 
-// inspect reads the repository (by UUID) and our key and hook on it with
-// the owner's connection.
-func (c *Checker) inspect(ctx context.Context, p tether.Project) remote {
+// want says what inspect reads: the repository by UUID first (repo), and
+// our deploy key and webhook on it. Without repo the parts are read where
+// the project says the repository is, and the UUID is asked only when a
+// part is not found there — the one case a move could explain.
+type want struct{ repo, key, hook bool }
+
+// inspect reads what w asks with the owner's connection.
+func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote {
 	var r remote
-	r.key, r.keyErr = c.store.ActiveDeployKey(ctx, p.ID)
-	r.hook, r.hookErr = c.store.ActiveWebhook(ctx, p.ID)
-	r.err = c.conns.Do(ctx, p.OwnerID, func(token string) error {
-		var err error
-		r.step = "looked up the repository"
-		// By UUID: a rename or move is followed, never mistaken for a
-		// removed key or hook.
-		if r.repo, err = c.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID); err != nil {
-			return err
+	if w.key {
+		r.key, r.keyErr = c.store.ActiveDeployKey(ctx, p.ID)
+	}
+	if w.hook {
+		r.hook, r.hookErr = c.store.ActiveWebhook(ctx, p.ID)
+	}
+	r.repo = bitbucket.Repository{FullName: p.FullName, Slug: p.RepoSlug, Workspace: bitbucket.Workspace{Slug: p.Workspace}}
+	r.err = c.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
+		// Once the budget let a background inspection start, its other
+		// calls finish the same answer (a 404 asks: deleted, or moved?),
+		// so they go as follow-ups rather than be shed half-way.
+		followUp := func() {
+			if bitbucket.PriorityOf(ctx) == bitbucket.Background {
+				ctx = bitbucket.WithPriority(ctx, bitbucket.FollowUp)
+			}
 		}
-		if r.keyErr == nil {
+		lookup := func() error {
+			r.step = "looked up the repository"
+			// By UUID: a rename or move is followed, never mistaken for a
+			// removed key or hook.
+			repo, err := c.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID)
+			if err != nil {
+				return err
+			}
+			r.repo, r.looked = repo, true
+			r.step = ""
+			followUp()
+			return nil
+		}
+		if w.repo {
+			if err := lookup(); err != nil {
+				return err
+			}
+		}
+		readKey := func() {
 			r.remoteKey, r.remoteKeyErr = c.bb.DeployKey(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.key.BitbucketKeyID)
-			if bitbucket.IsUnauthorized(r.remoteKeyErr) {
+			if _, shed := bitbucket.Deferred(r.remoteKeyErr); !shed {
+				followUp()
+			}
+		}
+		readHook := func() {
+			r.remoteHook, r.remoteHookErr = c.bb.Hook(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.hook.UUID)
+			if _, shed := bitbucket.Deferred(r.remoteHookErr); !shed {
+				followUp()
+			}
+		}
+		if w.key && r.keyErr == nil {
+			if readKey(); bitbucket.IsUnauthorized(r.remoteKeyErr) {
 				return r.remoteKeyErr
 			}
 		}
-		if r.hookErr == nil {
-			r.remoteHook, r.remoteHookErr = c.bb.Hook(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.hook.UUID)
-			if bitbucket.IsUnauthorized(r.remoteHookErr) {
+		if w.hook && r.hookErr == nil {
+			if readHook(); bitbucket.IsUnauthorized(r.remoteHookErr) {
 				return r.remoteHookErr
 			}
 		}
-		r.step = ""
+		if !r.looked && (bitbucket.IsNotFound(r.remoteKeyErr) || bitbucket.IsNotFound(r.remoteHookErr)) {
+			stored := r.repo
+			if err := lookup(); err != nil {
+				return err
+			}
+			if !strings.EqualFold(r.repo.FullName, stored.FullName) {
+				if bitbucket.IsNotFound(r.remoteKeyErr) {
+					readKey()
+				}
+				if bitbucket.IsNotFound(r.remoteHookErr) {
+					readHook()
+				}
+			}
+		}
 		return nil
 	})
 	return r
-}
-
-func (c *Checker) noteRateLimit(projectID int64, h tether.Health) {
-	if h.Detail != detailRateLimited {
-		return
-	}
-	c.mu.Lock()
-	c.backoff[projectID] = time.Now().Add(rateLimitedFallback)
-	c.mu.Unlock()
 }
 
 const detailRateLimited = "Bitbucket is rate limiting Tether; checks pause for a few minutes."
@@ -283,7 +379,12 @@ const detailRateLimited = "Bitbucket is rate limiting Tether; checks pause for a
 func transient(part string, p tether.Project, err error, what string) tether.Health {
 	h := tether.Health{ProjectID: p.ID, Part: part, Status: tether.Unknown, Reason: tether.ReasonCouldNotCheck}
 	var be *bitbucket.Error
+	var budget *bitbucket.BudgetError
 	switch {
+	case errors.As(err, &budget) && budget.Paused:
+		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, budget.Until.UTC().Format("15:04 UTC"))
+	case errors.As(err, &budget):
+		h.Detail = fmt.Sprintf("%s's connection has spent its hourly Bitbucket API budget for now; Tether asks again at %s.", p.OwnerName, budget.Until.UTC().Format("15:04 UTC"))
 	case errors.As(err, &be) && be.Status == 429:
 		h.Detail = detailRateLimited
 	case errors.As(err, &be) && be.Status >= 500:

@@ -46,7 +46,7 @@ func (s *Service) ChangeRepository(ctx context.Context, actorID int64, p tether.
 		return ChangeResult{}, err
 	}
 	var repo bitbucket.Repository
-	err = s.conns.Do(ctx, p.OwnerID, func(token string) error {
+	err = s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		var err error
 		repo, err = s.bb.Repository(ctx, token, named.Workspace, named.Slug)
 		return err
@@ -100,7 +100,7 @@ func (s *Service) switchRepository(ctx context.Context, actorID int64, p tether.
 	var res ChangeResult
 	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
 	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
-	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
+	err := s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		in, err := s.addIntegration(ctx, token, repo, p.HookToken, problem.Field("url",
 			"%s needs admin rights on %s to use it: Tether adds a deploy key and a webhook there. Nothing was changed.", p.OwnerName, repo.FullName))
 		if err != nil {

@@ -15,10 +15,13 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sync/singleflight"
 
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
@@ -59,7 +62,7 @@ type Store interface {
 
 // Connections gives the acting user's token.
 type Connections interface {
-	Do(ctx context.Context, userID int64, fn func(token string) error) error
+	Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error
 }
 
 // Bitbucket is the part of the client projects use.
@@ -86,6 +89,11 @@ type Config struct {
 
 // Service manages projects.
 type Service struct {
+	// ListFresh is how recent a repository list must be to answer a
+	// request for a fresh one ("Refresh list", the troubleshooting
+	// checklist): pressing again and again lists every workspace once.
+	ListFresh time.Duration
+
 	hookBase string
 	hosts    repourl.Hosts
 	log      *slog.Logger
@@ -94,8 +102,9 @@ type Service struct {
 	bb       Bitbucket
 	checker  Checker
 
-	mu    sync.Mutex
-	cache map[int64]repoList // repository lists per user, for the picker's search
+	mu      sync.Mutex
+	cache   map[int64]repoList // repository lists per user, for the picker's search
+	listing singleflight.Group // one listing per user at a time
 }
 
 type repoList struct {
@@ -109,7 +118,7 @@ const repoListTTL = 2 * time.Minute
 
 // New returns the projects service.
 func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker, cfg Config) *Service {
-	return &Service{hookBase: cfg.HookBase, hosts: cfg.Hosts, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
+	return &Service{ListFresh: 10 * time.Second, hookBase: cfg.HookBase, hosts: cfg.Hosts, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
 }
 
 // Choice is a repository in the New project picker.
@@ -152,23 +161,34 @@ func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([
 	s.mu.Lock()
 	cached, ok := s.cache[userID]
 	s.mu.Unlock()
-	if ok && !fresh && time.Since(cached.fetched) < repoListTTL {
+	maxAge := repoListTTL
+	if fresh {
+		maxAge = s.ListFresh
+	}
+	if ok && time.Since(cached.fetched) < maxAge {
 		return cached.repos, nil
 	}
-	var repos []bitbucket.Repository
-	err := s.conns.Do(ctx, userID, func(token string) error {
-		var err error
-		repos, err = s.bb.Repositories(ctx, token, "member")
-		return err
+	// People typing, and several tabs, share one listing in flight.
+	v, err, _ := s.listing.Do(strconv.FormatInt(userID, 10), func() (any, error) {
+		var repos []bitbucket.Repository
+		err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
+			var err error
+			repos, err = s.bb.Repositories(ctx, token, "member")
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
+		s.mu.Lock()
+		s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
+		s.mu.Unlock()
+		return repos, nil
 	})
 	if err != nil {
 		return nil, bitbucketProblem(err, "list your repositories")
 	}
-	sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
-	s.mu.Lock()
-	s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
-	s.mu.Unlock()
-	return repos, nil
+	return v.([]bitbucket.Repository), nil
 }
 
 // bitbucketProblem turns a Bitbucket failure into a message for people.
@@ -176,7 +196,12 @@ func bitbucketProblem(err error, doing string) error {
 	if _, ok := problem.As(err); ok {
 		return err
 	}
+	var budget *bitbucket.BudgetError
 	switch {
+	case errors.As(err, &budget) && budget.Paused:
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection, so Tether did not ask it to %s. Nothing was changed; try again after %s.", doing, budget.Until.UTC().Format("15:04 UTC"))
+	case errors.As(err, &budget):
+		return problem.Wrap(problem.Unavailable, err, "This connection has spent its hourly Bitbucket API budget for now, so Tether did not ask Bitbucket to %s. Nothing was changed; try again after %s.", doing, budget.Until.UTC().Format("15:04 UTC"))
 	case errors.Is(err, connections.ErrNotConnected):
 		return connections.ErrNotConnected
 	case bitbucket.IsTransient(err):
@@ -242,43 +267,43 @@ func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName stri
 	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") || len(ws) > 62 || len(slug) > 128 {
 		return tether.Project{}, problem.Field("repository", "Choose a repository from the list.")
 	}
-	var (
-		repo  bitbucket.Repository
-		token string
-	)
-	err := s.conns.Do(ctx, userID, func(t string) error {
-		var err error
-		token = t
-		repo, err = s.bb.Repository(ctx, t, ws, slug)
-		return err
-	})
-	switch {
-	case bitbucket.IsNotFound(err):
-		return tether.Project{}, problem.New(problem.NotFound, "Bitbucket has no repository %s that you can see.", fullName)
-	case err != nil:
-		return tether.Project{}, bitbucketProblem(err, "look up "+fullName)
-	}
-	if used, err := s.store.UsedRepositories(ctx); err != nil {
-		return tether.Project{}, err
-	} else if used[repo.UUID] {
-		return tether.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
-	}
-	hookToken := randomToken()
-	in, err := s.addIntegration(ctx, token, repo, hookToken, problem.New(problem.Forbidden,
-		"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName))
-	if err != nil {
-		return tether.Project{}, err
-	}
-	p, err := s.store.CreateProject(ctx, tether.Project{
-		OrgID: orgID, Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
-		FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
-	}, in.key, in.hook, userID)
-	if err != nil {
-		s.undo(ctx, token, in)
-		if errors.Is(err, tether.ErrRepositoryTaken) {
-			return tether.Project{}, problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
+	var p tether.Project
+	err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
+		repo, err := s.bb.Repository(ctx, token, ws, slug)
+		switch {
+		case bitbucket.IsUnauthorized(err):
+			return err // Do refreshes the token and tries again
+		case bitbucket.IsNotFound(err):
+			return problem.New(problem.NotFound, "Bitbucket has no repository %s that you can see.", fullName)
+		case err != nil:
+			return bitbucketProblem(err, "look up "+fullName)
 		}
-		return tether.Project{}, fmt.Errorf("projects: store new project: %w", err)
+		if used, err := s.store.UsedRepositories(ctx); err != nil {
+			return err
+		} else if used[repo.UUID] {
+			return problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
+		}
+		hookToken := randomToken()
+		in, err := s.addIntegration(ctx, token, repo, hookToken, problem.New(problem.Forbidden,
+			"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName))
+		if err != nil {
+			return err
+		}
+		p, err = s.store.CreateProject(ctx, tether.Project{
+			OrgID: orgID, Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
+			FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
+		}, in.key, in.hook, userID)
+		if err != nil {
+			s.undo(ctx, token, in)
+			if errors.Is(err, tether.ErrRepositoryTaken) {
+				return problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
+			}
+			return fmt.Errorf("projects: store new project: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return tether.Project{}, bitbucketProblem(err, "create the project")
 	}
 	s.forgetRepositories(userID)
 	if err := s.checker.Check(ctx, p); err != nil {
@@ -360,7 +385,7 @@ func (s *Service) RegenerateKey(ctx context.Context, actorID int64, p tether.Pro
 		return RegenerateResult{}, err
 	}
 	var res RegenerateResult
-	err = s.conns.Do(ctx, p.OwnerID, func(token string) error {
+	err = s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		remote, err := s.bb.CreateDeployKey(ctx, token, p.Workspace, p.RepoSlug, key.Public, deploykeys.Label(p.FullName))
 		switch {
 		case bitbucket.IsForbidden(err):
@@ -422,7 +447,7 @@ func (s *Service) retireAll(ctx context.Context, token string, p tether.Project)
 func (s *Service) RegenerateWebhook(ctx context.Context, actorID int64, p tether.Project) (RegenerateResult, error) {
 	var res RegenerateResult
 	secret := randomToken()
-	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
+	err := s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		hook, err := s.bb.CreateHook(ctx, token, p.Workspace, p.RepoSlug, s.hookInput(p.FullName, p.HookToken, secret))
 		if err != nil {
 			if bitbucket.IsUnauthorized(err) {

@@ -24,7 +24,7 @@ func (s *Service) Rehome(ctx context.Context, actorID int64, p tether.Project) (
 	}
 	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
 	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
-	err := s.conns.Do(ctx, actorID, func(token string) error {
+	err := s.conns.Do(ctx, actorID, func(ctx context.Context, token string) error {
 		repo, err := s.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID)
 		switch {
 		case bitbucket.IsUnauthorized(err):
@@ -87,7 +87,7 @@ func (s *Service) Delete(ctx context.Context, actorID int64, p tether.Project) (
 	hook, _ := s.store.ActiveWebhook(ctx, p.ID)
 	warning := fmt.Sprintf("Tether could not reach %s to remove its deploy key and webhook; remove them on Bitbucket.", p.FullName)
 	for _, who := range []int64{p.OwnerID, actorID} {
-		err := s.conns.Do(ctx, who, func(token string) error {
+		err := s.conns.Do(ctx, who, func(ctx context.Context, token string) error {
 			repo, err := s.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID)
 			if err != nil {
 				return err

@@ -44,7 +44,7 @@ type Store interface {
 // Connections hands out the backer's token (and counts the call against
 // their budget).
 type Connections interface {
-	Do(ctx context.Context, userID int64, fn func(token string) error) error
+	Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error
 }
 
 // Bitbucket is the part of the client recovery uses.
@@ -160,6 +160,10 @@ func (s *Service) RunDue(ctx context.Context) error {
 			s.log.Info("recovery: branches changed while deliveries were not arriving", "project_id", p.ID, "branches", len(missed))
 		}
 		return s.store.ReplaceMissedBranches(ctx, p.ID, missed)
+	case deferredUntil(err) != (time.Time{}):
+		// The backer's budget is spent for now: the same comparison
+		// again when it has room.
+		return s.store.RetryRecoveryCheck(ctx, p.ID, deferredUntil(err))
 	case bitbucket.IsTransient(err) && c.Attempts+1 < s.Retries:
 		s.log.Warn("recovery: could not list branches; will retry", "project_id", p.ID, "err", err)
 		return s.store.RetryRecoveryCheck(ctx, p.ID, s.now().Add(s.RetryAfter*time.Duration(c.Attempts+1)))
@@ -179,7 +183,11 @@ func (s *Service) RunDue(ctx context.Context) error {
 // project was created are not "missed".
 func (s *Service) compare(ctx context.Context, p tether.Project, why string) ([]tether.MissedBranch, error) {
 	var branches []bitbucket.Branch
-	err := s.conns.Do(ctx, p.OwnerID, func(token string) error {
+	// Tether's own work, finishing what a repair began: it never waits
+	// for the budget, and a shed call is tried again when the budget has
+	// room (RunDue).
+	ctx = bitbucket.WithPriority(ctx, bitbucket.FollowUp)
+	err := s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		var err error
 		branches, err = s.bb.Branches(ctx, token, p.Workspace, p.RepoSlug)
 		return err
@@ -232,6 +240,16 @@ func (s *Service) StartMissed(ctx context.Context, actorID int64, p tether.Proje
 	}
 	s.log.Info("recovery: missed workflows started", "project_id", p.ID, "workflows", len(started))
 	return started, nil
+}
+
+// deferredUntil is when a call shed by the budget may be tried again; the
+// zero time when err is not such a refusal.
+func deferredUntil(err error) time.Time {
+	at, ok := bitbucket.Deferred(err)
+	if !ok {
+		return time.Time{}
+	}
+	return at
 }
 
 var _ Connections = (*connections.Service)(nil)

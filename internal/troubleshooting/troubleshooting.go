@@ -52,17 +52,12 @@ type ProjectReport struct {
 // Connections is the part of the connections service the checklist uses.
 type Connections interface {
 	Check(ctx context.Context, userID int64) (tether.Identity, error)
-	Do(ctx context.Context, userID int64, fn func(token string) error) error
 }
 
-// Bitbucket lists repositories.
-type Bitbucket interface {
-	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
-}
-
-// Projects lists the projects a person sees and what their webhooks
-// brought in.
+// Projects lists the repositories and projects a person sees and what
+// their webhooks brought in.
 type Projects interface {
+	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
 	List(ctx context.Context, orgID int64) ([]tether.Project, error)
 	Activity(ctx context.Context, p tether.Project) (projects.Activity, error)
 	Reload(ctx context.Context, p tether.Project) (tether.Project, error)
@@ -71,7 +66,7 @@ type Projects interface {
 
 // Health runs and reads project checks.
 type Health interface {
-	Check(ctx context.Context, p tether.Project) error
+	CheckNow(ctx context.Context, p tether.Project) error
 	Result(ctx context.Context, projectID int64, part string) (tether.Health, error)
 }
 
@@ -79,14 +74,13 @@ type Health interface {
 type Service struct {
 	log      *slog.Logger
 	conns    Connections
-	bb       Bitbucket
 	projects Projects
 	health   Health
 }
 
 // New returns the troubleshooting service.
-func New(log *slog.Logger, conns Connections, bb Bitbucket, projects Projects, health Health) *Service {
-	return &Service{log: log, conns: conns, bb: bb, projects: projects, health: health}
+func New(log *slog.Logger, conns Connections, projects Projects, health Health) *Service {
+	return &Service{log: log, conns: conns, projects: projects, health: health}
 }
 
 // shown is how many repository names the checklist lists.
@@ -115,7 +109,9 @@ func (s *Service) Run(ctx context.Context, userID, orgID int64) (Report, error) 
 
 // project checks one project now and turns each part's health into a step.
 func (s *Service) project(ctx context.Context, p tether.Project) ProjectReport {
-	if err := s.health.Check(ctx, p); err != nil {
+	// As "Check now": a check that started seconds ago answers, so
+	// reloading the checklist, or several people opening it, costs one.
+	if err := s.health.CheckNow(ctx, p); err != nil {
 		s.log.Warn("troubleshooting: project check", "project_id", p.ID, "err", err)
 	}
 	if fresh, err := s.projects.Reload(ctx, p); err == nil {
@@ -231,12 +227,9 @@ func (s *Service) connection(ctx context.Context, userID int64) Step {
 }
 
 func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step {
-	var repos []bitbucket.Repository
-	err := s.conns.Do(ctx, userID, func(token string) error {
-		var err error
-		repos, err = s.bb.Repositories(ctx, token, "member")
-		return err
-	})
+	// The picker's listing answers when it is seconds old: "Check again"
+	// pressed again and again lists every workspace once.
+	repos, err := s.projects.Repositories(ctx, userID, "", true)
 	switch {
 	case errors.Is(err, connections.ErrNotConnected):
 		st.State, st.Detail = Failed, "Bitbucket refused the connection while listing repositories."

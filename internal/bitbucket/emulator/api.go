@@ -267,6 +267,9 @@ func apiSegments(r *http.Request) []string {
 const maxBody = 1 << 20
 
 func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, s site) {
+	if !e.meterCall(w, r, strings.TrimPrefix(r.URL.Path, "/2.0")) {
+		return
+	}
 	if !e.injectFailure(w, r, strings.TrimPrefix(r.URL.Path, "/2.0")) {
 		return
 	}

@@ -32,6 +32,8 @@ type controlData struct {
 	Scopes     []string
 	Deliveries []DeliveryLog
 	SSHAddr    string
+	Calls      []CallCount
+	RateLimit  RateLimit
 }
 
 type workspaceRow struct {
@@ -90,6 +92,7 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request, s site) 
 		return
 	}
 	data := e.controlData()
+	data.Calls = e.APICalls()
 	data.Message = r.URL.Query().Get("msg")
 	data.Bad = r.URL.Query().Get("bad") != ""
 	e.render(w, http.StatusOK, "control", page{Title: "Bitbucket emulator — controls", Base: s.path, User: e.signedIn(r), Data: data})
@@ -179,6 +182,7 @@ func (e *Emulator) controlData() controlData {
 	}
 	slices.Sort(d.Scopes)
 	d.Deliveries = e.deliveries
+	d.RateLimit = e.rateLimit
 	if e.ssh.ln != nil {
 		d.SSHAddr = e.ssh.ln.Addr().String()
 	}
@@ -280,6 +284,21 @@ var controlActions = map[string]controlAction{
 		}
 		e.FailAPI(fl)
 		return "Added a failure", nil
+	},
+	"set-rate-limit": func(e *Emulator, f url.Values) (string, error) {
+		n, err := formInt(f, "per_hour")
+		if err != nil {
+			return "", err
+		}
+		e.SetRateLimit(RateLimit{PerHour: n, Headers: f.Get("headers") != ""})
+		if n == 0 {
+			return "The API has no rate limit now", nil
+		}
+		return fmt.Sprintf("The API allows %d calls per user per hour", n), nil
+	},
+	"reset-calls": func(e *Emulator, f url.Values) (string, error) {
+		e.ResetAPICalls()
+		return "API call counts reset", nil
 	},
 	"clear-failures": func(e *Emulator, f url.Values) (string, error) {
 		e.ClearFailures()

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -51,6 +52,9 @@ type Config struct {
 	// HostKey is the SSH server's host key; an Ed25519 key is generated
 	// when nil.
 	HostKey ssh.Signer
+	// Clock times the per-user API call counts and the rate limit; nil
+	// means the real clock. A simulation with a fake clock passes its own.
+	Clock clockwork.Clock
 }
 
 // Consumer is an OAuth consumer registered on the emulated Bitbucket.
@@ -85,6 +89,11 @@ type Emulator struct {
 	nextKeyID  int
 	deliveries []DeliveryLog // most recent first
 
+	clock         clockwork.Clock
+	calls         map[string]*userCalls // API requests per username
+	rateLimit     RateLimit
+	revokedTokens map[string]string // access token → username, to count calls made with it
+
 	hookClient *http.Client
 	ssh        sshServer
 }
@@ -116,11 +125,18 @@ func New(cfg Config) *Emulator {
 		refresh:   map[string]*token{},
 		refreshes: map[string]int{},
 		nextKeyID: 1,
+		clock:     cfg.Clock,
+
+		calls:         map[string]*userCalls{},
+		revokedTokens: map[string]string{},
 		hookClient: &http.Client{
 			Timeout: deliveryTimeout,
 			// Bitbucket does not follow redirects when delivering webhooks.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+	}
+	if e.clock == nil {
+		e.clock = clockwork.NewRealClock()
 	}
 	for _, c := range cfg.Consumers {
 		c.Scopes = append([]string(nil), c.Scopes...)

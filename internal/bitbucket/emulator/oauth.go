@@ -468,6 +468,7 @@ func (e *Emulator) RevokeAuthorization(username, consumerKey string) {
 	e.grants = slices.DeleteFunc(e.grants, func(x *grant) bool { return x == g })
 	for k, t := range e.access {
 		if t.g == g {
+			e.revokedTokens[k] = g.username
 			delete(e.access, k)
 		}
 	}

@@ -309,3 +309,19 @@ func advertiseRefs(r *repo) []byte {
 	b.WriteString("0000")
 	return []byte(b.String())
 }
+
+// KeyCanRead answers what the SSH endpoint would for git-upload-pack of
+// fullName with key, without a connection: found is false when no such
+// repository exists ("conq: repository does not exist."), allowed whether
+// the key is one of its deploy keys. A simulation of thousands of probes
+// asks this instead of opening as many SSH sessions.
+func (e *Emulator) KeyCanRead(fullName string, key ssh.PublicKey) (found, allowed bool) {
+	blob := string(key.Marshal())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.repoByFullName(fullName)
+	if r == nil {
+		return false, false
+	}
+	return true, slices.ContainsFunc(r.keys, func(k *deployKey) bool { return k.blob == blob })
+}
