@@ -43,7 +43,7 @@ type Connections interface {
 
 // Troubleshooter walks the troubleshooting checklist.
 type Troubleshooter interface {
-	Run(ctx context.Context, userID, orgID int64) (troubleshooting.Report, error)
+	Run(ctx context.Context, v troubleshooting.Viewer) (troubleshooting.Report, error)
 }
 
 // Config is what handlers need to know about the deployment.
@@ -53,6 +53,7 @@ type Config struct {
 	BitbucketURL  string // for links to Bitbucket's own pages
 	Demo          bool
 	DemoURL       string // the emulator's control page
+	DemoLeftovers int    // projects from an earlier demo run (see app.App)
 	CookieKey     []byte // signs the OAuth state cookie (32+ bytes)
 }
 

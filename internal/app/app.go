@@ -53,6 +53,10 @@ type App struct {
 	Config   config.Config      // as in force (demo mode fills the Bitbucket URLs)
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
+	// DemoLeftovers counts the projects a demo found in its data folder
+	// from an earlier run: the restarted emulator no longer holds their
+	// deploy keys, webhooks and grants.
+	DemoLeftovers int
 
 	// Services tests tune (timeouts, staleness).
 	Connections *connections.Service
@@ -104,6 +108,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.Store = store
+	if a.Emulator != nil {
+		if previous, err := store.AllProjects(ctx); err == nil {
+			a.DemoLeftovers = len(previous)
+		}
+	}
 
 	bb := bitbucket.New(bitbucket.Config{
 		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
@@ -152,6 +161,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		BitbucketURL:  cfg.BitbucketURL,
 		Demo:          a.Emulator != nil,
 		DemoURL:       demoURL,
+		DemoLeftovers: a.DemoLeftovers,
 		CookieKey:     cookieKey[:],
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
