@@ -193,6 +193,17 @@ func plural(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
+// notAdmin counts the picker's repositories the person cannot administer.
+func notAdmin(choices []projects.Choice) int {
+	n := 0
+	for _, c := range choices {
+		if !c.Admin {
+			n++
+		}
+	}
+	return n
+}
+
 // choiceSummary counts the picker's repositories and those the person
 // administers.
 func choiceSummary(choices []projects.Choice) string {

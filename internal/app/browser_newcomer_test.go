@@ -42,7 +42,7 @@ func TestBrowserPickerShowsOutcomeOnTheRow(t *testing.T) {
 	for _, repo := range []string{"acme/service-05", "acme/service-06"} {
 		row := `[data-repository="` + repo + `"]`
 		if b.Attr(row, "data-admin") != "false" || !strings.Contains(b.Text(row), "Needs admin rights") ||
-			!strings.Contains(b.Text(row), "not an admin") {
+			!strings.Contains(b.Text(row), "not an admin") || !strings.Contains(b.Text(`[data-testid="admin-needed"]`), "only its admins may do") {
 			t.Fatalf("%s is not marked as one Alice cannot administer: %q", repo, b.Text(row))
 		}
 		if b.Eval(`String(!!document.querySelector('`+row+` [data-testid="create"]'))`) != "false" {
