@@ -79,6 +79,20 @@ func (b *Browser) Click(sel string) {
 	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
+// Press clicks the element matching sel from inside the page, in one step.
+// Use it for buttons in parts that poll and swap themselves: Click finds
+// the node first and then moves the mouse, and a poll in between leaves it
+// clicking a node that is gone.
+func (b *Browser) Press(sel string) {
+	b.T.Helper()
+	js := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) return false; e.click(); return true })()`
+	ok, err := chromedp.Run(b.Ctx, chromedp.Evaluate[bool](js))
+	if err != nil || !ok {
+		b.Screenshot("failed-" + b.T.Name())
+		b.T.Fatalf("browser: press %s: found %v, %v", sel, ok, err)
+	}
+}
+
 // Type types text into the element matching sel.
 func (b *Browser) Type(sel, text string) {
 	b.T.Helper()
