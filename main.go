@@ -17,6 +17,7 @@ import (
 
 	"tether/internal/app"
 	"tether/internal/config"
+	"tether/views"
 )
 
 func main() {
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "Tether is listening on http://%s (public URL %s)\n", ln.Addr(), cfg.PublicURL)
 	if cfg.Demo() {
 		fmt.Fprintf(stdout, "Demo mode: log in with Bitbucket as alice, bob or carol (password: demo).\n")
+		if a.DemoLeftovers > 0 {
+			fmt.Fprintf(stdout, "Note: %s (%s)\n", views.DemoLeftoversNote(a.DemoLeftovers), cfg.DataDir)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

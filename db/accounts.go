@@ -33,12 +33,17 @@ func (s *Store) UserByID(ctx context.Context, id int64) (tether.User, error) {
 }
 
 // CreatePasswordUser creates a user who signs in with e-mail and password.
+// It returns ErrEmailTaken when any account has the address already, as
+// its login or as the e-mail of its Bitbucket identity (case-insensitive).
 func (s *Store) CreatePasswordUser(ctx context.Context, name, email, passwordHash string) (tether.User, error) {
 	now := s.now()
 	u := tether.User{Name: name, Email: email, CreatedAt: now}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Any account's address counts: a password account's, and the
+		// Bitbucket e-mail of one made (or connected) through Bitbucket.
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM password_credentials WHERE email = ?`, email).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM password_credentials WHERE email = ?)
+			+ (SELECT count(*) FROM bitbucket_identities WHERE email = ? COLLATE NOCASE AND email != '')`, email, email).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {

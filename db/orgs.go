@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"tether/internal/tether"
 	"time"
 )
@@ -308,25 +309,25 @@ func (s *Store) RevokeInvitation(ctx context.Context, orgID, invitationID int64,
 	})
 }
 
-// AuditLog returns an organization's entries, newest first.
+// AuditLog returns an organization's entries, newest first: those before
+// f.Before, or the f.Limit entries just after f.After.
 func (s *Store) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error) {
 	q := `SELECT id, org_id, coalesce(actor_id, 0), actor_name, action, coalesce(project_id, 0), project_name, detail, created_at
 		FROM audit_log WHERE org_id = ?`
-	args := []any{orgID}
-	if f.ProjectID != 0 {
-		q += ` AND project_id = ?`
-		args = append(args, f.ProjectID)
-	}
-	if f.ActorID != 0 {
-		q += ` AND actor_id = ?`
-		args = append(args, f.ActorID)
-	}
-	if f.Before != 0 {
+	where, args := auditWhere(f)
+	q += where
+	order := ` ORDER BY id DESC LIMIT ?`
+	switch {
+	case f.After != 0:
+		q += ` AND id > ?`
+		args = append(args, f.After)
+		order = ` ORDER BY id ASC LIMIT ?`
+	case f.Before != 0:
 		q += ` AND id < ?`
 		args = append(args, f.Before)
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, f.Limit)
+	q += order
+	args = append([]any{orgID}, append(args, f.Limit)...)
 	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -339,6 +340,64 @@ func (s *Store) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter)
 			return nil, err
 		}
 		out = append(out, a)
+	}
+	if f.After != 0 {
+		slices.Reverse(out)
+	}
+	return out, rows.Err()
+}
+
+// auditWhere is the filter part of an audit log query, after org_id.
+func auditWhere(f tether.AuditFilter) (string, []any) {
+	var q string
+	var args []any
+	if f.ProjectID != 0 {
+		q += ` AND project_id = ?`
+		args = append(args, f.ProjectID)
+	}
+	if f.ActorID != 0 {
+		q += ` AND actor_id = ?`
+		args = append(args, f.ActorID)
+	}
+	return q, args
+}
+
+// AuditCount counts an organization's entries that match f's filter
+// (paging ignored).
+func (s *Store) AuditCount(ctx context.Context, orgID int64, f tether.AuditFilter) (int, error) {
+	where, args := auditWhere(f)
+	var n int
+	err := s.readRow(ctx, `SELECT count(*) FROM audit_log WHERE org_id = ?`+where, append([]any{orgID}, args...)...).Scan(&n)
+	return n, err
+}
+
+// AuditProjects lists every project the organization's audit log names,
+// deleted ones included, by the name of its newest entry.
+func (s *Store) AuditProjects(ctx context.Context, orgID int64) ([]tether.AuditName, error) {
+	return s.auditNames(ctx, `SELECT project_id, project_name FROM audit_log WHERE id IN
+		(SELECT max(id) FROM audit_log WHERE org_id = ? AND project_id IS NOT NULL GROUP BY project_id) ORDER BY project_name, project_id`, orgID)
+}
+
+// AuditActors lists every person the organization's audit log names as
+// having done something, those who left included.
+func (s *Store) AuditActors(ctx context.Context, orgID int64) ([]tether.AuditName, error) {
+	return s.auditNames(ctx, `SELECT actor_id, actor_name FROM audit_log WHERE id IN
+		(SELECT max(id) FROM audit_log WHERE org_id = ? AND actor_id IS NOT NULL GROUP BY actor_id) ORDER BY actor_name, actor_id`, orgID)
+}
+
+func (s *Store) auditNames(ctx context.Context, q string, orgID int64) ([]tether.AuditName, error) {
+	rows, err := s.readRows(ctx, q, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []tether.AuditName
+	for rows.Next() {
+		var n tether.AuditName
+		if err := rows.Scan(&n.ID, &n.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
 	}
 	return out, rows.Err()
 }

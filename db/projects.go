@@ -222,12 +222,13 @@ func (s *Store) SetMovedTo(ctx context.Context, projectID int64, fullName string
 	})
 }
 
-// UpdateRepository stores where the same repository (same UUID) lives now.
+// UpdateRepository stores where the same repository (same UUID) lives now;
+// the project's name follows its new full name.
 func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r tether.Repository, a tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE projects SET workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+		res, err := tx.ExecContext(ctx, `UPDATE projects SET name = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
 			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ? AND repo_uuid = ?`,
-			r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, s.now(), projectID, r.UUID)
+			r.FullName, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, s.now(), projectID, r.UUID)
 		if err != nil {
 			return err
 		}
@@ -238,9 +239,9 @@ func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r tether.
 	})
 }
 
-// SwitchRepository points the project at another repository with the key
-// and hook Tether created there, forgetting the old ones, in one
-// transaction.
+// SwitchRepository points the project (and its name) at another
+// repository with the key and hook Tether created there, forgetting the
+// old ones, in one transaction.
 func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r tether.Repository, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
@@ -254,9 +255,9 @@ func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r tether.
 		if n > 0 {
 			return tether.ErrRepositoryTaken
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE projects SET repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+		_, err := tx.ExecContext(ctx, `UPDATE projects SET name = ?, repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
 			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ?`,
-			r.UUID, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, now, projectID)
+			r.FullName, r.UUID, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, now, projectID)
 		if err != nil {
 			return err
 		}

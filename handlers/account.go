@@ -66,9 +66,7 @@ func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionVi
 	if err != nil {
 		return v, err
 	}
-	if poll {
-		h.connections.CheckIfStale(ident)
-	}
+	started := poll && h.connections.CheckIfStale(ident)
 	grant := connections.Describe(ident.Scopes)
 	v.Linked = true
 	v.Connected = ident.Status == tether.Connected
@@ -80,6 +78,6 @@ func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionVi
 	for _, m := range grant.Missing {
 		v.Missing = append(v.Missing, views.MissingScope{Scope: m.Scope, Breaks: m.Breaks})
 	}
-	v.Checking = h.connections.Checking(u.ID)
+	v.Checking = started || h.connections.Checking(u.ID)
 	return v, nil
 }

@@ -38,14 +38,14 @@ type OAuth interface {
 type Connections interface {
 	Identity(ctx context.Context, userID int64) (tether.Identity, error)
 	Check(ctx context.Context, userID int64) (tether.Identity, error)
-	CheckIfStale(ident tether.Identity)
+	CheckIfStale(ident tether.Identity) bool
 	Checking(userID int64) bool
 	Disconnect(ctx context.Context, userID int64) error
 }
 
 // Troubleshooter walks the troubleshooting checklist.
 type Troubleshooter interface {
-	Run(ctx context.Context, userID, orgID int64) (troubleshooting.Report, error)
+	Run(ctx context.Context, v troubleshooting.Viewer) (troubleshooting.Report, error)
 }
 
 // Config is what handlers need to know about the deployment.
@@ -55,6 +55,7 @@ type Config struct {
 	BitbucketURL  string // for links to Bitbucket's own pages
 	Demo          bool
 	DemoURL       string // the emulator's control page
+	DemoLeftovers int    // projects from an earlier demo run (see app.App)
 	CookieKey     []byte // signs the OAuth state cookie (32+ bytes)
 	// ClientIP finds the client's address (for throttling): the peer's,
 	// or what trusted proxies say in X-Forwarded-For.

@@ -10,10 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"tether/internal/tether"
-
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"tether/internal/tether"
+	"tether/views"
 )
 
 const (
@@ -261,6 +262,31 @@ func (h *Handlers) setCookie(c echo.Context, name, value, path string, maxAge ti
 		Name: name, Value: value, Path: path, MaxAge: int(maxAge.Seconds()),
 		HttpOnly: true, Secure: h.cfg.SecureCookies, SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// flashCookie carries the outcome of an action that ends in a redirect
+// (Delete) to the page it lands on, signed so nobody else can put words on
+// Tether's pages.
+const flashCookie = "tether_flash"
+
+func (h *Handlers) setFlash(c echo.Context, n views.Notice) {
+	if v, err := h.stateCookie.Encode(flashCookie, n); err == nil {
+		h.setCookie(c, flashCookie, v, "/", time.Minute)
+	}
+}
+
+// takeFlash returns the carried outcome, if any, and forgets it.
+func (h *Handlers) takeFlash(c echo.Context) views.Notice {
+	var n views.Notice
+	ck, err := c.Cookie(flashCookie)
+	if err != nil {
+		return n
+	}
+	h.clearCookie(c, flashCookie, "/")
+	if h.stateCookie.Decode(flashCookie, ck.Value, &n) != nil {
+		return views.Notice{}
+	}
+	return n
 }
 
 func (h *Handlers) clearCookie(c echo.Context, name, path string) {

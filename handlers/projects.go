@@ -89,7 +89,7 @@ func (h *Handlers) projectList(c echo.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows), nil)
+	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows, h.takeFlash(c)), nil)
 }
 
 func (h *Handlers) newProject(c echo.Context) error {
@@ -120,9 +120,9 @@ func (h *Handlers) repositoryChoices(c echo.Context) error {
 			return err
 		}
 		status, msg := statusOf(err)
-		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), nil, msg))
+		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), nil, msg))
 	}
-	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), choices, ""))
+	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), choices, ""))
 }
 
 func (h *Handlers) createProject(c echo.Context) error {
@@ -224,6 +224,7 @@ func (h *Handlers) backingView(c echo.Context, p tether.Project, rows []views.Pa
 	return views.BackingView{
 		ProjectID: p.ID, OwnerName: b.OwnerName, Username: b.Username, Warnings: b.Warnings,
 		CanRehome: projectAdmin(c) && currentUser(c).ID != p.OwnerID,
+		Grant:     currentUser(c).ID == p.OwnerID && !b.Connected, CSRF: csrfToken(c),
 	}, err
 }
 
@@ -241,7 +242,8 @@ func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, watch boo
 	if err != nil {
 		return views.Part{}, err
 	}
-	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm, Admin: projectAdmin(c)}
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm, Admin: projectAdmin(c),
+		Owner: currentUser(c).ID == p.OwnerID}
 	switch pt.slug {
 	case deployKeyPart.slug:
 		k, err := h.projects.Key(ctx, p)
@@ -373,6 +375,14 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 	}
 	typed := c.FormValue("url")
 	res, cerr := h.projects.ChangeRepository(c.Request().Context(), currentUser(c).ID, p, typed, c.FormValue("confirm"))
+	if cerr == nil && res.Confirm == nil {
+		if p, _, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
+			return err
+		}
+	}
+	if c.FormValue("from") == "checklist" {
+		return h.checklistOutcome(c, p, res, cerr)
+	}
 	v := h.repoView(c, p)
 	v.URL = typed
 	status := http.StatusOK
@@ -391,11 +401,9 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 	case res.Confirm != nil:
 		v.Confirm = res.Confirm
 	default:
-		if p, _, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
-			return err
-		}
 		v = h.repoView(c, p)
-		v.Notice, v.NoticeKind = "The project now uses "+p.FullName+". Deploy key and webhook were checked again.", "ok"
+		v.Renamed = true
+		v.Notice, v.NoticeKind = "The project now uses "+p.FullName+" and is named after it. Deploy key and webhook were checked again.", "ok"
 		if res.Warning != "" {
 			v.Notice, v.NoticeKind = res.Warning, "warning"
 		}
@@ -408,6 +416,26 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 		}
 	}
 	return renderComponent(c, status, views.RepositorySection(v))
+}
+
+// checklistOutcome is Update URL's answer on the troubleshooting page: a
+// line in place of the step, where the person pressed it.
+func (h *Handlers) checklistOutcome(c echo.Context, p tether.Project, res projects.ChangeResult, cerr error) error {
+	n := views.Notice{Kind: "ok", Message: "The project now uses " + p.FullName + " and is named after it. Press Check again to walk the checklist with it."}
+	status := http.StatusOK
+	switch {
+	case cerr != nil:
+		if !isProblem(cerr) {
+			return cerr
+		}
+		status, n.Message = statusOf(cerr)
+		n.Kind = "error"
+	case res.Confirm != nil:
+		n = views.Notice{Kind: "warning", Message: "That URL names another repository; use Change on the project page to switch to it."}
+	case res.Warning != "":
+		n = views.Notice{Kind: "warning", Message: res.Warning}
+	}
+	return renderComponent(c, status, views.NoticeLine(n, "repository-notice"))
 }
 
 // movedBanner is the poll of the moved/renamed banner: stored state only.
@@ -473,9 +501,12 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	done := views.Notice{Kind: "ok", Message: "The project " + p.Name + " was deleted; its deploy key and webhook were removed from " + p.FullName + "."}
 	if warning != "" {
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
+		done = views.Notice{Kind: "warning", Message: "The project " + p.Name + " was deleted. " + warning}
 	}
+	h.setFlash(c, done)
 	return redirect(c, http.StatusOK, landing, landing)
 }
 

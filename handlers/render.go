@@ -50,7 +50,7 @@ func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
 	v := viewer(c)
 	p := views.Page{
 		Title: title, User: currentUser(c), CSRF: csrfToken(c),
-		Demo: h.cfg.Demo, DemoURL: h.cfg.DemoURL, Nav: nav,
+		Demo: h.cfg.Demo, DemoURL: h.cfg.DemoURL, DemoLeftovers: h.cfg.DemoLeftovers, Nav: nav,
 		Org: v.Org, Orgs: v.Memberships, Admin: v.Admin(),
 	}
 	if v.Admin() && h.deprecations != nil {

@@ -31,7 +31,7 @@ type Orgs interface {
 	Accept(ctx context.Context, token string, userID int64) (tether.Invitation, error)
 	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) error
 	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) ([]tether.Project, error)
-	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error)
+	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) (orgs.AuditPage, error)
 }
 
 const viewerKey = "viewer"
@@ -108,9 +108,16 @@ func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 	if tv.Notifications, err = h.notificationsView(c); err != nil {
 		return tv, err
 	}
+	admins := 0
+	for _, m := range t.Members {
+		if m.Role == tether.RoleAdmin {
+			admins++
+		}
+	}
 	now := time.Now()
 	for _, m := range t.Members {
-		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID})
+		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID,
+			OnlyAdmin: m.Role == tether.RoleAdmin && admins == 1})
 		if tv.Admin && m.BitbucketUsername != "" {
 			tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.BitbucketUsername,
 				Usage: h.budget.Usage(m.UserID), NextCheck: h.health.NextCheck(m.UserID), Now: now})
@@ -174,18 +181,52 @@ func memberParam(c echo.Context) int64 {
 }
 
 func (h *Handlers) changeRole(c echo.Context) error {
-	err := h.orgs.SetRole(c.Request().Context(), viewer(c), memberParam(c), c.FormValue("role"))
+	id := memberParam(c)
+	err := h.orgs.SetRole(c.Request().Context(), viewer(c), id, c.FormValue("role"))
 	return h.teamOutcome(c, err, func(tv *views.TeamView) {
-		tv.Message, tv.MessageKind = "Role changed.", "ok"
+		for _, m := range tv.Members {
+			if m.UserID == id {
+				tv.Message, tv.MessageKind = m.Name+" is now "+roleName(m.Role)+".", "ok"
+			}
+		}
 	})
+}
+
+// roleName is a role as the page says it.
+func roleName(role string) string {
+	if role == tether.RoleAdmin {
+		return "Admin"
+	}
+	return "Member"
 }
 
 func (h *Handlers) removeMember(c echo.Context) error {
 	id := memberParam(c)
+	removedName := ""
+	if before, err := h.teamView(c); err == nil {
+		for _, m := range before.Members {
+			if m.UserID == id {
+				removedName = m.Name
+			}
+		}
+	}
 	backed, err := h.orgs.Remove(c.Request().Context(), viewer(c), id, c.FormValue("force") != "")
+	if err == nil && len(backed) == 0 && id == currentUser(c).ID {
+		// They left: the Team page of an organization they no longer
+		// belong to has nothing for them.
+		h.setFlash(c, views.Notice{Kind: "ok", Message: "You left " + viewer(c).Org.Name + "."})
+		if isHTMX(c.Request()) {
+			c.Response().Header().Set("HX-Redirect", "/projects")
+			return c.NoContent(http.StatusOK)
+		}
+		return c.Redirect(http.StatusSeeOther, "/projects")
+	}
 	return h.teamOutcome(c, err, func(tv *views.TeamView) {
 		if len(backed) == 0 {
 			tv.Message, tv.MessageKind = "Member removed.", "ok"
+			if removedName != "" {
+				tv.Message = removedName + " was removed from " + tv.Org.Name + "."
+			}
 			return
 		}
 		for i := range tv.Members {
@@ -230,11 +271,12 @@ func (h *Handlers) acceptInvitation(c echo.Context) error {
 func (h *Handlers) auditLog(c echo.Context) error {
 	v := viewer(c)
 	ctx := c.Request().Context()
-	f := tether.AuditFilter{Limit: 50}
+	var f tether.AuditFilter
 	f.ProjectID, _ = strconv.ParseInt(c.QueryParam("project"), 10, 64)
 	f.ActorID, _ = strconv.ParseInt(c.QueryParam("person"), 10, 64)
 	f.Before, _ = strconv.ParseInt(c.QueryParam("before"), 10, 64)
-	entries, err := h.orgs.AuditLog(ctx, v.Org.ID, f)
+	f.After, _ = strconv.ParseInt(c.QueryParam("after"), 10, 64)
+	pg, err := h.orgs.AuditLog(ctx, v.Org.ID, f)
 	if err != nil {
 		return err
 	}
@@ -246,16 +288,46 @@ func (h *Handlers) auditLog(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	av := views.AuditView{Entries: entries, Projects: list, Members: t.Members, ProjectID: f.ProjectID, ActorID: f.ActorID}
-	if len(entries) == f.Limit {
-		q := url.Values{"before": {fmt.Sprint(entries[len(entries)-1].ID)}}
+	av := views.AuditView{Entries: pg.Entries, Total: pg.Total, ProjectID: f.ProjectID, ActorID: f.ActorID,
+		Filtered: f.ProjectID != 0 || f.ActorID != 0}
+	live := map[int64]bool{}
+	for _, p := range list {
+		live[p.ID] = true
+	}
+	for _, n := range pg.Projects {
+		av.Projects = append(av.Projects, views.AuditOption{ID: n.ID, Name: n.Name, Gone: !live[n.ID]})
+	}
+	member := map[int64]bool{}
+	for _, m := range t.Members {
+		member[m.UserID] = true
+	}
+	for _, n := range pg.People {
+		av.People = append(av.People, views.AuditOption{ID: n.ID, Name: n.Name, Gone: !member[n.ID]})
+	}
+	page := func(key string, id int64) string {
+		q := url.Values{}
 		if f.ProjectID != 0 {
 			q.Set("project", fmt.Sprint(f.ProjectID))
 		}
 		if f.ActorID != 0 {
 			q.Set("person", fmt.Sprint(f.ActorID))
 		}
-		av.Next = "/team/audit?" + q.Encode()
+		if key != "" {
+			q.Set(key, fmt.Sprint(id))
+		}
+		if len(q) == 0 {
+			return "/team/audit"
+		}
+		return "/team/audit?" + q.Encode()
 	}
+	if n := len(pg.Entries); n > 0 {
+		if pg.Newer {
+			av.Newer, av.Newest = page("after", pg.Entries[0].ID), page("", 0)
+		}
+		if pg.Older {
+			av.Older = page("before", pg.Entries[n-1].ID)
+		}
+	}
+	av.All = "/team/audit"
 	return render(c, http.StatusOK, views.AuditPage(h.page(c, "Audit log", "team"), av), nil)
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"tether/internal/troubleshooting"
 	"tether/views"
 )
 
@@ -14,9 +15,10 @@ func (h *Handlers) troubleshooting(c echo.Context) error {
 
 // troubleshootingChecks runs the checklist against Bitbucket now.
 func (h *Handlers) troubleshootingChecks(c echo.Context) error {
-	r, err := h.troubleshooter.Run(c.Request().Context(), currentUser(c).ID, viewer(c).Org.ID)
+	v := viewer(c)
+	r, err := h.troubleshooter.Run(c.Request().Context(), troubleshooting.Viewer{UserID: currentUser(c).ID, OrgID: v.Org.ID, Admin: v.Admin()})
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.Checklist(csrfToken(c), r))
+	return renderComponent(c, http.StatusOK, views.Checklist(csrfToken(c), v.Admin(), r))
 }

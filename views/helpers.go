@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"tether/internal/projects"
 	"tether/internal/tether"
 	"tether/internal/troubleshooting"
 )
@@ -89,6 +90,143 @@ func regeneratePart(s troubleshooting.Step) string {
 		return "webhook"
 	}
 	return s.Name
+}
+
+// places are the pages Tether's messages name, and where each is. A
+// message that names one links to it (Prose), so "grant access again on
+// your account page" is one click from being done.
+var places = []struct{ phrase, href string }{
+	{"your account page", "/account"},
+	{"the troubleshooting checklist", "/troubleshooting"},
+	{"the Team page", "/team"},
+	{"the Audit log", "/team/audit"},
+}
+
+// segment is a run of message text, linked when Href is set.
+type segment struct{ Text, Href string }
+
+// segments splits a message at the places it names.
+func segments(s string) []segment {
+	var out []segment
+	for s != "" {
+		at, which := -1, -1
+		for i, p := range places {
+			if j := strings.Index(s, p.phrase); j >= 0 && (at < 0 || j < at) {
+				at, which = j, i
+			}
+		}
+		if at < 0 {
+			out = append(out, segment{Text: s})
+			break
+		}
+		if at > 0 {
+			out = append(out, segment{Text: s[:at]})
+		}
+		p := places[which]
+		out = append(out, segment{Text: p.phrase, Href: p.href})
+		s = s[at+len(p.phrase):]
+	}
+	return out
+}
+
+func noticeIcon(kind string) string {
+	switch kind {
+	case "ok":
+		return "✓"
+	case "error", "warning":
+		return "⚠"
+	}
+	return "ℹ"
+}
+
+// deleteConfirm is what Delete asks before it deletes.
+func deleteConfirm(p tether.Project) string {
+	return "Delete the project " + p.Name + "? Tether removes its deploy key and webhook from " + p.FullName +
+		" and forgets its workflows and deliveries."
+}
+
+func gone(g bool, word string) string {
+	if g {
+		return word
+	}
+	return ""
+}
+
+// auditSummary says how many entries there are and how many this page
+// shows, e.g. "1 entry matches this filter; 1 on this page."
+func auditSummary(total, onPage int, filtered bool) string {
+	s := plural(total, "entry", "entries")
+	switch {
+	case filtered && total == 1:
+		s += " matches this filter"
+	case filtered:
+		s += " match this filter"
+	default:
+		s += " in all"
+	}
+	return s + "; " + strconv.Itoa(onPage) + " on this page."
+}
+
+// DemoLeftoversNote says what a demo restarted on an old data folder means
+// for its projects: the emulator lives in memory.
+func DemoLeftoversNote(n int) string {
+	return "The demo Bitbucket lives in memory and started afresh: " + plural(n, "project", "projects") +
+		" from an earlier run show Invalid until you grant access again and Regenerate, or stop Tether and delete its data folder to start over."
+}
+
+// otherRole is the role a Make … button gives.
+func otherRole(role string) string {
+	if role == tether.RoleAdmin {
+		return tether.RoleMember
+	}
+	return tether.RoleAdmin
+}
+
+// youOr is "you" for the viewer and the name for anyone else.
+func youOr(you bool, name string) string {
+	if you {
+		return "you"
+	}
+	return name
+}
+
+// removeConfirm is what Remove (or Leave, on one's own row) asks first.
+func removeConfirm(you bool, name, org string) string {
+	if you {
+		return "Leave " + org + "? You lose access to its projects until someone invites you again."
+	}
+	return "Remove " + name + " from " + org + "?"
+}
+
+// plural is "1 project" or "2 projects": count and noun, agreeing.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// notAdmin counts the picker's repositories the person cannot administer.
+func notAdmin(choices []projects.Choice) int {
+	n := 0
+	for _, c := range choices {
+		if !c.Admin {
+			n++
+		}
+	}
+	return n
+}
+
+// choiceSummary counts the picker's repositories and those the person
+// administers.
+func choiceSummary(choices []projects.Choice) string {
+	admin := 0
+	for _, c := range choices {
+		if c.Admin {
+			admin++
+		}
+	}
+	return plural(len(choices), "repository", "repositories") + "; you administer " + strconv.Itoa(admin) + "."
 }
 
 func roleWord(role string) string {

@@ -12,13 +12,23 @@ type Page struct {
 	CSRF    string       // sent by htmx as X-CSRF-Token, and in every form
 	Demo    bool         // running against the built-in Bitbucket emulator
 	DemoURL string       // the emulator's control page, in demo mode
-	Nav     string       // which nav entry is current
+	// DemoLeftovers counts projects from an earlier demo run, whose keys,
+	// hooks and grants the restarted emulator no longer has.
+	DemoLeftovers int
+	Nav           string // which nav entry is current
 
 	Org   tether.Organization // the organization the person looks at
 	Orgs  []tether.Membership // every organization they belong to
 	Admin bool                // they administer Org
 
 	Deprecations []tether.Deprecation // for admins: Bitbucket APIs retired under Tether
+}
+
+// Notice is the outcome of an action shown as a message: Kind is "ok",
+// "warning" or "error"; an empty Message shows nothing.
+type Notice struct {
+	Kind    string
+	Message string
 }
 
 // Form carries what a person typed back to them with messages per field.

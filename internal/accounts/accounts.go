@@ -98,10 +98,17 @@ func (s *Service) SignUp(ctx context.Context, name, email, password string) (tet
 	}
 	u, err := s.store.CreatePasswordUser(ctx, name, email, string(hash))
 	if errors.Is(err, tether.ErrEmailTaken) {
-		return tether.User{}, problem.Field("email", "An account with this e-mail already exists. Log in instead.")
+		return tether.User{}, ErrEmailTaken
 	}
 	return u, err
 }
+
+// ErrEmailTaken is the answer to signing up with an address some account
+// already has. It says the same whichever kind of account that is (made
+// with e-mail or through Bitbucket), so it tells no more than that the
+// address is taken; the password is hashed before the lookup either way,
+// so the answer takes as long as a successful sign-up.
+var ErrEmailTaken = problem.Field("email", "An account with this e-mail already exists. Log in instead, with your e-mail and password or with Bitbucket.")
 
 func validateSignUp(name, email, password string) error {
 	switch {

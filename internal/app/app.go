@@ -62,6 +62,10 @@ type App struct {
 	Config   config.Config      // as in force (demo mode fills the Bitbucket URLs)
 	Emulator *emulator.Emulator // the built-in Bitbucket, in demo mode only
 	Store    *db.Store
+	// DemoLeftovers counts the projects a demo found in its data folder
+	// from an earlier run: the restarted emulator no longer holds their
+	// deploy keys, webhooks and grants.
+	DemoLeftovers int
 
 	// Services tests tune (timeouts, staleness, cadence).
 	Connections  *connections.Service
@@ -134,6 +138,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	a.Store = store
+	if a.Emulator != nil {
+		if previous, err := store.AllProjects(ctx); err == nil {
+			a.DemoLeftovers = len(previous)
+		}
+	}
 
 	// Every answer from Bitbucket passes the deprecation recorder, so a
 	// 410 Gone is noticed wherever it comes from.
@@ -228,6 +237,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		BitbucketURL:  cfg.BitbucketURL,
 		Demo:          a.Emulator != nil,
 		DemoURL:       demoURL,
+		DemoLeftovers: a.DemoLeftovers,
 		CookieKey:     cookieKey[:],
 		ClientIP:      clientIP(proxies),
 	}, handlers.Services{

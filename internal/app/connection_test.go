@@ -327,7 +327,11 @@ func TestTroubleshootingChecklist(t *testing.T) {
 	if conn.Find(`[data-testid="grant-access"]`).Length() != 1 {
 		t.Fatal("no Grant access next to the failed step")
 	}
-	if got := p.Attr(`[data-testid="step-repositories"]`, "data-status"); got != "skipped" {
-		t.Fatalf("repositories step after revocation: %q", got)
+	repos = p.Doc.Find(`[data-testid="step-repositories"]`)
+	if s, _ := repos.Attr("data-status"); s != "waiting" || !strings.Contains(repos.Find(`[data-testid="waits-on"]`).Text(), "Waiting on: Bitbucket connection") {
+		t.Fatalf("repositories step after revocation: %q %q", s, repos.Text())
+	}
+	if n := p.Doc.Find(`[data-testid="grant-access"]`).Length(); n != 1 {
+		t.Fatalf("%d Grant access buttons after a revoke, want the one next to the connection", n)
 	}
 }

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -128,8 +129,26 @@ func TestMoveDetectedAndUpdated(t *testing.T) {
 			if p.Status != http.StatusOK || !strings.Contains(p.Text(`[data-testid="repository-notice"]`), "now uses "+tc.fullName) {
 				t.Fatalf("Update URL: %d %s", p.Status, p.Body)
 			}
-			if n := p.Doc.Find("hx-partial").Length(); n != 2 {
+			if n := p.Doc.Find("hx-partial:has(.health-row)").Length(); n != 2 {
 				t.Fatalf("%d refreshed health rows in the answer, want 2", n)
+			}
+			// The project is named after its repository: heading, title
+			// and Delete follow it, in place.
+			if got := p.Text(`hx-partial[hx-target="#project-name"] [data-testid="project-name"]`); got != tc.fullName {
+				t.Fatalf("heading in the answer: %q", got)
+			}
+			if got := p.Text("title"); got != tc.fullName+" · Tether" {
+				t.Fatalf("title in the answer: %q", got)
+			}
+			if got := p.Text(`hx-partial[hx-target="#delete-section"] [data-testid="delete-what"] strong`); got != tc.fullName {
+				t.Fatalf("Delete in the answer names %q", got)
+			}
+			again := h.c.Get(h.project.URL.Path)
+			if again.Text(`[data-testid="project-name"]`) != tc.fullName || again.Text("title") != tc.fullName+" · Tether" {
+				t.Fatalf("the project page still names the old repository: %q", again.Text("title"))
+			}
+			if list := h.c.Get("/projects"); list.Text(`[data-testid="project-row"] td.name`) != tc.fullName {
+				t.Fatalf("the project list names %q", list.Text(`[data-testid="project-row"] td.name`))
 			}
 			if s, _ := keyStatus(p); s != "valid" {
 				t.Fatalf("deploy key in the answer: %s", s)
@@ -232,9 +251,17 @@ func TestTroubleshootingReportsMove(t *testing.T) {
 	if s, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-deploy-key"]`).Attr("data-status"); s != "ok" {
 		t.Fatalf("a rename was reported as a deploy key problem: %s", s)
 	}
-	vals, _ := step.Find(`[data-testid="update-url"]`).Attr("hx-vals")
-	typed := vals[strings.Index(vals, `"url": "`)+len(`"url": "`) : len(vals)-2]
-	if r := change(t, h, typed, ""); !strings.Contains(r.Text(`[data-testid="repository-notice"]`), "now uses alice/api-v2") {
-		t.Fatalf("Update URL from troubleshooting: %s", r.Body)
+	var vals map[string]string
+	raw, _ := step.Find(`[data-testid="update-url"]`).Attr("hx-vals")
+	if err := json.Unmarshal([]byte(raw), &vals); err != nil || vals["from"] != "checklist" {
+		t.Fatalf("Update URL's values: %q %v", raw, err)
+	}
+	form := url.Values{}
+	for k, v := range vals {
+		form.Set(k, v)
+	}
+	r := h.c.HTMX(http.MethodPost, h.project.URL.Path+"/repository", page, form)
+	if !strings.Contains(r.Text(`[data-testid="repository-notice"]`), "now uses alice/api-v2") || r.Has("title") || r.Has("hx-partial") {
+		t.Fatalf("Update URL from troubleshooting answers with more than its outcome: %s", r.Body)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,20 @@ func (b *Browser) Click(sel string) {
 	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
+// Press clicks the element matching sel from inside the page, in one step.
+// Use it for buttons in parts that poll and swap themselves: Click finds
+// the node first and then moves the mouse, and a poll in between leaves it
+// clicking a node that is gone.
+func (b *Browser) Press(sel string) {
+	b.T.Helper()
+	js := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) return false; e.click(); return true })()`
+	ok, err := chromedp.Run(b.Ctx, chromedp.Evaluate[bool](js))
+	if err != nil || !ok {
+		b.Screenshot("failed-" + b.T.Name())
+		b.T.Fatalf("browser: press %s: found %v, %v", sel, ok, err)
+	}
+}
+
 // Type types text into the element matching sel.
 func (b *Browser) Type(sel, text string) {
 	b.T.Helper()
@@ -183,10 +198,34 @@ func (b *Browser) WaitFor(cond string, timeout time.Duration) {
 	}
 }
 
-// Screenshot saves the page as test-artifacts/<name>.png at the module
-// root, for people to look at after a run.
+// Screenshot saves the whole page as test-artifacts/<name>.png at the
+// module root, for people to look at after a run.
 func (b *Browser) Screenshot(name string) {
-	png, err := chromedp.Run(b.Ctx, chromedp.FullScreenshot(100))
+	b.save(name, chromedp.FullScreenshot(100))
+}
+
+// ScreenshotViewport saves only what the 1280×900 window shows — what the
+// person sees without scrolling — as test-artifacts/<name>.png.
+func (b *Browser) ScreenshotViewport(name string) {
+	b.save(name, chromedp.CaptureScreenshot())
+}
+
+// InViewport reports whether the element matching sel is visible inside
+// the window as it is scrolled now.
+func (b *Browser) InViewport(sel string) bool {
+	b.T.Helper()
+	js := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) return false;
+		const r = e.getBoundingClientRect();
+		return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; })()`
+	ok, err := chromedp.Run(b.Ctx, chromedp.Evaluate[bool](js))
+	if err != nil {
+		b.T.Fatalf("browser: is %s in the viewport: %v", sel, err)
+	}
+	return ok
+}
+
+func (b *Browser) save(name string, shot chromedp.Action[[]byte]) {
+	png, err := chromedp.Run(b.Ctx, shot)
 	if err != nil {
 		b.T.Logf("screenshot %s: %v", name, err)
 		return
@@ -235,7 +274,9 @@ func (b *Browser) SignInToBitbucket(username string) {
 // browser is on that step, and opens the account page.
 func (b *Browser) FinishSetup(env *Env) {
 	b.T.Helper()
-	b.WaitFor(`location.pathname === "/setup" || location.pathname === "/account"`, 10*time.Second)
+	// Wait for the landing page to be loaded, not just named: clicking in
+	// a document that is being replaced finds a node that is gone.
+	b.WaitFor(`document.readyState === "complete" && (location.pathname === "/setup" && !!document.querySelector('[data-testid="create-organization"]') || location.pathname === "/account")`, 10*time.Second)
 	if b.Eval(`location.pathname`) == "/setup" {
 		b.Click(`[data-testid="create-organization"]`)
 		b.WaitFor(`location.pathname === "/projects"`, 10*time.Second)

@@ -33,6 +33,9 @@ type Repository struct {
 	CloneSSH, CloneHTTPS       string // links.clone[name=ssh|https]
 	HTMLURL                    string // links.html.href
 	UpdatedOn                  time.Time
+	// Admin is whether the requesting user administers the repository. Only
+	// RepositoriesWithAdmin sets it; everywhere else it is false.
+	Admin bool
 }
 
 type link struct {
@@ -217,24 +220,57 @@ var bbqlEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // Repositories lists every repository the user has role on, across all of
 // their workspaces (the cross-workspace GET /repositories is gone since
-// CHANGE-2770), deduplicated by UUID and sorted by full name.
+// CHANGE-2770), deduplicated by UUID and sorted by full name. It costs one
+// call for GET /user/workspaces plus one per page of each workspace.
 func (c *Client) Repositories(ctx context.Context, accessToken, role string) ([]Repository, error) {
+	return c.repositories(ctx, accessToken, role, false)
+}
+
+// RepositoriesWithAdmin lists what Repositories(…, "member") lists, with
+// Admin set on the repositories the user administers. A repository listing
+// carries no permission of the caller's, and GET
+// /user/permissions/repositories went with CHANGE-2770; the supported way
+// (Atlassian's answer on the Bitbucket community forum, "Replacements for
+// deprecated user-scoped permission endpoints") is the role filter: a
+// repository listed by GET /repositories/{workspace}?role=admin is one the
+// user administers. That is one more paged call per workspace that lists
+// any repository: 1 + Σ (member pages + admin pages) calls in all.
+func (c *Client) RepositoriesWithAdmin(ctx context.Context, accessToken string) ([]Repository, error) {
+	return c.repositories(ctx, accessToken, "member", true)
+}
+
+func (c *Client) repositories(ctx context.Context, accessToken, role string, markAdmin bool) ([]Repository, error) {
 	workspaces, err := c.Workspaces(ctx, accessToken)
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{} // UUID → index in out
 	var out []Repository
 	for _, ws := range workspaces {
 		repos, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, role, "")
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range repos {
-			if !seen[r.UUID] {
-				seen[r.UUID] = true
-				out = append(out, r)
+		if markAdmin && len(repos) > 0 {
+			admin, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, "admin", "")
+			if err != nil {
+				return nil, err
 			}
+			administered := map[string]bool{}
+			for _, r := range admin {
+				administered[r.UUID] = true
+			}
+			for i := range repos {
+				repos[i].Admin = administered[repos[i].UUID]
+			}
+		}
+		for _, r := range repos {
+			if i, ok := seen[r.UUID]; ok {
+				out[i].Admin = out[i].Admin || r.Admin
+				continue
+			}
+			seen[r.UUID] = len(out)
+			out = append(out, r)
 		}
 	}
 	slices.SortFunc(out, func(a, b Repository) int {

@@ -38,10 +38,11 @@ const (
 	// Background calls are Tether's own checks. They never wait: when the
 	// budget is low they are shed, with the time to try again.
 	Background
-	// FollowUp is background work finishing an answer it began — the
-	// lookup by UUID that a 404 calls for, to tell a deleted webhook from
-	// a moved repository. It never waits either, but may use the bucket
-	// down to its last token, so the first call is not spent in vain.
+	// FollowUp is work finishing an answer already begun — the lookup by
+	// UUID that a 404 calls for, to tell a deleted webhook from a moved
+	// repository, or the branch comparison a repair calls for. It never
+	// waits, but may borrow ahead of the bucket as people's calls do, so
+	// the first call is not spent in vain.
 	FollowUp
 )
 
@@ -126,6 +127,10 @@ const (
 	// maxInteractiveWait is the longest a person's call waits for the
 	// budget; beyond it the call fails at once with a BudgetError.
 	maxInteractiveWait = 10 * time.Second
+	// interactiveBorrow is how far ahead of the bucket's refill a person's
+	// calls may go before they wait: six minutes of refill, a tenth of the
+	// hourly budget. The rolling-hour cap still holds.
+	interactiveBorrow = 6 * time.Minute
 	// defaultRetryAfter pauses a connection after a 429 without a usable
 	// Retry-After; maxPause bounds what a server may ask.
 	defaultRetryAfter = time.Minute
@@ -150,9 +155,11 @@ type BudgetConfig struct {
 // (golang.org/x/time/rate) refilled at PerHour/3600 calls a second smooths
 // bursts, a log of the last hour's calls caps any rolling hour at PerHour,
 // a 429 pauses the whole connection until Retry-After, and
-// X-RateLimit-NearLimit slows it to a quarter. Background calls leave a
-// reserve for people: they are shed while fewer than half the bucket's
-// tokens are left or 90 % of the hour is spent. It is safe for concurrent
+// X-RateLimit-NearLimit slows it to a quarter. People's calls may borrow a
+// tenth of the hour ahead of the bucket before they wait. Background calls
+// leave a reserve for people: they are shed while fewer than half the
+// bucket's tokens are left (or the bucket is in debt) or 90 % of the hour
+// is spent. It is safe for concurrent
 // use.
 type Budget struct {
 	perHour int
@@ -292,18 +299,31 @@ func (b *Budget) admit(c *connBudget, now time.Time, prio Priority) (time.Durati
 		}
 		return at.Sub(now), nil
 	}
-	if background {
+	switch prio {
+	case Background:
 		need := b.need(prio)
 		if have := c.lim.TokensAt(now); have < need {
 			wait := time.Duration((need - have) / float64(c.lim.Limit()) * float64(time.Second))
 			return 0, b.shedAt(c, now, now.Add(wait), false)
 		}
 		c.lim.AllowN(now, 1)
-	} else {
+	case FollowUp:
+		// Finishing what a person's action or an earlier call began: it
+		// may borrow ahead as people do, but never waits.
 		r := c.lim.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
+		if d := r.DelayFrom(now); d > interactiveBorrow {
 			r.CancelAt(now)
-			return d, nil
+			return 0, b.shedAt(c, now, now.Add(d-interactiveBorrow), false)
+		}
+	default:
+		// A person's calls may borrow ahead: a sign-up, a listing and a
+		// few creates come in a burst larger than the bucket holds, and
+		// should not wait seconds each. The debt delays background work,
+		// which needs tokens in hand, not people.
+		r := c.lim.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > interactiveBorrow {
+			r.CancelAt(now)
+			return d - interactiveBorrow, nil
 		}
 	}
 	c.calls = append(c.calls, now)

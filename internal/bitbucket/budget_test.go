@@ -100,16 +100,20 @@ func TestBudgetPeopleBeforeBackground(t *testing.T) {
 	}
 }
 
-// An interactive call waits for the bucket (on the budget's clock) rather
-// than failing, as long as the wait is short.
+// A person's calls go at once for a burst well beyond the bucket — they
+// borrow six minutes of its refill — and then wait for the bucket (on the
+// budget's clock) rather than fail, as long as the wait is short.
 func TestBudgetInteractiveWaitsBriefly(t *testing.T) {
 	t.Parallel()
 	clock := clockwork.NewFakeClock()
 	b := bitbucket.NewBudget(bitbucket.BudgetConfig{PerHour: 3600, Clock: clock}) // one a second, burst 50
-	for range 50 {
+	for i := range 50 + 360 {
 		if err := b.Wait(context.Background(), 1, bitbucket.Interactive); err != nil {
-			t.Fatal(err)
+			t.Fatalf("call %d: %v", i, err)
 		}
+	}
+	if ok, _ := b.Available(1, bitbucket.Background); ok {
+		t.Fatal("background work may go while people borrowed ahead")
 	}
 	done := make(chan error, 1)
 	go func() { done <- b.Wait(context.Background(), 1, bitbucket.Interactive) }()
@@ -118,7 +122,7 @@ func TestBudgetInteractiveWaitsBriefly(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("the 51st call did not wait: %v", err)
+		t.Fatalf("the 411th call did not wait: %v", err)
 	default:
 	}
 	clock.Advance(time.Second)

@@ -409,6 +409,58 @@ func TestRepositoriesAcrossWorkspaces(t *testing.T) {
 	}
 }
 
+// RepositoriesWithAdmin marks what the user administers with one more
+// paged call per workspace (role=admin), and none for a workspace that
+// lists no repository.
+func TestRepositoriesWithAdmin(t *testing.T) {
+	mux := http.NewServeMux()
+	var calls []string
+	mux.HandleFunc("GET /2.0/user/workspaces", func(w http.ResponseWriter, r *http.Request) {
+		calls = append(calls, r.URL.Path)
+		writeJSON(w, 200, `{"values":[{"workspace":{"slug":"acme"}},{"workspace":{"slug":"empty"}},{"workspace":{"slug":"zeta"}}]}`)
+	})
+	mux.HandleFunc("GET /2.0/repositories/{ws}", func(w http.ResponseWriter, r *http.Request) {
+		if !requireBearer(t, w, r) {
+			return
+		}
+		role := r.URL.Query().Get("role")
+		calls = append(calls, r.PathValue("ws")+" "+role+" "+r.URL.Query().Get("page"))
+		switch r.PathValue("ws") + " " + role {
+		case "acme member":
+			if r.URL.Query().Get("page") == "" {
+				writeJSON(w, 200, `{"values":[{"uuid":"{1}","full_name":"acme/api"}],"next":"`+"http://"+r.Host+`/2.0/repositories/acme?role=member&page=2"}`)
+				return
+			}
+			writeJSON(w, 200, `{"values":[{"uuid":"{2}","full_name":"acme/docs"},{"uuid":"{s}","full_name":"acme/shared"}]}`)
+		case "acme admin":
+			writeJSON(w, 200, `{"values":[{"uuid":"{1}","full_name":"acme/api"}]}`)
+		case "zeta member":
+			writeJSON(w, 200, `{"values":[{"uuid":"{s}","full_name":"acme/shared"},{"uuid":"{3}","full_name":"zeta/app"}]}`)
+		case "zeta admin":
+			// Administered through the other workspace's listing: still admin.
+			writeJSON(w, 200, `{"values":[{"uuid":"{s}","full_name":"acme/shared"}]}`)
+		default:
+			writeJSON(w, 200, `{"values":[]}`)
+		}
+	})
+	c, _ := newTestClient(t, mux)
+	repos, err := c.RepositoriesWithAdmin(context.Background(), testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range repos {
+		got = append(got, fmt.Sprintf("%s %v", r.FullName, r.Admin))
+	}
+	if want := []string{"acme/api true", "acme/docs false", "acme/shared true", "zeta/app false"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	want := []string{"/2.0/user/workspaces", "acme member ", "acme member 2", "acme admin ", "empty member ", "zeta member ", "zeta admin "}
+	if !reflect.DeepEqual(calls, want) {
+		t.Errorf("calls %q, want %q", calls, want)
+	}
+}
+
 func TestPrimaryEmail(t *testing.T) {
 	c, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/2.0/user/emails" || !requireBearer(t, w, r) {

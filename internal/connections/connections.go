@@ -305,19 +305,21 @@ func (s *Service) verify(ctx context.Context, userID int64) error {
 }
 
 // CheckIfStale starts a check in the background, at background priority,
-// when the last one is older than Stale. It never waits: badge polls call
+// when the last one is older than Stale, and reports whether it started
+// one (the check may finish before Checking would see it run, so a badge
+// poll asks again soon on this answer). It never waits: badge polls call
 // it and render what is stored.
-func (s *Service) CheckIfStale(ident tether.Identity) {
+func (s *Service) CheckIfStale(ident tether.Identity) bool {
 	now := s.now()
 	if ident.Status != tether.Connected || now.Sub(ident.CheckedAt) < s.Stale {
-		return
+		return false
 	}
 	s.mu.Lock()
 	f := s.checks[ident.UserID]
 	busy := f != nil && (f.running() || now.Sub(f.started) < s.Stale)
 	s.mu.Unlock()
 	if busy {
-		return
+		return false
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -327,6 +329,7 @@ func (s *Service) CheckIfStale(ident tether.Identity) {
 			s.log.Error("background connection check", "user_id", ident.UserID, "err", err)
 		}
 	}()
+	return true
 }
 
 // Checking reports whether a check of the user's connection is running.

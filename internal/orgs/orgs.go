@@ -38,6 +38,9 @@ type Store interface {
 	AcceptInvitation(ctx context.Context, invitationID, userID int64) error
 	RevokeInvitation(ctx context.Context, orgID, invitationID int64, a tether.Audit) error
 	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error)
+	AuditCount(ctx context.Context, orgID int64, f tether.AuditFilter) (int, error)
+	AuditProjects(ctx context.Context, orgID int64) ([]tether.AuditName, error)
+	AuditActors(ctx context.Context, orgID int64) ([]tether.AuditName, error)
 	ProjectsInOrg(ctx context.Context, orgID int64) ([]tether.Project, error)
 }
 
@@ -210,10 +213,18 @@ func (s *Service) SetRole(ctx context.Context, v Viewer, userID int64, role stri
 	return memberProblem(err)
 }
 
-// Remove takes a member out of the organization. Members who back
-// projects are removed only when force is set (the page lists their
-// projects and offers to re-home them first).
+// Remove takes a member out of the organization. Refusals come first: the
+// last admin is told an organization needs an admin before anything else.
+// Members who back projects are removed only when force is set (the page
+// lists their projects and offers to re-home them first).
 func (s *Service) Remove(ctx context.Context, v Viewer, userID int64, force bool) ([]tether.Project, error) {
+	members, err := s.store.Members(ctx, v.Org.ID)
+	if err != nil {
+		return nil, err
+	}
+	if lastAdmin(members, userID) {
+		return nil, memberProblem(tether.ErrLastAdmin)
+	}
 	projects, err := s.store.ProjectsInOrg(ctx, v.Org.ID)
 	if err != nil {
 		return nil, err
@@ -232,6 +243,18 @@ func (s *Service) Remove(ctx context.Context, v Viewer, userID int64, force bool
 	return nil, memberProblem(err)
 }
 
+// lastAdmin reports whether userID is the only admin among members.
+func lastAdmin(members []tether.Member, userID int64) bool {
+	admins, them := 0, false
+	for _, m := range members {
+		if m.Role == tether.RoleAdmin {
+			admins++
+			them = them || m.UserID == userID
+		}
+	}
+	return them && admins == 1
+}
+
 func (s *Service) memberName(ctx context.Context, orgID, userID int64) string {
 	ms, err := s.store.Members(ctx, orgID)
 	if err == nil {
@@ -247,7 +270,7 @@ func (s *Service) memberName(ctx context.Context, orgID, userID int64) string {
 func memberProblem(err error) error {
 	switch {
 	case errors.Is(err, tether.ErrLastAdmin):
-		return problem.New(problem.Conflict, "An organization needs an admin: make someone else Admin first.")
+		return problem.New(problem.Conflict, "An organization needs an admin: make someone else Admin first, then you can step down or leave.")
 	case errors.Is(err, tether.ErrNotFound):
 		return problem.New(problem.NotFound, "There is no such member.")
 	}
@@ -261,12 +284,74 @@ func roleWord(role string) string {
 	return "Member"
 }
 
-// AuditLog returns a page of the organization's audit log.
-func (s *Service) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) ([]tether.Audit, error) {
+// AuditPage is one page of an audit log, newest first.
+type AuditPage struct {
+	Entries []tether.Audit
+	Total   int  // entries matching the filter, on every page
+	Newer   bool // there are newer entries (a page before this one)
+	Older   bool // there are older entries (a page after this one)
+	// Projects and People are everything the log names, to filter by:
+	// deleted projects and people who left included.
+	Projects, People []tether.AuditName
+}
+
+// AuditPageSize is how many entries a page of the audit log shows.
+const AuditPageSize = 50
+
+// AuditLog returns a page of the organization's audit log: f.Limit
+// entries (AuditPageSize when 0, at most 200) older than f.Before, newer
+// than f.After, or the newest.
+func (s *Service) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) (AuditPage, error) {
 	if f.Limit <= 0 || f.Limit > 200 {
-		f.Limit = 50
+		f.Limit = AuditPageSize
 	}
-	return s.store.AuditLog(ctx, orgID, f)
+	limit := f.Limit
+	f.Limit++ // one more tells whether another page follows
+	var pg AuditPage
+	entries, err := s.store.AuditLog(ctx, orgID, f)
+	if err != nil {
+		return pg, err
+	}
+	more := len(entries) > limit
+	if f.After != 0 {
+		if more {
+			entries = entries[1:]
+		}
+		pg.Newer = more
+	} else {
+		if more {
+			entries = entries[:limit]
+		}
+		pg.Older = more
+	}
+	pg.Entries = entries
+	if len(entries) > 0 {
+		probe := f
+		probe.Limit = 1
+		if f.After != 0 {
+			probe.Before, probe.After = entries[len(entries)-1].ID, 0
+			next, err := s.store.AuditLog(ctx, orgID, probe)
+			if err != nil {
+				return pg, err
+			}
+			pg.Older = len(next) > 0
+		} else if f.Before != 0 {
+			probe.Before, probe.After = 0, entries[0].ID
+			prev, err := s.store.AuditLog(ctx, orgID, probe)
+			if err != nil {
+				return pg, err
+			}
+			pg.Newer = len(prev) > 0
+		}
+	}
+	if pg.Total, err = s.store.AuditCount(ctx, orgID, f); err != nil {
+		return pg, err
+	}
+	if pg.Projects, err = s.store.AuditProjects(ctx, orgID); err != nil {
+		return pg, err
+	}
+	pg.People, err = s.store.AuditActors(ctx, orgID)
+	return pg, err
 }
 
 func hash(token string) []byte {

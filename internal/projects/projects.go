@@ -67,7 +67,7 @@ type Connections interface {
 
 // Bitbucket is the part of the client projects use.
 type Bitbucket interface {
-	Repositories(ctx context.Context, accessToken, role string) ([]bitbucket.Repository, error)
+	RepositoriesWithAdmin(ctx context.Context, accessToken string) ([]bitbucket.Repository, error)
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
 	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
 	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
@@ -121,7 +121,9 @@ func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker
 	return &Service{ListFresh: 10 * time.Second, hookBase: cfg.HookBase, hosts: cfg.Hosts, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
 }
 
-// Choice is a repository in the New project picker.
+// Choice is a repository in the New project picker. Its Admin says whether
+// the person administers it: Create adds a deploy key and a webhook, which
+// only repository admins may do.
 type Choice struct {
 	bitbucket.Repository
 	Used bool // a project for it exists
@@ -131,9 +133,12 @@ type Choice struct {
 // characters, and a search that long finds the one repository.
 const MaxSearch = 200
 
-// Repositories lists what the user can make a project from, filtered by a
-// case-insensitive name search of at most MaxSearch characters. fresh
-// skips the short-lived cache.
+// Repositories lists the repositories of every workspace the user belongs
+// to, each marked with whether they administer it and whether it already
+// has a project, filtered by a case-insensitive name search of at most
+// MaxSearch characters. fresh skips the short-lived cache. A listing costs
+// the user's Bitbucket budget 1 + two paged calls per workspace (see
+// bitbucket.RepositoriesWithAdmin).
 func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
 	if utf8.RuneCountInString(search) > MaxSearch {
 		return nil, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
@@ -173,7 +178,7 @@ func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([
 		var repos []bitbucket.Repository
 		err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
 			var err error
-			repos, err = s.bb.Repositories(ctx, token, "member")
+			repos, err = s.bb.RepositoriesWithAdmin(ctx, token)
 			return err
 		})
 		if err != nil {

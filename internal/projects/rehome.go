@@ -113,6 +113,7 @@ func (s *Service) Delete(ctx context.Context, actorID int64, p tether.Project) (
 type Backing struct {
 	OwnerName string
 	Username  string   // their Bitbucket username, if connected once
+	Connected bool     // their Bitbucket connection is Connected
 	Warnings  []string // left the organization, Not Connected, lost access
 }
 
@@ -133,7 +134,8 @@ func (s *Service) BackingOf(ctx context.Context, p tether.Project, lostAccess bo
 		return b, err
 	default:
 		b.Username = ident.Username
-		if ident.Status != tether.Connected {
+		b.Connected = ident.Status == tether.Connected
+		if !b.Connected {
 			b.Warnings = append(b.Warnings, fmt.Sprintf("%s's Bitbucket connection is Not Connected (%s).", p.OwnerName, ident.StatusReason))
 		}
 	}

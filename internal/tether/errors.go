@@ -6,7 +6,8 @@ import "errors"
 var (
 	// ErrNotFound: the row asked for does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrEmailTaken: an account with that e-mail exists.
+	// ErrEmailTaken: an account with that e-mail exists, as its login or
+	// as its Bitbucket identity's e-mail.
 	ErrEmailTaken = errors.New("e-mail already registered")
 	// ErrIdentityTaken: the Bitbucket identity is linked to another user.
 	ErrIdentityTaken = errors.New("bitbucket identity linked to another user")

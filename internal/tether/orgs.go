@@ -69,9 +69,20 @@ func (a Audit) With(action, detail string) Audit {
 	return a
 }
 
-// AuditFilter narrows the audit log.
+// AuditFilter narrows the audit log. Before and After page through it by
+// entry id: entries older than Before, or the Limit entries just newer
+// than After (still listed newest first).
 type AuditFilter struct {
 	ProjectID, ActorID int64
-	Before             int64 // entries with a smaller id (paging)
+	Before             int64
+	After              int64
 	Limit              int
+}
+
+// AuditName is a project or person an audit log names, by id, with the
+// name its newest entry gives them (a deleted project or a person who
+// left keeps theirs).
+type AuditName struct {
+	ID   int64
+	Name string
 }

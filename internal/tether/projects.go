@@ -6,8 +6,10 @@ import (
 
 // Project is a CI project tied to one Bitbucket repository.
 type Project struct {
-	ID        int64
-	OrgID     int64
+	ID    int64
+	OrgID int64
+	// Name is what people call the project: its repository's full name,
+	// following it through renames and moves (Update URL, Change).
 	Name      string
 	OwnerID   int64 // whose Bitbucket connection Tether acts with
 	OwnerName string

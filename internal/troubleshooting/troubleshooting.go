@@ -2,7 +2,9 @@
 // repositories aren't showing" or "my pushes stopped starting workflows":
 // is Bitbucket connected, are repositories visible, and (per project) is
 // the deploy key valid, is the webhook healthy, when did the last delivery
-// arrive. Each failed step says what it means and what to do.
+// arrive. Each failed step says what it means and what to do; one cause
+// gets one fix, in order: a step that depends on a failed earlier one
+// says it waits on it instead of repeating the cause.
 package troubleshooting
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
@@ -22,19 +25,33 @@ const (
 	OK      = "ok"
 	Failed  = "failed"
 	Unknown = "unknown" // could not be checked now
-	Skipped = "skipped" // an earlier step failed
+	Waiting = "waiting" // an earlier step must be fixed first
 )
 
 // Step is one line of the checklist.
 type Step struct {
-	Name   string // stable id, e.g. "connection"
-	Title  string
-	State  string
-	Detail string   // what was found
-	Fix    string   // what to do, for a failed or unknown step
-	Action string   // which fix button to show: "grant", "regenerate", "update-url" or ""
-	URL    string   // for "update-url": the repository's new URL
-	Items  []string // e.g. the first repository names
+	Name    string // stable id, e.g. "connection"
+	Title   string
+	State   string
+	Detail  string   // what was found
+	Fix     string   // what to do, for a failed or unknown step
+	Action  string   // which fix button to show: "grant", "regenerate", "regenerate-webhook", "update-url" or ""
+	URL     string   // for "update-url": the repository's new URL
+	Items   []string // e.g. the first repository names
+	WaitsOn string   // for a waiting step: the earlier step, e.g. "Bitbucket connection"
+}
+
+// Names of the steps other steps wait on, as the page says them.
+const (
+	connectionLabel = "Bitbucket connection"
+	webhookLabel    = "Webhook"
+)
+
+// wait makes st a step that waits on an earlier one; what was found so
+// far, if anything, stays in its detail.
+func wait(st Step, on string) Step {
+	st.State, st.WaitsOn, st.Fix, st.Action, st.URL, st.Items = Waiting, on, "", "", "", nil
+	return st
 }
 
 // Report is the whole checklist.
@@ -52,6 +69,14 @@ type ProjectReport struct {
 // Connections is the part of the connections service the checklist uses.
 type Connections interface {
 	Check(ctx context.Context, userID int64) (tether.Identity, error)
+}
+
+// Viewer is who walks the checklist: the person, the organization whose
+// projects they look at, and whether they administer it (only admins get
+// Regenerate and Update URL buttons).
+type Viewer struct {
+	UserID, OrgID int64
+	Admin         bool
 }
 
 // Projects lists the repositories and projects a person sees and what
@@ -87,28 +112,41 @@ func New(log *slog.Logger, conns Connections, projects Projects, health Health) 
 const shown = 5
 
 // Run walks the checklist for a person and the projects of the
-// organization they look at, asking Bitbucket live.
-func (s *Service) Run(ctx context.Context, userID, orgID int64) (Report, error) {
-	conn := s.connection(ctx, userID)
+// organization they look at, asking Bitbucket live. Projects backed by the
+// person's own connection are not checked while that connection fails:
+// their steps wait on it, and no API call is spent on them.
+func (s *Service) Run(ctx context.Context, v Viewer) (Report, error) {
+	conn := s.connection(ctx, v.UserID)
 	repos := Step{Name: "repositories", Title: "Repositories are visible"}
 	if conn.State != OK {
-		repos.State, repos.Detail = Skipped, "Checked once Bitbucket is connected."
+		repos = wait(repos, connectionLabel)
 	} else {
-		repos = s.repositories(ctx, userID, repos)
+		repos = s.repositories(ctx, v.UserID, repos)
 	}
 	r := Report{Steps: []Step{conn, repos}}
-	list, err := s.projects.List(ctx, orgID)
+	list, err := s.projects.List(ctx, v.OrgID)
 	if err != nil {
 		return Report{}, err
 	}
 	for _, p := range list {
-		r.Projects = append(r.Projects, s.project(ctx, p))
+		r.Projects = append(r.Projects, s.project(ctx, v, conn, p))
 	}
 	return r, nil
 }
 
-// project checks one project now and turns each part's health into a step.
-func (s *Service) project(ctx context.Context, p tether.Project) ProjectReport {
+// project checks one project now and turns what was found into steps,
+// the first cause first: the backing connection, the owner's access, the
+// repository's place, then the deploy key, the webhook and deliveries.
+func (s *Service) project(ctx context.Context, v Viewer, conn Step, p tether.Project) ProjectReport {
+	pr := ProjectReport{Project: p}
+	place := Step{Name: "repository", Title: "Repository is where Tether expects it"}
+	key := Step{Name: "deploy-key", Title: "Deploy key is valid"}
+	hook := Step{Name: "webhook", Title: "Webhook is healthy"}
+	if p.OwnerID == v.UserID && conn.State != OK {
+		pr.Steps = []Step{wait(place, connectionLabel), wait(key, connectionLabel), wait(hook, connectionLabel),
+			s.deliveryStep(ctx, p, v, wait(hook, connectionLabel))}
+		return pr
+	}
 	// As "Check now": a check that started seconds ago answers, so
 	// reloading the checklist, or several people opening it, costs one.
 	if err := s.health.CheckNow(ctx, p); err != nil {
@@ -116,32 +154,95 @@ func (s *Service) project(ctx context.Context, p tether.Project) ProjectReport {
 	}
 	if fresh, err := s.projects.Reload(ctx, p); err == nil {
 		p = fresh
+		pr.Project = p
 	}
-	pr := ProjectReport{Project: p}
-	pr.Steps = append(pr.Steps,
-		s.repositoryStep(p),
-		s.partStep(ctx, p, tether.PartDeployKey, Step{Name: "deploy-key", Title: "Deploy key is valid"}, "the key"),
-		s.partStep(ctx, p, tether.PartWebhook, Step{Name: "webhook", Title: "Webhook is healthy"}, "the webhook"),
-		s.deliveryStep(ctx, p))
+	kh, kerr := s.health.Result(ctx, p.ID, tether.PartDeployKey)
+	hh, herr := s.health.Result(ctx, p.ID, tether.PartWebhook)
+	// What both parts depend on — the owner's connection and their access
+	// to the repository — failed: one step says so, the rest wait on it.
+	if kerr == nil && herr == nil && kh.Reason == hh.Reason && shared(kh.Reason) {
+		cause := s.sharedStep(p, v, kh)
+		pr.Steps = []Step{cause, wait(place, cause.Title), wait(key, cause.Title), wait(hook, cause.Title),
+			s.deliveryStep(ctx, p, v, wait(hook, cause.Title))}
+		return pr
+	}
+	place = s.repositoryStep(p, v, place, kh, hh, kerr == nil && herr == nil)
+	key = partStep(p, v, key, kh, kerr, "the key")
+	hook = partStep(p, v, hook, hh, herr, "the webhook")
+	pr.Steps = []Step{place, key, hook, s.deliveryStep(ctx, p, v, hook)}
 	return pr
 }
 
-// repositoryStep reports a move or rename Tether detected, with the fix.
-func (s *Service) repositoryStep(p tether.Project) Step {
-	st := Step{Name: "repository", Title: "Repository is where Tether expects it"}
+// shared reports whether a reason comes from what both parts depend on.
+func shared(reason string) bool {
+	return reason == tether.ReasonOAuthRevoked || reason == tether.ReasonOwnerNoAccess
+}
+
+// sharedStep is the one step for a failure both parts share: the backing
+// person's connection, or their access to the repository.
+func (s *Service) sharedStep(p tether.Project, v Viewer, h tether.Health) Step {
+	owner := p.OwnerName
+	if p.OwnerID == v.UserID {
+		owner = "your"
+	} else {
+		owner += "'s"
+	}
+	var st Step
+	switch h.Reason {
+	case tether.ReasonOAuthRevoked:
+		st = Step{Name: "backing", Title: upperFirst(owner) + " Bitbucket connection", State: Failed,
+			Detail: "The deploy key and webhook act with " + owner + " Bitbucket connection, and it is Not Connected, so Tether cannot check or repair them."}
+		switch {
+		case p.OwnerID == v.UserID:
+			st.Fix, st.Action = "Grant access again.", "grant"
+		case v.Admin:
+			st.Fix = p.OwnerName + " must grant access again on their account page, or you can press Re-home to me on the project page so your connection backs it."
+		default:
+			st.Fix = p.OwnerName + " must grant access again on their account page, or an admin can re-home the project."
+		}
+	default:
+		st = Step{Name: "access", Title: upperFirst(owner) + " access to the repository", State: Failed, Detail: h.Detail}
+		st.Fix = fmt.Sprintf("Give %s admin access to %s on Bitbucket again, then check again.", p.OwnerName, p.FullName)
+		if v.Admin && p.OwnerID != v.UserID {
+			st.Fix += " Or press Re-home to me on the project page, if you administer the repository."
+		}
+	}
+	return st
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// repositoryStep reports a move or rename Tether detected, with the fix;
+// it is OK only when the last check found the repository (checked).
+func (s *Service) repositoryStep(p tether.Project, v Viewer, st Step, key, hook tether.Health, checked bool) Step {
+	if !checked || key.Status == tether.Unknown && hook.Status == tether.Unknown {
+		st.State, st.Detail, st.Fix = Unknown, "Tether could not look the repository up on Bitbucket just now.", "Check again in a minute."
+		if checked && key.Detail != "" {
+			st.Detail = key.Detail
+		}
+		return st
+	}
 	if p.MovedTo == "" {
 		st.State, st.Detail = OK, fmt.Sprintf("%s is at the stored URL.", p.FullName)
 		return st
 	}
 	st.State = Failed
 	st.Detail = fmt.Sprintf("This repository was moved/renamed to %s on Bitbucket.", p.MovedTo)
-	st.Fix, st.Action, st.URL = "Update URL: Tether stores the new place and checks the deploy key and webhook again.", "update-url", s.projects.MovedURL(p)
+	if v.Admin {
+		st.Fix, st.Action, st.URL = "Update URL: Tether stores the new place and checks the deploy key and webhook again.", "update-url", s.projects.MovedURL(p)
+	} else {
+		st.Fix = "An admin of the organization can press Update URL on the project page."
+	}
 	return st
 }
 
 // partStep turns a part's recorded health into a step.
-func (s *Service) partStep(ctx context.Context, p tether.Project, part string, st Step, what string) Step {
-	h, err := s.health.Result(ctx, p.ID, part)
+func partStep(p tether.Project, v Viewer, st Step, h tether.Health, err error, what string) Step {
 	switch {
 	case err != nil:
 		st.State, st.Detail, st.Fix = Unknown, "Not checked yet.", "Check again in a minute."
@@ -152,6 +253,9 @@ func (s *Service) partStep(ctx context.Context, p tether.Project, part string, s
 	default:
 		st.State, st.Detail = Failed, h.Reason+": "+h.Detail
 		st.Fix, st.Action = fix(h.Reason, p, what)
+		if st.Action != "" && !v.Admin {
+			st.Fix, st.Action = "An admin of the organization can press Regenerate on the project page.", ""
+		}
 	}
 	return st
 }
@@ -159,9 +263,9 @@ func (s *Service) partStep(ctx context.Context, p tether.Project, part string, s
 // fix says what to do about an invalid part, and which button does it.
 func fix(reason string, p tether.Project, what string) (string, string) {
 	switch reason {
-	case "OAuth permissions revoked":
-		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; %s itself may be fine.", p.OwnerName, what), "grant"
-	case "owner no longer has access to the repository":
+	case tether.ReasonOAuthRevoked:
+		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; %s itself may be fine.", p.OwnerName, what), ""
+	case tether.ReasonOwnerNoAccess:
 		return fmt.Sprintf("Give %s admin access to %s on Bitbucket again, then check again.", p.OwnerName, p.FullName), ""
 	default:
 		return fmt.Sprintf("Regenerate %s: Tether creates a new one on the repository first, then removes the old one.", what), "regenerate"
@@ -169,8 +273,9 @@ func fix(reason string, p tether.Project, what string) (string, string) {
 }
 
 // deliveryStep says whether pushes reach Tether: when the last delivery
-// was accepted, or why the latest ones were refused.
-func (s *Service) deliveryStep(ctx context.Context, p tether.Project) Step {
+// was accepted, or why the latest ones were refused. A refusal whose fix is
+// the webhook's waits on the webhook step when that one is not OK.
+func (s *Service) deliveryStep(ctx context.Context, p tether.Project, v Viewer, hook Step) Step {
 	st := Step{Name: "delivery", Title: "Pushes reach Tether"}
 	a, err := s.projects.Activity(ctx, p)
 	if err != nil {
@@ -186,7 +291,16 @@ func (s *Service) deliveryStep(ctx context.Context, p tether.Project) Step {
 	case refused != nil:
 		st.State = Failed
 		st.Detail = fmt.Sprintf("The latest delivery (%s) was refused: %s.", refused.LastSeen.UTC().Format("2 Jan 15:04 UTC"), refused.Reason)
-		st.Fix, st.Action = "Regenerate the webhook so Bitbucket signs deliveries with a secret Tether knows.", "regenerate-webhook"
+		switch {
+		case hook.State == Waiting:
+			return wait(st, hook.WaitsOn)
+		case hook.State != OK:
+			return wait(st, webhookLabel)
+		case v.Admin:
+			st.Fix, st.Action = "Regenerate the webhook so Bitbucket signs deliveries with a secret Tether knows.", "regenerate-webhook"
+		default:
+			st.Fix = "An admin of the organization can press Regenerate on the webhook."
+		}
 	case a.LastAccepted.IsZero():
 		st.State = Unknown
 		st.Detail = "No delivery received yet."

@@ -423,7 +423,11 @@ func describePush(repo string, res PushResult) string {
 		if d.Status == 0 {
 			outcome = d.Error
 		}
-		parts = append(parts, fmt.Sprintf("%s %s after %d attempt(s)", d.URL, outcome, d.Attempts))
+		attempts := "1 attempt"
+		if d.Attempts != 1 {
+			attempts = fmt.Sprintf("%d attempts", d.Attempts)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s after %s", d.URL, outcome, attempts))
 	}
 	return msg + "; delivered to " + strings.Join(parts, ", ")
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // User is a Bitbucket account.
@@ -332,15 +334,30 @@ func (e *Emulator) repoByPath(wsID, repoID string) *repo {
 
 // seedDemo creates the demo world described in the package's brief: three
 // people, a team workspace with enough repositories to need paging, and
-// personal workspaces.
+// personal workspaces. Its UUIDs are the same on every start, so a demo
+// restarted on the same data folder still knows its people and
+// repositories (their keys, hooks and grants, held in memory, are gone).
 func (e *Emulator) seedDemo() {
 	for _, u := range []User{
 		{Username: "alice", DisplayName: "Alice Liddell", Email: "alice@example.com", Password: "demo"},
 		{Username: "bob", DisplayName: "Bob Builder", Email: "bob@example.com", Password: "demo"},
 		{Username: "carol", DisplayName: "Carol Danvers", Email: "carol@example.com", Password: "demo"},
 	} {
+		u.UUID = demoUUID("user", u.Username)
+		u.AccountID = "557058:" + strings.Trim(demoUUID("account", u.Username), "{}")
 		e.addUser(u)
 	}
+	defer func() {
+		for _, w := range e.workspaces {
+			if e.userByUUID(w.UUID) == nil {
+				w.UUID = demoUUID("workspace", w.Slug)
+			}
+			w.projectUUID = demoUUID("project", w.Slug)
+		}
+		for _, r := range e.repos {
+			r.uuid = demoUUID("repository", r.fullName())
+		}
+	}()
 	e.addWorkspace("acme", "Acme Inc")
 	e.addWorkspace("alice", "Alice Liddell")
 	e.addWorkspace("bob", "Bob Builder")
@@ -358,4 +375,10 @@ func (e *Emulator) seedDemo() {
 	}
 	e.addRepo("alice", "dotfiles", false)
 	e.addRepo("bob", "sandbox", true)
+}
+
+// demoUUID is a stable, Bitbucket-shaped UUID for a thing of the demo
+// world, the same on every start.
+func demoUUID(kind, name string) string {
+	return "{" + uuid.NewSHA1(uuid.NameSpaceURL, []byte("tether-demo:"+kind+":"+name)).String() + "}"
 }
