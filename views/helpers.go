@@ -244,3 +244,10 @@ func memberStatus(s string) string {
 	}
 	return "not_connected"
 }
+
+// syncWithPoll is the hx-sync of every action inside a part of the page
+// that polls itself (marked data-poll): the action takes the part's
+// request slot, cancelling a poll in flight, and a poll that comes due
+// while the action runs is dropped. So a slow Regenerate keeps its
+// working indicator and its outcome is not overwritten by an older state.
+const syncWithPoll = "closest [data-poll]:replace"

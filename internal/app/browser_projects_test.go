@@ -1,11 +1,13 @@
 package app_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"tether/internal/apptest"
+	"tether/internal/bitbucket/emulator"
 	"tether/internal/health"
 )
 
@@ -146,3 +148,39 @@ var fastCadence = health.Cadence{
 // bigBudget gives each connection Bitbucket's largest hourly budget, for
 // tests that look every second.
 var bigBudget = map[string]string{"TETHER_BITBUCKET_BUDGET": "10000"}
+
+// With Bitbucket slow, the card's own poll (every 10 s) does not redraw the
+// card while Regenerate runs: the working indicator stays, the button stays
+// disabled, and the outcome is what the person sees at the end — never an
+// older state swapped in mid-action (issue 13, point 5). The same rule
+// (hx-sync on the polled part) holds for every action in a polled part.
+func TestBrowserActionOutlivesPolls(t *testing.T) {
+	t.Parallel()
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	env.AddUser("alice")
+	env.Emulator.AddRepository("alice", "api", true)
+	b := apptest.NewBrowser(t)
+	b.SignUpWithBitbucket(env, "alice")
+	createInPicker(b, env, "alice/api")
+	b.WaitVisible(`#webhook [data-testid="health-badge"][data-status="valid"]`)
+	b.Eval(`window.tetherSwaps = 0; window.confirm = () => true;
+		document.addEventListener("htmx:after:swap", e => { if (e.detail.ctx.target?.id === "webhook") window.tetherSwaps++ }); "ok"`)
+
+	// Creating the new hook takes 12 s: longer than a poll interval.
+	env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/api/hooks", Method: http.MethodPost, Stall: 12 * time.Second, Times: 1})
+	start := time.Now()
+	b.Press(`[data-testid="webhook-regenerate"]`)
+	working := `document.querySelector('#webhook-indicator')?.classList.contains("htmx-request") &&
+		document.querySelector('[data-testid="webhook-regenerate"]')?.disabled === true`
+	b.WaitFor(working, 5*time.Second)
+	time.Sleep(time.Until(start.Add(11 * time.Second))) // a poll came due meanwhile
+	if b.Eval(`String(`+working+`)`) != "true" || b.Eval(`String(window.tetherSwaps)`) != "0" {
+		b.Screenshot("action-redrawn-by-poll")
+		t.Fatalf("a poll redrew the webhook card while Regenerate ran (swaps %s)", b.Eval(`String(window.tetherSwaps)`))
+	}
+	b.WaitFor(`!!document.querySelector('[data-testid="webhook-message"]')`, 15*time.Second)
+	if got := b.Text(`[data-testid="webhook-message"]`); !strings.Contains(got, "new webhook is in force") {
+		t.Fatalf("outcome %q", got)
+	}
+	b.Screenshot("action-outlived-poll")
+}
