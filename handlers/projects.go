@@ -474,7 +474,9 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 		return err
 	}
 	if warning != "" {
+		// Said where they pressed Delete: what is left on Bitbucket.
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
+		return renderComponent(c, http.StatusOK, views.ProjectDeleted(warning))
 	}
 	return redirect(c, http.StatusOK, landing, landing)
 }
