@@ -70,20 +70,7 @@ func (s *Store) ProjectLeftovers(ctx context.Context, projectID int64) ([]tether
 }
 
 func (s *Store) queryLeftovers(ctx context.Context, query string, args ...any) ([]tether.Leftover, error) {
-	rows, err := s.readRows(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Leftover
-	for rows.Next() {
-		l, err := scanLeftover(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanLeftover, query, args...)
 }
 
 // leftoverIs selects a leftover by its id, or — when it was never read

@@ -2,8 +2,6 @@ package db
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,25 +73,7 @@ func TestPartsNameTheirRemote(t *testing.T) {
 // in force, and replaced keys and hooks become leftovers.
 func TestMigrationDropsPartsWithoutTheirRemote(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "tether.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
-	names, _ := migrations.ReadDir("migrations")
-	for _, n := range names {
-		if n.Name() >= "0013" {
-			break
-		}
-		body, _ := migrations.ReadFile("migrations/" + n.Name())
-		if _, err := raw.Exec(string(body)); err != nil {
-			t.Fatalf("%s: %v", n.Name(), err)
-		}
-		var v int
-		fmt.Sscanf(n.Name(), "%d", &v)
-		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
-	}
+	path, raw := migratedBefore(t, "0013")
 	now := time.Now()
 	for _, q := range []string{
 		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,

@@ -129,18 +129,23 @@ func (s *Store) AllProjects(ctx context.Context) ([]tether.Project, error) {
 }
 
 func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]tether.Project, error) {
+	return queryAll(ctx, s, scanProject, query, args...)
+}
+
+// queryAll runs a query on the readers and scans every row with scan.
+func queryAll[T any](ctx context.Context, s *Store, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := s.readRows(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []tether.Project
+	var out []T
 	for rows.Next() {
-		p, err := scanProject(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
