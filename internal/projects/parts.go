@@ -203,8 +203,11 @@ func (f *parts) makeHook(ctx context.Context, token string, o order) (*tether.We
 		func(ctx context.Context) (string, error) {
 			hooks, err := f.bb.Hooks(ctx, token, o.to.workspace, o.to.uuid)
 			for _, h := range hooks {
-				// Only what this create meant to make is kept.
-				if m, ok := tether.ParseMarker(h.Description); ok && m == mark && h.URL == in.URL && h.Active && h.SecretSet {
+				// Only what this create meant to make is kept: its own
+				// attempt in the marker, sending to the project's URL.
+				// (secret_set is not in every answer Bitbucket gives; a
+				// hook without its secret shows on the next check.)
+				if m, ok := tether.ParseMarker(h.Description); ok && m == mark && h.URL == in.URL && h.Active {
 					created = h
 					return h.UUID, err
 				}
@@ -479,7 +482,7 @@ func remains(left []string) string {
 		return "Tether could not remove " + left[0] + ". It tries again over the next day (the Audit log says how it went); you can also remove it in the repository settings on Bitbucket."
 	}
 	return "Tether could not remove " + strings.Join(left[:len(left)-1], ", ") + " and " + left[len(left)-1] +
-		" yet. It tries again over the next day (the Audit log says how it went); you can also remove them in the repository settings on Bitbucket."
+		". It tries again over the next day (the Audit log says how it went); you can also remove them in the repository settings on Bitbucket."
 }
 
 // createProblem explains a create that failed; keep (from o) and note say

@@ -325,6 +325,9 @@ func TestReplaceAPartFailurePoints(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if strings.Contains(left, ") yet.") {
+				t.Errorf("%q says yet twice", left)
+			}
 			for _, want := range []string{"The project is deleted", "its deploy key " + strconv.Itoa(r.key.ID), "its webhook " + strings.ToLower(r.hook.UUID), "Bitbucket answered 500"} {
 				if !strings.Contains(left, want) {
 					t.Errorf("%q does not say %q", left, want)
