@@ -474,9 +474,12 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 		return err
 	}
 	if warning != "" {
-		// Said where they pressed Delete: what is left on Bitbucket.
+		// Said where they pressed Delete: what is left on Bitbucket. It
+		// takes the whole page, so nothing of the project polls on.
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
-		return renderComponent(c, http.StatusOK, views.ProjectDeleted(warning))
+		c.Response().Header().Set("HX-Retarget", "#main")
+		c.Response().Header().Set("HX-Reswap", "innerHTML")
+		return renderComponent(c, http.StatusOK, views.ProjectDeleted(p.Name, warning))
 	}
 	return redirect(c, http.StatusOK, landing, landing)
 }

@@ -112,11 +112,7 @@ func (f *parts) replace(ctx context.Context, token string, o order, old []tether
 		return "", err
 	}
 	if err := commit(m); err != nil {
-		left := f.letGo(context.WithoutCancel(ctx), token, o, f.undone(o, m), false)
-		if pr, ok := problem.As(err); ok && len(left) > 0 {
-			return "", problem.Wrap(pr.Kind, pr.Err, "%s %s", pr.Message, remains(left))
-		}
-		return "", err
+		return "", f.undo(ctx, token, o, m, err)
 	}
 	pending, err := f.store.ProjectLeftovers(ctx, o.project.ID)
 	if err != nil {
@@ -132,7 +128,25 @@ func (f *parts) replace(ctx context.Context, token string, o order, old []tether
 	}
 	pending = slices.DeleteFunc(pending, func(l tether.Leftover) bool { return inUse[l.Part+l.RemoteID] })
 	left := f.letGo(context.WithoutCancel(ctx), token, o, pending, true, old...)
-	return strings.Join(append(m.notes, remains(left)), " "), nil
+	return strings.TrimSpace(strings.Join(append(m.notes, remains(left)), " ")), nil
+}
+
+// undo takes what m made off the repository again after the operation
+// failed with err, and returns err, saying also what could not be taken
+// off (recorded for the Cleanup) when err is for people.
+func (f *parts) undo(ctx context.Context, token string, o order, m made, err error) error {
+	var ls []tether.Leftover
+	if m.key != nil {
+		ls = append(ls, f.leftover(o, o.to, tether.PartDeployKey, strconv.Itoa(m.key.BitbucketKeyID), m.key.Fingerprint, "undone after a failure"))
+	}
+	if m.hook != nil {
+		ls = append(ls, f.leftover(o, o.to, tether.PartWebhook, m.hook.UUID, "", "undone after a failure"))
+	}
+	left := f.letGo(context.WithoutCancel(ctx), token, o, ls, false)
+	if pr, ok := problem.As(err); ok && len(left) > 0 {
+		return problem.Wrap(pr.Kind, pr.Err, "%s %s", pr.Message, remains(left))
+	}
+	return err
 }
 
 // make creates what o asks for: the key, then the webhook. If the webhook
@@ -149,11 +163,7 @@ func (f *parts) make(ctx context.Context, token string, o order) (made, error) {
 	if o.hook {
 		h, note, err := f.makeHook(ctx, token, o)
 		if err != nil {
-			left := f.letGo(context.WithoutCancel(ctx), token, o, f.undone(o, m), false)
-			if pr, ok := problem.As(err); ok && len(left) > 0 {
-				return made{}, problem.Wrap(pr.Kind, pr.Err, "%s %s", pr.Message, remains(left))
-			}
-			return made{}, err
+			return made{}, f.undo(ctx, token, o, m, err)
 		}
 		m.hook, m.notes = h, append(m.notes, note...)
 	}
@@ -254,18 +264,6 @@ func (f *parts) create(ctx context.Context, token string, o order, want tether.L
 		note = fmt.Sprintf("Bitbucket may still create the %s: look for %q on %s and remove it there.", what, want.Label, o.to.fullName)
 	}
 	return "", nil, createProblem(want.Part, err, o, note)
-}
-
-// undone is what make created, as leftovers to take off again.
-func (f *parts) undone(o order, m made) []tether.Leftover {
-	var ls []tether.Leftover
-	if m.key != nil {
-		ls = append(ls, f.leftover(o, o.to, tether.PartDeployKey, strconv.Itoa(m.key.BitbucketKeyID), m.key.Fingerprint, "undone after a failure"))
-	}
-	if m.hook != nil {
-		ls = append(ls, f.leftover(o, o.to, tether.PartWebhook, m.hook.UUID, "", "undone after a failure"))
-	}
-	return ls
 }
 
 // leftover is a part of o's project on pl that Tether lets go of.
