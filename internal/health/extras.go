@@ -97,7 +97,7 @@ func (c *Checker) recordExtras(ctx context.Context, p tether.Project, r remote) 
 	extra := func(part, id, label string) {
 		ls = append(ls, tether.Leftover{OrgID: p.OrgID, ProjectID: p.ID, ProjectName: p.Name, OwnerID: p.OwnerID,
 			RepoUUID: p.RepoUUID, FullName: r.repo.FullName, Part: part, RemoteID: id, Label: label,
-			Why: "found on the repository by a check"})
+			Why: "found on the repository by a check", NextAt: c.clock.Now()})
 	}
 	for _, k := range r.extraKeys {
 		extra(tether.PartDeployKey, strconv.Itoa(k.ID), k.Label)

@@ -46,6 +46,8 @@ type Cleanup struct {
 	parts *parts
 	locks *projectLocks
 	clock clockwork.Clock
+
+	forgot time.Time // when retired webhooks were last forgotten
 }
 
 // retryIn is the wait after attempts failed tries.
@@ -71,12 +73,15 @@ func (c *Cleanup) Run(ctx context.Context) {
 	}
 }
 
-// Step tries each due leftover once, and forgets replaced webhooks past
-// their grace window.
+// Step tries each due leftover once, and (once a minute) forgets replaced
+// webhooks past their grace window. Steps are not run concurrently.
 func (c *Cleanup) Step(ctx context.Context) {
 	now := c.clock.Now()
-	if err := c.store.ForgetRetiredWebhooks(ctx, now.Add(-webhooks.Grace)); err != nil && ctx.Err() == nil {
-		c.log.Error("forget retired webhooks", "err", err)
+	if now.Sub(c.forgot) >= time.Minute {
+		c.forgot = now
+		if err := c.store.ForgetRetiredWebhooks(ctx, now.Add(-webhooks.Grace)); err != nil && ctx.Err() == nil {
+			c.log.Error("forget retired webhooks", "err", err)
+		}
 	}
 	due, err := c.store.DueLeftovers(ctx, now, batch)
 	if err != nil {

@@ -269,7 +269,7 @@ func (f *parts) create(ctx context.Context, token string, o order, want tether.L
 // leftover is a part of o's project on pl that Tether lets go of.
 func (f *parts) leftover(o order, pl place, part, remoteID, label, why string) tether.Leftover {
 	return tether.Leftover{OrgID: o.project.OrgID, ProjectID: o.project.ID, ProjectName: o.project.Name, OwnerID: o.owner,
-		RepoUUID: pl.uuid, FullName: pl.fullName, Part: part, RemoteID: remoteID, Label: label, Why: why}
+		RepoUUID: pl.uuid, FullName: pl.fullName, Part: part, RemoteID: remoteID, Label: label, Why: why, NextAt: f.now()}
 }
 
 // letGo removes leftovers from Bitbucket and returns, for the person,

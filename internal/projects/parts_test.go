@@ -21,6 +21,7 @@ import (
 	"tether/internal/problem"
 	"tether/internal/secrets"
 	"tether/internal/tether"
+	"tether/internal/webhooks"
 )
 
 // rig is one project on alice/api, made by the real flow: the emulator
@@ -88,7 +89,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := clockwork.NewFakeClock()
+	clock := clockwork.NewFakeClockAt(time.Now())
 	svc := New(slog.New(slog.NewTextHandler(io.Discard, nil)), store, conns{token}, bb, noCheck{},
 		Config{HookBase: "https://ci.example.com/hooks/bitbucket/", Instance: "ci.example.com", Clock: clock})
 	p, err := svc.Create(ctx, org.ID, u.ID, "alice/api")
@@ -317,6 +318,21 @@ func TestReplaceAPartFailurePoints(t *testing.T) {
 			_, hooks := r.onBitbucket("alice/api-v2")
 			if _, h := r.stored(); len(hooks) != 1 || hooks[0] != h || h == tether.NormalizeHookUUID(r.hook.UUID) {
 				t.Errorf("hooks %v, stored %s", hooks, h)
+			}
+		}},
+		{"a replaced hook is forgotten after the delivery grace window", func(t *testing.T, r *rig) {
+			if _, err := r.svc.RegenerateWebhook(ctx, r.user, r.p); err != nil {
+				t.Fatal(err)
+			}
+			stored := func() bool { _, err := r.store.DeliveryHook(ctx, r.p.ID, r.hook.UUID, time.Time{}); return err == nil }
+			r.svc.Cleanup.Step(ctx)
+			if !stored() {
+				t.Fatal("the replaced hook was forgotten within its grace window")
+			}
+			r.clock.Advance(webhooks.Grace + time.Minute)
+			r.svc.Cleanup.Step(ctx)
+			if stored() {
+				t.Fatal("the replaced hook is still stored after its grace window")
 			}
 		}},
 		{"delete while Bitbucket answers 500: said, recorded, removed later", func(t *testing.T, r *rig) {
