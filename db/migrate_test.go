@@ -61,25 +61,7 @@ func TestMigrationMovesProjectsIntoOrganizations(t *testing.T) {
 // delivery, and from then on a push needs a delivery while a recovered
 // workflow must have none.
 func TestMigrationKeepsWorkflows(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tether.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
-	names, _ := migrations.ReadDir("migrations")
-	for _, n := range names {
-		if n.Name() >= "0007" {
-			break
-		}
-		body, _ := migrations.ReadFile("migrations/" + n.Name())
-		if _, err := raw.Exec(string(body)); err != nil {
-			t.Fatalf("%s: %v", n.Name(), err)
-		}
-		var v int
-		fmt.Sscanf(n.Name(), "%d", &v)
-		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
-	}
+	path, raw := migratedBefore(t, "0007")
 	now := time.Now()
 	for _, q := range []string{
 		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
@@ -110,4 +92,30 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 			t.Errorf("accepted: %s", q)
 		}
 	}
+}
+
+// migratedBefore is a database file migrated up to the migration named
+// before (excluded), open without Tether's store for a test to fill.
+func migratedBefore(t *testing.T, before string) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tether.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
+	names, _ := migrations.ReadDir("migrations")
+	for _, n := range names {
+		if n.Name() >= before {
+			break
+		}
+		body, _ := migrations.ReadFile("migrations/" + n.Name())
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", n.Name(), err)
+		}
+		var v int
+		fmt.Sscanf(n.Name(), "%d", &v)
+		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
+	}
+	return path, raw
 }

@@ -20,8 +20,38 @@ func scanProject(row interface{ Scan(...any) error }) (tether.Project, error) {
 	return p, notFound(err)
 }
 
+// ReserveProjectID hands out the id of a project about to be created: its
+// deploy key and webhook carry it in their marker before it is stored. An
+// id is handed out once, used or not.
+func (s *Store) ReserveProjectID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, err = reserveProjectID(ctx, tx)
+		return err
+	})
+	return id, err
+}
+
+func reserveProjectID(ctx context.Context, tx *sql.Tx) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO project_ids DEFAULT VALUES`)
+	if err != nil {
+		return 0, fmt.Errorf("db: reserve project id: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	// AUTOINCREMENT remembers the id in sqlite_sequence; the row itself is
+	// not needed.
+	_, err = tx.ExecContext(ctx, `DELETE FROM project_ids WHERE id = ?`, id)
+	return id, err
+}
+
 // CreateProject stores a project with its first deploy key and webhook in
-// one transaction.
+// one transaction, under p.ID when it was reserved (ReserveProjectID), else
+// under a fresh id. A project for the same repository is
+// tether.ErrRepositoryTaken.
 func (s *Store) CreateProject(ctx context.Context, p tether.Project, key tether.DeployKey, hook tether.Webhook, actorID int64) (tether.Project, error) {
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -32,15 +62,18 @@ func (s *Store) CreateProject(ctx context.Context, p tether.Project, key tether.
 		if n > 0 {
 			return tether.ErrRepositoryTaken
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO projects
-			(org_id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.OrgID, p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, p.HookToken, now, now)
+		if p.ID == 0 {
+			var err error
+			if p.ID, err = reserveProjectID(ctx, tx); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO projects
+			(id, org_id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, html_url, is_private, hook_token, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.OrgID, p.Name, p.OwnerID, p.RepoUUID, p.Workspace, p.RepoSlug, p.FullName, p.CloneSSH, p.HTMLURL, p.Private, p.HookToken, now, now)
 		if err != nil {
 			return fmt.Errorf("db: insert project: %w", err)
-		}
-		if p.ID, err = res.LastInsertId(); err != nil {
-			return err
 		}
 		key.ProjectID, hook.ProjectID = p.ID, p.ID
 		if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
@@ -96,18 +129,23 @@ func (s *Store) AllProjects(ctx context.Context) ([]tether.Project, error) {
 }
 
 func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([]tether.Project, error) {
+	return queryAll(ctx, s, scanProject, query, args...)
+}
+
+// queryAll runs a query on the readers and scans every row with scan.
+func queryAll[T any](ctx context.Context, s *Store, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := s.readRows(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []tether.Project
+	var out []T
 	for rows.Next() {
-		p, err := scanProject(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -161,47 +199,6 @@ func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (tet
 	return k, notFound(err)
 }
 
-// RetiringDeployKeys returns keys replaced by Regenerate that Bitbucket has
-// not yet confirmed deleted.
-func (s *Store) RetiringDeployKeys(ctx context.Context, projectID int64) ([]tether.DeployKey, error) {
-	rows, err := s.readRows(ctx, `SELECT `+deployKeyColumns+` FROM deploy_keys
-		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.DeployKey
-	for rows.Next() {
-		k, err := s.scanDeployKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
-}
-
-// ReplaceDeployKey makes next the project's active key and marks the
-// previous one retiring, in one transaction with its audit entry.
-func (s *Store) ReplaceDeployKey(ctx context.Context, projectID int64, next tether.DeployKey, a tether.Audit) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.insertAudit(ctx, tx, a); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deploy_keys SET state = 'retiring' WHERE project_id = ? AND state = 'active'`, projectID); err != nil {
-			return err
-		}
-		next.ProjectID = projectID
-		return s.insertDeployKey(ctx, tx, next, s.now())
-	})
-}
-
-// DeleteDeployKey forgets a key (after Bitbucket deleted it).
-func (s *Store) DeleteDeployKey(ctx context.Context, id int64) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM deploy_keys WHERE id = ?`, id)
-	return err
-}
-
 // SetMovedTo records the full name Bitbucket reports for the project's
 // repository when it differs from the stored one ("" when it does not); a
 // newly detected move goes into the audit log as Tether's finding.
@@ -239,67 +236,79 @@ func (s *Store) UpdateRepository(ctx context.Context, projectID int64, r tether.
 	})
 }
 
-// SwitchRepository points the project (and its name) at another
-// repository with the key and hook Tether created there, forgetting the
-// old ones, in one transaction.
-func (s *Store) SwitchRepository(ctx context.Context, projectID int64, r tether.Repository, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error {
+// ChangeParts stores one change of a project's deploy key and webhook in
+// one transaction: the new key and hook in force (the key they replace is
+// forgotten; the hook they replace stays as retiring, for the delivery
+// grace window, unless the project moves to another repository), the
+// repository or backer the change moves it to, the leftovers it lets go of
+// on Bitbucket, and its audit entries. Moving to a repository another
+// project uses is tether.ErrRepositoryTaken.
+func (s *Store) ChangeParts(ctx context.Context, projectID int64, c tether.PartsChange) error {
 	now := s.now()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.insertAudit(ctx, tx, a); err != nil {
+		if r := c.Repository; r != nil {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM projects WHERE repo_uuid = ? AND id != ?`, r.UUID, projectID).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return tether.ErrRepositoryTaken
+			}
+			// The name follows the repository.
+			_, err := tx.ExecContext(ctx, `UPDATE projects SET name = ?, repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
+				html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ?`,
+				r.FullName, r.UUID, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, now, projectID)
+			if err != nil {
+				return err
+			}
+		}
+		if c.OwnerID != 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE projects SET owner_id = ?, updated_at = ? WHERE id = ?`, c.OwnerID, now, projectID); err != nil {
+				return err
+			}
+		}
+		if k := c.Key; k != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM deploy_keys WHERE project_id = ?`, projectID); err != nil {
+				return err
+			}
+			k.ProjectID = projectID
+			if err := s.insertDeployKey(ctx, tx, *k, now); err != nil {
+				return err
+			}
+		}
+		if h := c.Hook; h != nil {
+			var err error
+			if c.Repository != nil {
+				// Deliveries from the old repository's hook are not this
+				// project's any more.
+				_, err = tx.ExecContext(ctx, `DELETE FROM webhooks WHERE project_id = ?`, projectID)
+			} else {
+				_, err = tx.ExecContext(ctx, `UPDATE webhooks SET state = 'retiring', retired_at = ? WHERE project_id = ? AND state = 'active'`, now, projectID)
+			}
+			if err != nil {
+				return err
+			}
+			h.ProjectID = projectID
+			if err := s.insertWebhook(ctx, tx, *h, now); err != nil {
+				return err
+			}
+		}
+		if err := s.insertLeftovers(ctx, tx, now, c.Leftovers...); err != nil {
 			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM projects WHERE repo_uuid = ? AND id != ?`, r.UUID, projectID).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return tether.ErrRepositoryTaken
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE projects SET name = ?, repo_uuid = ?, workspace = ?, repo_slug = ?, full_name = ?, clone_ssh = ?,
-			html_url = ?, is_private = ?, moved_to = '', updated_at = ? WHERE id = ?`,
-			r.FullName, r.UUID, r.Workspace, r.Slug, r.FullName, r.CloneSSH, r.HTMLURL, r.Private, now, projectID)
-		if err != nil {
-			return err
-		}
-		return s.replaceIntegration(ctx, tx, projectID, key, hook, now)
+		return s.insertAudit(ctx, tx, c.Audit...)
 	})
 }
 
-// replaceIntegration forgets every key and hook of the project and stores
-// the new pair as the active ones.
-func (s *Store) replaceIntegration(ctx context.Context, tx *sql.Tx, projectID int64, key tether.DeployKey, hook tether.Webhook, now time.Time) error {
-	for _, q := range []string{`DELETE FROM deploy_keys WHERE project_id = ?`, `DELETE FROM webhooks WHERE project_id = ?`} {
-		if _, err := tx.ExecContext(ctx, q, projectID); err != nil {
-			return err
-		}
-	}
-	key.ProjectID, hook.ProjectID = projectID, projectID
-	if err := s.insertDeployKey(ctx, tx, key, now); err != nil {
-		return err
-	}
-	return s.insertWebhook(ctx, tx, hook, now)
-}
-
-// RehomeProject makes newOwner the person whose connection backs the
-// project, with the key and hook created with their token, forgetting the
-// old ones, in one transaction.
-func (s *Store) RehomeProject(ctx context.Context, projectID, newOwner int64, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error {
+// DeleteProject forgets a project and everything of it, recording in the
+// same transaction the leftovers it lets go of on Bitbucket.
+func (s *Store) DeleteProject(ctx context.Context, projectID int64, leftovers []tether.Leftover, entries ...tether.Audit) error {
 	now := s.now()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE projects SET owner_id = ?, updated_at = ? WHERE id = ?`, newOwner, now, projectID); err != nil {
-			return err
-		}
-		if err := s.replaceIntegration(ctx, tx, projectID, key, hook, now); err != nil {
-			return err
-		}
-		return s.insertAudit(ctx, tx, a)
-	})
-}
-
-// DeleteProject forgets a project and everything of it.
-func (s *Store) DeleteProject(ctx context.Context, projectID int64, entries ...tether.Audit) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, projectID); err != nil {
+			return err
+		}
+		if err := s.insertLeftovers(ctx, tx, now, leftovers...); err != nil {
 			return err
 		}
 		return s.insertAudit(ctx, tx, entries...)

@@ -69,45 +69,11 @@ func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID stri
 		ORDER BY state = 'active' DESC LIMIT 1`, projectID, tether.NormalizeHookUUID(hookUUID), retiredSince.UTC()))
 }
 
-// RetiringWebhooks returns replaced hooks not yet deleted from Bitbucket
-// or still in their grace window.
-func (s *Store) RetiringWebhooks(ctx context.Context, projectID int64) ([]tether.Webhook, error) {
-	rows, err := s.readRows(ctx, `SELECT `+webhookColumns+` FROM webhooks
-		WHERE project_id = ? AND state = 'retiring' ORDER BY id`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Webhook
-	for rows.Next() {
-		h, err := s.scanWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
-}
-
-// ReplaceWebhook makes next the project's active hook and marks the
-// previous one retiring from now, in one transaction.
-func (s *Store) ReplaceWebhook(ctx context.Context, projectID int64, next tether.Webhook, a tether.Audit) error {
-	now := s.now()
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.insertAudit(ctx, tx, a); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET state = 'retiring', retired_at = ? WHERE project_id = ? AND state = 'active'`, now, projectID); err != nil {
-			return err
-		}
-		next.ProjectID = projectID
-		return s.insertWebhook(ctx, tx, next, now)
-	})
-}
-
-// DeleteWebhook forgets a hook.
-func (s *Store) DeleteWebhook(ctx context.Context, id int64) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM webhooks WHERE id = ?`, id)
+// ForgetRetiredWebhooks forgets hooks replaced before cutoff: past the
+// grace window their deliveries are refused, and what is left of them on
+// Bitbucket is a leftover of its own.
+func (s *Store) ForgetRetiredWebhooks(ctx context.Context, cutoff time.Time) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM webhooks WHERE state = 'retiring' AND retired_at < ?`, cutoff.UTC())
 	return err
 }
 

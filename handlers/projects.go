@@ -503,8 +503,12 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 	}
 	done := views.Notice{Kind: "ok", Message: "The project " + p.Name + " was deleted; its deploy key and webhook were removed from " + p.FullName + "."}
 	if warning != "" {
+		// Said where they pressed Delete: what is left on Bitbucket. It
+		// takes the whole page, so nothing of the project polls on.
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
-		done = views.Notice{Kind: "warning", Message: "The project " + p.Name + " was deleted. " + warning}
+		c.Response().Header().Set("HX-Retarget", "#main")
+		c.Response().Header().Set("HX-Reswap", "innerHTML")
+		return renderComponent(c, http.StatusOK, views.ProjectDeleted(p.Name, warning))
 	}
 	h.setFlash(c, done)
 	return redirect(c, http.StatusOK, landing, landing)

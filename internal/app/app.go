@@ -39,6 +39,7 @@ import (
 	"tether/internal/repourl"
 	"tether/internal/retention"
 	"tether/internal/secrets"
+	"tether/internal/tether"
 	"tether/internal/troubleshooting"
 	"tether/internal/webhooks"
 )
@@ -84,16 +85,23 @@ type App struct {
 // Option changes how New builds Tether.
 type Option func(*options)
 
-type options struct{ clock clockwork.Clock }
+type options struct {
+	clock     clockwork.Clock
+	bbTimeout time.Duration
+}
 
 // WithClock runs the budgets, the background schedule and the connections'
 // staleness on clock — a clockwork.FakeClock in tests that measure an hour
 // in seconds.
 func WithClock(clock clockwork.Clock) Option { return func(o *options) { o.clock = clock } }
 
+// WithBitbucketTimeout replaces the 15 s Bitbucket gives to answer each
+// request, for tests that stall it past the timeout without waiting 15 s.
+func WithBitbucketTimeout(d time.Duration) Option { return func(o *options) { o.bbTimeout = d } }
+
 // New builds Tether for cfg.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
-	o := options{clock: clockwork.NewRealClock()}
+	o := options{clock: clockwork.NewRealClock(), bbTimeout: 15 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -158,7 +166,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	bb := bitbucket.New(bitbucket.Config{
 		WebURL: cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
-		HTTPClient: &http.Client{Timeout: 15 * time.Second, Transport: deps.Transport(nil)},
+		HTTPClient: &http.Client{Timeout: o.bbTimeout, Transport: deps.Transport(nil)},
 		Budget:     a.Budget, Observe: a.Metrics.BitbucketCall, Clock: o.clock,
 	})
 	acc := accounts.New(log, store)
@@ -185,10 +193,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
 	checker := health.NewWithClock(log, store, conns, bb, health.SSH{Addr: cfg.BitbucketSSHAddr, HostKeys: pinned}, hookBase, o.clock)
 	checker.OnResult = a.Metrics.HealthResult
+	checker.Instance = tether.InstanceOf(cfg.PublicURL)
 	a.Health = checker
 	projectService := projects.New(log, store, conns, bb, checker, projects.Config{
-		HookBase: hookBase,
-		Hosts:    repourl.Hosts{WebURL: cfg.BitbucketURL, SSHAddr: cfg.BitbucketSSHAddr},
+		HookBase: hookBase, Instance: tether.InstanceOf(cfg.PublicURL), Clock: o.clock,
+		Hosts: repourl.Hosts{WebURL: cfg.BitbucketURL, SSHAddr: cfg.BitbucketSSHAddr},
 	})
 	smtp, err := alerts.ParseSMTPURL(cfg.SMTPURL, cfg.SMTPCAFile)
 	if err != nil {
@@ -298,16 +307,18 @@ func (a *App) Server() *http.Server {
 // Background runs what Tether does on its own until ctx is done: the
 // health schedule looks at every project on its cadence, watched ones
 // first, within each connection's API budget; the alerts watcher and
-// sender; the comparison of branch heads after a repair or downtime; and
+// sender; the comparison of branch heads after a repair or downtime;
 // retention, which prunes old deliveries, workflows and sessions at start
-// and every ten minutes. It returns when all have stopped.
+// and every ten minutes; and the cleanup of deploy keys and webhooks left
+// over on Bitbucket. It returns when all have stopped.
 func (a *App) Background(ctx context.Context) {
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { a.Alerts.Run(ctx); done <- struct{}{} }()
 	go func() { a.Recovery.Run(ctx); done <- struct{}{} }()
 	go func() { a.Pruner.Run(ctx); done <- struct{}{} }()
+	go func() { a.Projects.Cleanup.Run(ctx); done <- struct{}{} }()
 	a.Health.Run(ctx)
-	for range 3 {
+	for range 4 {
 		<-done
 	}
 }

@@ -85,7 +85,7 @@ func TestMetricsScrapeCleanly(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"POST /repositories/{workspace}/{repo_slug}/deploy-keys", "POST /repositories/{workspace}/{repo_slug}/hooks",
-		"GET /repositories/{workspace}/{repo_slug}/hooks/{uid}", "GET /user/workspaces",
+		"GET /repositories/{workspace}/{repo_slug}/hooks", "GET /user/workspaces",
 		"GET /user/emails", // goth's, at sign-in
 	} {
 		if !endpoints[want] {

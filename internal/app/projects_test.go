@@ -78,7 +78,7 @@ func TestCreateProjectFromPrivateRepository(t *testing.T) {
 		t.Fatalf("new project's key is %q\n%s", status, p.Body)
 	}
 	keys := env.Emulator.DeployKeys("alice/api")
-	if len(keys) != 1 || keys[0].Label != "Tether: alice/api" {
+	if want := "Tether: alice/api [tether:" + strings.TrimPrefix(env.URL, "http://") + "/projects/1]"; len(keys) != 1 || keys[0].Label != want {
 		t.Fatalf("deploy keys on Bitbucket: %+v", keys)
 	}
 	shown := p.Text(`[data-testid="public-key"]`)
@@ -366,7 +366,7 @@ func TestRegenerateDeployKey(t *testing.T) {
 		env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/api/deploy-keys", Method: "DELETE", Status: 500})
 		p := regenerate(c, project)
 		apptest.MustStatus(t, p, http.StatusOK)
-		if !strings.Contains(p.Text(`[data-testid="deploy-key-message"]`), "could not be removed") {
+		if !strings.Contains(p.Text(`[data-testid="deploy-key-message"]`), "could not remove the old") {
 			t.Fatalf("no warning: %s", p.Body)
 		}
 		if s, _ := keyStatus(p); s != "valid" {

@@ -87,7 +87,7 @@ func TestSimulateBudgetAtScale(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			remote, err := env.Emulator.AddDeployKey(repo.FullName, key.Public, deploykeys.Label(repo.FullName))
+			remote, err := env.Emulator.AddDeployKey(repo.FullName, key.Public, "Tether: "+repo.FullName)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -460,7 +460,7 @@ func TestRegenerateWebhook(t *testing.T) {
 		h.env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/api/hooks", Method: "DELETE", Status: 500})
 		p := regenerate(h)
 		apptest.MustStatus(t, p, http.StatusOK)
-		if !strings.Contains(p.Text(`[data-testid="webhook-message"]`), "could not be removed") {
+		if !strings.Contains(p.Text(`[data-testid="webhook-message"]`), "could not remove the old") {
 			t.Fatalf("no warning: %s", p.Body)
 		}
 		if s, _ := hookStatus(p); s != "valid" {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/jonboulle/clockwork"
@@ -71,6 +72,9 @@ type Options struct {
 	// Env sets more configuration (TETHER_METRICS_TOKEN,
 	// TETHER_BITBUCKET_BUDGET, …).
 	Env map[string]string
+	// BitbucketTimeout replaces the 15 s Tether waits for each answer
+	// from Bitbucket, for tests that stall it past the timeout.
+	BitbucketTimeout time.Duration
 }
 
 // Start starts the emulator and Tether; both stop when the test ends.
@@ -136,6 +140,9 @@ func Start(t testing.TB, opts Options) *Env {
 	var appOpts []app.Option
 	if opts.Clock != nil {
 		appOpts = append(appOpts, app.WithClock(opts.Clock))
+	}
+	if opts.BitbucketTimeout > 0 {
+		appOpts = append(appOpts, app.WithBitbucketTimeout(opts.BitbucketTimeout))
 	}
 	a, err := app.New(context.Background(), cfg, log, appOpts...)
 	if err != nil {

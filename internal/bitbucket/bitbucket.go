@@ -35,7 +35,9 @@ type Config struct {
 	APIURL       string // e.g. https://api.bitbucket.org/2.0
 	ClientID     string
 	ClientSecret string
-	HTTPClient   *http.Client // optional; default has a 15s timeout
+	// HTTPClient is optional; the default has a 15s timeout. Whatever
+	// its redirect policy, only GETs follow redirects (see MovedError).
+	HTTPClient *http.Client
 	// Budget paces every REST API call by the connection named in its
 	// context (WithConnection). With a Budget, a call whose context names
 	// none fails with ErrNoConnection, so no caller can bypass it. nil
@@ -90,7 +92,7 @@ func New(cfg Config) *Client {
 		apiURL:       strings.TrimRight(cfg.APIURL, "/"),
 		clientID:     cfg.ClientID,
 		clientSecret: cfg.ClientSecret,
-		http:         hc,
+		http:         writesStayPut(hc),
 		budget:       cfg.Budget,
 		observe:      cfg.Observe,
 		clock:        clock,
@@ -146,7 +148,10 @@ func (c *Client) do(ctx context.Context, r request, fail func(request, response)
 		if err == nil && resp.status >= 200 && resp.status < 300 {
 			return resp, nil
 		}
-		if err == nil {
+		switch {
+		case err == nil && resp.status >= 300 && resp.status < 400:
+			err = c.moved(r, resp)
+		case err == nil:
 			err = fail(r, resp)
 		}
 		wait, ok := retryWait(ctx, r.method, attempt, err)

@@ -2,6 +2,7 @@ package bitbucket
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 )
@@ -61,15 +62,22 @@ func (c *Client) DeployKey(ctx context.Context, accessToken, workspace, slug str
 }
 
 // CreateDeployKey registers authorizedKey (an authorized_keys line) on the
-// repository under label.
+// repository under label. slug may be the repository's "{uuid}", which
+// Bitbucket accepts in place of the slug on every /repositories/{workspace}/
+// {repo_slug} path. An answer without the key's id is an *IncompleteError:
+// it does not say what was created.
 func (c *Client) CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (DeployKey, error) {
 	in := struct {
 		Key   string `json:"key"`
 		Label string `json:"label"`
 	}{authorizedKey, label}
 	var w wireDeployKey
-	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/deploy-keys", deployKeysPath(workspace, slug), nil, accessToken, in, &w); err != nil {
+	path := deployKeysPath(workspace, slug)
+	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/deploy-keys", path, nil, accessToken, in, &w); err != nil {
 		return DeployKey{}, err
+	}
+	if w.ID <= 0 {
+		return DeployKey{}, &IncompleteError{Method: http.MethodPost, Path: path, Missing: "id"}
 	}
 	return w.deployKey(), nil
 }

@@ -2,6 +2,7 @@ package bitbucket
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -91,11 +92,17 @@ func (c *Client) Hook(ctx context.Context, accessToken, workspace, slug, uuid st
 	return w.hook(), nil
 }
 
-// CreateHook subscribes a webhook on the repository.
+// CreateHook subscribes a webhook on the repository (slug may be the
+// repository's "{uuid}"). An answer without the hook's uuid is an
+// *IncompleteError: it does not say what was created.
 func (c *Client) CreateHook(ctx context.Context, accessToken, workspace, slug string, in HookInput) (Hook, error) {
 	var w wireHook
-	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/hooks", hooksPath(workspace, slug), nil, accessToken, in.body(), &w, in.Secret); err != nil {
+	path := hooksPath(workspace, slug)
+	if _, err := c.call(ctx, "POST /repositories/{workspace}/{repo_slug}/hooks", path, nil, accessToken, in.body(), &w, in.Secret); err != nil {
 		return Hook{}, err
+	}
+	if strings.Trim(w.UUID, "{} ") == "" {
+		return Hook{}, &IncompleteError{Method: http.MethodPost, Path: path, Missing: "uuid"}
 	}
 	return w.hook(), nil
 }

@@ -21,11 +21,6 @@ type Key struct {
 	Private     []byte // OpenSSH PEM; seal before storing, never show
 }
 
-// Label is the label a project's key carries on Bitbucket.
-func Label(project string) string {
-	return "Tether: " + project
-}
-
 // Generate makes a new ed25519 key for the named project.
 func Generate(project string) (Key, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)

@@ -43,6 +43,7 @@ type Store interface {
 	SetMovedTo(ctx context.Context, projectID int64, fullName string) error
 	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error)
 	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
+	AddLeftovers(ctx context.Context, ls []tether.Leftover, entries ...tether.Audit) error
 }
 
 // Connections hands out the project owner's token and says whether their
@@ -52,12 +53,18 @@ type Connections interface {
 	Identity(ctx context.Context, userID int64) (tether.Identity, error)
 }
 
-// Bitbucket is the part of the client the checks use.
+// Bitbucket is the part of the client the checks use. A part is read by
+// listing the repository's keys or hooks — one call, as reading the one
+// would be — so a check also sees the extra ones Tether made.
 type Bitbucket interface {
 	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
-	DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (bitbucket.DeployKey, error)
-	Hook(ctx context.Context, accessToken, workspace, slug, uuid string) (bitbucket.Hook, error)
+	DeployKeys(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.DeployKey, error)
+	Hooks(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.Hook, error)
 }
+
+// errNotListed is a key or hook missing from its repository's list: the
+// repository was found, so no move explains it.
+var errNotListed = errors.New("health: not on the repository")
 
 // SSH is where deploy keys are probed.
 type SSH struct {
@@ -78,6 +85,10 @@ type Checker struct {
 	// part is tether.PartDeployKey or tether.PartWebhook, status a health
 	// status.
 	OnResult func(part, status string)
+	// Instance is this Tether's in the markers of the keys and hooks it
+	// creates (tether.InstanceOf its public URL), to tell its own extra
+	// ones on a repository from anyone else's. Set it before Run.
+	Instance string
 
 	log      *slog.Logger
 	store    Store
@@ -245,7 +256,8 @@ func (c *Checker) full(ctx context.Context, p tether.Project) error {
 	if r.looked {
 		errs = append(errs, c.noteMove(ctx, p, r.repo))
 	}
-	errs = append(errs, c.record(ctx, c.deployKeyHealth(ctx, p, r), c.webhookHealth(p, r)))
+	errs = append(errs, c.recordExtras(ctx, p, r))
+	errs = append(errs, c.record(ctx, withExtras(c.deployKeyHealth(ctx, p, r), r), withExtras(c.webhookHealth(p, r), r)))
 	return errors.Join(errs...)
 }
 
@@ -287,6 +299,12 @@ type remote struct {
 	remoteKeyErr  error
 	remoteHook    bitbucket.Hook
 	remoteHookErr error
+
+	// Extra keys and hooks Tether made for the project, besides those
+	// in force: leftovers of a create that answered after Tether gave
+	// up, or of a delete that failed.
+	extraKeys  []bitbucket.DeployKey
+	extraHooks []bitbucket.Hook
 }
 
 // want says what inspect reads: the repository by UUID first (repo), and
@@ -333,13 +351,15 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 			}
 		}
 		readKey := func() {
-			r.remoteKey, r.remoteKeyErr = c.bb.DeployKey(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.key.BitbucketKeyID)
+			keys, err := c.bb.DeployKeys(ctx, token, r.repo.Workspace.Slug, r.repo.Slug)
+			r.remoteKey, r.extraKeys, r.remoteKeyErr = c.ownKeys(p, r.key, keys, err)
 			if _, shed := bitbucket.Deferred(r.remoteKeyErr); !shed {
 				followUp()
 			}
 		}
 		readHook := func() {
-			r.remoteHook, r.remoteHookErr = c.bb.Hook(ctx, token, r.repo.Workspace.Slug, r.repo.Slug, r.hook.UUID)
+			hooks, err := c.bb.Hooks(ctx, token, r.repo.Workspace.Slug, r.repo.Slug)
+			r.remoteHook, r.extraHooks, r.remoteHookErr = c.ownHooks(p, r.hook, hooks, err)
 			if _, shed := bitbucket.Deferred(r.remoteHookErr); !shed {
 				followUp()
 			}
@@ -437,7 +457,7 @@ func (c *Checker) deployKeyHealth(ctx context.Context, p tether.Project, r remot
 		h.Status, h.Reason = tether.Invalid, tether.ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("%s is no longer an admin of %s, and only admins can see its deploy keys.", p.OwnerName, r.repo.FullName)
 		return h
-	case bitbucket.IsNotFound(err):
+	case bitbucket.IsNotFound(err) || errors.Is(err, errNotListed):
 		h.Status, h.Reason = tether.Invalid, tether.ReasonKeyRemoved
 		h.Detail = fmt.Sprintf("The key Tether added (id %d) is no longer on %s; someone removed it. Press Regenerate to add a new one.", r.key.BitbucketKeyID, r.repo.FullName)
 		return h
@@ -494,7 +514,7 @@ func (c *Checker) webhookHealth(p tether.Project, r remote) tether.Health {
 	case bitbucket.IsForbidden(err):
 		h.Reason = tether.ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("%s can no longer manage webhooks on %s (admin rights or the webhook permission are missing).", p.OwnerName, r.repo.FullName)
-	case bitbucket.IsNotFound(err):
+	case bitbucket.IsNotFound(err) || errors.Is(err, errNotListed):
 		h.Reason = tether.ReasonHookDeleted
 		h.Detail = fmt.Sprintf("The webhook Tether created ({%s}) is no longer on %s, so pushes do not reach Tether. Press Regenerate.", r.hook.UUID, r.repo.FullName)
 	case err != nil:

@@ -432,7 +432,7 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 					res.deferred = d
 				} else {
 					res.keyExplained = true
-					results = append(results, c.deployKeyHealth(ctx, p, r))
+					results = append(results, withExtras(c.deployKeyHealth(ctx, p, r), r))
 				}
 			}
 			if askHook {
@@ -440,9 +440,10 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 					res.deferred = d
 				} else {
 					res.hookAsked = true
-					results = append(results, c.webhookHealth(p, r))
+					results = append(results, withExtras(c.webhookHealth(p, r), r))
 				}
 			}
+			c.logErr(p, c.recordExtras(ctx, p, r))
 		}
 	}
 	if res.deferred != nil && refused {

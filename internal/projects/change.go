@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"tether/internal/bitbucket"
 	"tether/internal/problem"
@@ -23,20 +22,13 @@ type ChangeResult struct {
 	Warning  string
 }
 
-// MovedURL is the web URL of the name a moved repository has now, for
-// "Update URL".
-func (s *Service) MovedURL(p tether.Project) string {
-	return strings.TrimRight(s.hosts.WebURL, "/") + "/" + p.MovedTo
-}
-
 // ChangeRepository points the project at the repository a pasted URL names,
 // resolved on Bitbucket with the owner's connection. The same repository
 // (same UUID: a rename or move) just gets its new place stored. A different
 // one is only taken when confirmUUID is its UUID: then a new deploy key and
 // webhook are created there first, stored, and ours are removed from the
-// old repository when it is still reachable. Anything refused leaves the
-// project exactly as it was.
-func (s *Service) ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (ChangeResult, error) {
+// old repository. Anything refused leaves the project exactly as it was.
+func (s *Lifecycle) ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (ChangeResult, error) {
 	named, err := repourl.Parse(input, s.hosts)
 	var perr *repourl.Error
 	if errors.As(err, &perr) {
@@ -83,54 +75,39 @@ func toDB(r bitbucket.Repository) tether.Repository {
 		CloneSSH: r.CloneSSH, HTMLURL: r.HTMLURL, Private: r.IsPrivate}
 }
 
-// recheck runs the checks on the project as now stored.
-func (s *Service) recheck(ctx context.Context, projectID int64) {
-	p, err := s.store.Project(ctx, projectID)
-	if err == nil {
-		err = s.checker.Check(ctx, p)
-	}
-	if err != nil {
-		s.log.Warn("health check after change", "project_id", projectID, "err", err)
-	}
-}
-
 // switchRepository moves the project to another repository: new key and
-// hook there first, stored, then ours removed from the old repository.
-func (s *Service) switchRepository(ctx context.Context, actorID int64, p tether.Project, repo bitbucket.Repository) (ChangeResult, error) {
-	var res ChangeResult
-	oldKey, _ := s.store.ActiveDeployKey(ctx, p.ID)
-	oldHook, _ := s.store.ActiveWebhook(ctx, p.ID)
+// hook there first, stored, then ours taken off the old repository.
+func (s *Lifecycle) switchRepository(ctx context.Context, actorID int64, p tether.Project, repo bitbucket.Repository) (ChangeResult, error) {
+	defer s.locks.lock(p.ID)()
+	res := ChangeResult{}
+	o := order{project: p, actor: actorID, owner: p.OwnerID, to: repoPlace(repo), key: true, hook: true, keep: "Nothing was changed.",
+		done: "The project now uses " + repo.FullName + ".", its: "the old",
+		keyRefused: problem.Field("url", "%s needs admin rights on %s to use it: Tether adds a deploy key and a webhook there. Nothing was changed.", p.OwnerName, repo.FullName)}
 	err := s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
-		in, err := s.addIntegration(ctx, token, repo, p.HookToken, problem.Field("url",
-			"%s needs admin rights on %s to use it: Tether adds a deploy key and a webhook there. Nothing was changed.", p.OwnerName, repo.FullName))
+		old, err := s.inForce(ctx, o, "the project moved to "+repo.FullName)
 		if err != nil {
 			return err
 		}
-		err = s.store.SwitchRepository(ctx, p.ID, toDB(repo), in.key, in.hook,
-			audit(p, actorID, "repository URL changed", p.FullName+" → "+repo.FullName+" (a different repository: new deploy key and webhook)"))
-		if err != nil {
-			s.undo(ctx, token, in)
+		res.Warning, err = s.parts.replace(ctx, token, o, old, func(m made) error {
+			to := toDB(repo)
+			err := s.store.ChangeParts(ctx, p.ID, tether.PartsChange{Repository: &to, Key: m.key, Hook: m.hook, Leftovers: old,
+				Audit: []tether.Audit{audit(p, actorID, "repository URL changed", p.FullName+" → "+repo.FullName+" (a different repository: new deploy key and webhook)")}})
 			if errors.Is(err, tether.ErrRepositoryTaken) {
 				return problem.Field("url", "%s already has its own project in Tether.", repo.FullName)
 			}
-			return fmt.Errorf("projects: store switched repository: %w", err)
-		}
-		res.Switched = true
-		res.Warning = s.removeFromOld(ctx, token, p, oldKey, oldHook)
-		return nil
+			if err != nil {
+				return fmt.Errorf("projects: store switched repository: %w", err)
+			}
+			return nil
+		})
+		return err
 	})
-	return res, err
-}
-
-// removeFromOld takes our key and hook off the repository the project no
-// longer uses, when it is still reachable; it says what it could not do.
-func (s *Service) removeFromOld(ctx context.Context, token string, p tether.Project, key tether.DeployKey, hook tether.Webhook) string {
-	old, err := s.bb.RepositoryByUUID(ctx, token, p.Workspace, p.RepoUUID)
 	if err != nil {
-		if bitbucket.IsNotFound(err) || bitbucket.IsForbidden(err) {
-			return ""
-		}
-		return fmt.Sprintf("Tether could not reach %s to remove its old deploy key and webhook there; remove them on Bitbucket.", p.FullName)
+		return ChangeResult{}, err
 	}
-	return s.removeOld(ctx, token, old, key, hook)
+	res.Switched = true
+	if res.Warning != "" {
+		res.Warning = o.done + " " + res.Warning
+	}
+	return res, nil
 }

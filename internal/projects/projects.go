@@ -1,77 +1,67 @@
 // Package projects creates CI projects from Bitbucket repositories and
-// keeps what ties them together: the deploy key Tether generates and
-// registers on the repository. Every change on Bitbucket follows one rule:
-// create the new thing first, store it, then remove the old one — so a
-// failure part-way never leaves a project without a working key, and never
-// leaves a half project behind.
+// keeps the two parts that tie each to its repository: the deploy key
+// Tether generates and registers, and the webhook it creates.
+//
+// Every change of a part — Create, Regenerate, Change to another
+// repository, Re-home, Delete — goes through one flow (parts.go): create
+// the new part on the repository, confirm it, store it, and only then let
+// the old one go; on any failure undo what was created. A part Tether let
+// go of but Bitbucket has not confirmed gone — a failed delete, a create
+// that answered too late — is a leftover, recorded in the same transaction
+// and removed by the Cleanup; Tether never touches a key or hook that is
+// not its own (the tether.Marker in its label says whose it is).
+//
+// The work is split by job: Lifecycle changes projects, Choices lists the
+// repositories to make one from, Reader reads what a project page shows,
+// Cleanup removes leftovers. Service bundles them for consumers that
+// declare one interface over several.
 package projects
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/jonboulle/clockwork"
 
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
-	"tether/internal/deploykeys"
 	"tether/internal/problem"
 	"tether/internal/repourl"
 	"tether/internal/tether"
-	"tether/internal/webhooks"
 )
 
-// Store is the part of the database projects use.
+// Store is the database projects use: the union of what each service
+// declares.
 type Store interface {
-	CreateProject(ctx context.Context, p tether.Project, key tether.DeployKey, hook tether.Webhook, actorID int64) (tether.Project, error)
-	Project(ctx context.Context, id int64) (tether.Project, error)
-	ProjectsInOrg(ctx context.Context, orgID int64) ([]tether.Project, error)
-	Role(ctx context.Context, orgID, userID int64) (string, error)
-	IdentityByUser(ctx context.Context, userID int64) (tether.Identity, error)
-	RehomeProject(ctx context.Context, projectID, newOwner int64, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error
-	DeleteProject(ctx context.Context, projectID int64, entries ...tether.Audit) error
-	UsedRepositories(ctx context.Context) (map[string]bool, error)
-	ActiveDeployKey(ctx context.Context, projectID int64) (tether.DeployKey, error)
-	ActiveDeployKeyPublic(ctx context.Context, projectID int64) (tether.DeployKey, error)
-	RetiringDeployKeys(ctx context.Context, projectID int64) ([]tether.DeployKey, error)
-	ReplaceDeployKey(ctx context.Context, projectID int64, next tether.DeployKey, a tether.Audit) error
-	DeleteDeployKey(ctx context.Context, id int64) error
-	ActiveWebhook(ctx context.Context, projectID int64) (tether.Webhook, error)
-	ActiveWebhookPublic(ctx context.Context, projectID int64) (tether.Webhook, error)
-	RetiringWebhooks(ctx context.Context, projectID int64) ([]tether.Webhook, error)
-	ReplaceWebhook(ctx context.Context, projectID int64, next tether.Webhook, a tether.Audit) error
-	DeleteWebhook(ctx context.Context, id int64) error
-	RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]tether.Workflow, error)
-	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error)
-	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
-	Refusals(ctx context.Context, projectID int64) ([]tether.Refusal, error)
-	UpdateRepository(ctx context.Context, projectID int64, r tether.Repository, a tether.Audit) error
-	SwitchRepository(ctx context.Context, projectID int64, r tether.Repository, key tether.DeployKey, hook tether.Webhook, a tether.Audit) error
+	choicesStore
+	readStore
+	lifecycleStore
+	cleanupStore
 }
 
-// Connections gives the acting user's token.
+// Connections gives the token of a user's Bitbucket connection, with the
+// connection's API budget in the context.
 type Connections interface {
 	Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error
 }
 
-// Bitbucket is the part of the client projects use.
+// Bitbucket is the part of the client projects use. Writes address the
+// repository by its "{uuid}" in place of the slug (see place).
 type Bitbucket interface {
 	RepositoriesWithAdmin(ctx context.Context, accessToken string) ([]bitbucket.Repository, error)
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
 	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
+	DeployKeys(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.DeployKey, error)
 	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
 	DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error
+	Hooks(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.Hook, error)
 	CreateHook(ctx context.Context, accessToken, workspace, slug string, in bitbucket.HookInput) (bitbucket.Hook, error)
 	DeleteHook(ctx context.Context, accessToken, workspace, slug, uuid string) error
 }
@@ -84,117 +74,65 @@ type Checker interface {
 // Config is where the projects' outside addresses come from.
 type Config struct {
 	HookBase string        // TETHER_PUBLIC_URL + the receiver's path, ending in "/"
+	Instance string        // the marker's instance: tether.InstanceOf(TETHER_PUBLIC_URL)
 	Hosts    repourl.Hosts // the configured Bitbucket, for URLs people paste
+	// Clock times the cleanup's retries; nil means the real clock.
+	Clock clockwork.Clock
 }
 
-// Service manages projects.
+// Service is every projects service together. It has no methods of its
+// own: each embedded service has one job.
 type Service struct {
-	// ListFresh is how recent a repository list must be to answer a
-	// request for a fresh one ("Refresh list", the troubleshooting
-	// checklist): pressing again and again lists every workspace once.
-	ListFresh time.Duration
-
-	hookBase string
-	hosts    repourl.Hosts
-	log      *slog.Logger
-	store    Store
-	conns    Connections
-	bb       Bitbucket
-	checker  Checker
-
-	mu      sync.Mutex
-	cache   map[int64]repoList // repository lists per user, for the picker's search
-	listing singleflight.Group // one listing per user at a time
+	*Lifecycle
+	*Choices
+	*Reader
+	Cleanup *Cleanup
 }
 
-type repoList struct {
-	repos   []bitbucket.Repository
-	fetched time.Time
-}
-
-// repoListTTL is how long the picker reuses a user's repository list while
-// they type a search, instead of asking Bitbucket on every keystroke.
-const repoListTTL = 2 * time.Minute
-
-// New returns the projects service.
+// New returns the projects services over one store, client and set of
+// per-project locks.
 func New(log *slog.Logger, store Store, conns Connections, bb Bitbucket, checker Checker, cfg Config) *Service {
-	return &Service{ListFresh: 10 * time.Second, hookBase: cfg.HookBase, hosts: cfg.Hosts, log: log, store: store, conns: conns, bb: bb, checker: checker, cache: map[int64]repoList{}}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	f := &parts{log: log, bb: bb, store: store, hookBase: cfg.HookBase, instance: cfg.Instance, now: clock.Now}
+	locks := &projectLocks{held: map[int64]*sync.Mutex{}}
+	choices := newChoices(store, conns, bb)
+	cleanup := &Cleanup{Backoff: DefaultBackoff, log: log, store: store, conns: conns, parts: f, locks: locks, clock: clock}
+	f.retryIn = cleanup.retryIn
+	return &Service{
+		Lifecycle: &Lifecycle{log: log, store: store, conns: conns, bb: bb, checker: checker, parts: f, locks: locks, choices: choices, hosts: cfg.Hosts},
+		Choices:   choices,
+		Reader:    &Reader{store: store, hookBase: cfg.HookBase, hosts: cfg.Hosts},
+		Cleanup:   cleanup,
+	}
 }
 
-// Choice is a repository in the New project picker. Its Admin says whether
-// the person administers it: Create adds a deploy key and a webhook, which
-// only repository admins may do.
-type Choice struct {
-	bitbucket.Repository
-	Used bool // a project for it exists
+// projectLocks serialises the changes of one project's parts: a
+// Lifecycle operation and the Cleanup never work on the same project at
+// once, so a part just created is never taken for a leftover.
+type projectLocks struct {
+	mu   sync.Mutex
+	held map[int64]*sync.Mutex
 }
 
-// MaxSearch bounds the picker's search: "workspace/slug" is at most 191
-// characters, and a search that long finds the one repository.
-const MaxSearch = 200
-
-// Repositories lists the repositories of every workspace the user belongs
-// to, each marked with whether they administer it and whether it already
-// has a project, filtered by a case-insensitive name search of at most
-// MaxSearch characters. fresh skips the short-lived cache. A listing costs
-// the user's Bitbucket budget 1 + two paged calls per workspace (see
-// bitbucket.RepositoriesWithAdmin).
-func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
-	if utf8.RuneCountInString(search) > MaxSearch {
-		return nil, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
+// lock locks project id and returns its unlock.
+func (l *projectLocks) lock(id int64) func() {
+	l.mu.Lock()
+	m, ok := l.held[id]
+	if !ok {
+		m = &sync.Mutex{}
+		l.held[id] = m
 	}
-	repos, err := s.repositories(ctx, userID, fresh)
-	if err != nil {
-		return nil, err
-	}
-	used, err := s.store.UsedRepositories(ctx)
-	if err != nil {
-		return nil, err
-	}
-	search = strings.ToLower(strings.TrimSpace(search))
-	var out []Choice
-	for _, r := range repos {
-		if search != "" && !strings.Contains(strings.ToLower(r.FullName), search) {
-			continue
-		}
-		out = append(out, Choice{Repository: r, Used: used[r.UUID]})
-	}
-	return out, nil
+	l.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
-func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([]bitbucket.Repository, error) {
-	s.mu.Lock()
-	cached, ok := s.cache[userID]
-	s.mu.Unlock()
-	maxAge := repoListTTL
-	if fresh {
-		maxAge = s.ListFresh
-	}
-	if ok && time.Since(cached.fetched) < maxAge {
-		return cached.repos, nil
-	}
-	// People typing, and several tabs, share one listing in flight.
-	v, err, _ := s.listing.Do(strconv.FormatInt(userID, 10), func() (any, error) {
-		var repos []bitbucket.Repository
-		err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
-			var err error
-			repos, err = s.bb.RepositoriesWithAdmin(ctx, token)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
-		s.mu.Lock()
-		s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
-		s.mu.Unlock()
-		return repos, nil
-	})
-	if err != nil {
-		return nil, bitbucketProblem(err, "list your repositories")
-	}
-	return v.([]bitbucket.Repository), nil
-}
+// ErrNoProject is what anyone outside a project's organization gets: it
+// says nothing about whether the project exists.
+var ErrNoProject = problem.New(problem.NotFound, "There is no such project.")
 
 // bitbucketProblem turns a Bitbucket failure into a message for people.
 func bitbucketProblem(err error, doing string) error {
@@ -219,129 +157,9 @@ func bitbucketProblem(err error, doing string) error {
 	return fmt.Errorf("%s: %w", doing, err)
 }
 
-// ErrNoProject is what anyone outside a project's organization gets: it
-// says nothing about whether the project exists.
-var ErrNoProject = problem.New(problem.NotFound, "There is no such project.")
-
-// Get returns a project and the person's role in its organization; people
-// outside it get ErrNoProject. It does not depend on the organization the
-// person looks at: a project's URL works for every member.
-func (s *Service) Get(ctx context.Context, userID, projectID int64) (tether.Project, string, error) {
-	p, err := s.store.Project(ctx, projectID)
-	if errors.Is(err, tether.ErrNotFound) {
-		return tether.Project{}, "", ErrNoProject
-	}
-	if err != nil {
-		return tether.Project{}, "", err
-	}
-	role, err := s.store.Role(ctx, p.OrgID, userID)
-	if errors.Is(err, tether.ErrNotFound) {
-		return tether.Project{}, "", ErrNoProject
-	}
-	return p, role, err
-}
-
-// List returns an organization's projects.
-func (s *Service) List(ctx context.Context, orgID int64) ([]tether.Project, error) {
-	return s.store.ProjectsInOrg(ctx, orgID)
-}
-
 // audit starts an audit entry about the project by actor.
 func audit(p tether.Project, actorID int64, action, detail string) tether.Audit {
 	return tether.Audit{OrgID: p.OrgID, ActorID: actorID, Action: action, ProjectID: p.ID, ProjectName: p.Name, Detail: detail}
-}
-
-// Key returns the public half of the project's deploy key in force.
-func (s *Service) Key(ctx context.Context, p tether.Project) (tether.DeployKey, error) {
-	k, err := s.store.ActiveDeployKeyPublic(ctx, p.ID)
-	if errors.Is(err, tether.ErrNotFound) {
-		return tether.DeployKey{}, nil
-	}
-	return k, err
-}
-
-// Create makes a project of organization orgID from the repository
-// "workspace/slug": it looks the repository up with the user's connection,
-// registers a new deploy key and webhook on it, and stores all of it. When
-// a step fails what was added to Bitbucket is taken off again, so nothing
-// is left half made.
-func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error) {
-	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
-	// Bitbucket's workspace and slug limits (62 and 128): anything longer
-	// is no repository and not worth a call on the person's budget.
-	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") || len(ws) > 62 || len(slug) > 128 {
-		return tether.Project{}, problem.Field("repository", "Choose a repository from the list.")
-	}
-	var p tether.Project
-	err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
-		repo, err := s.bb.Repository(ctx, token, ws, slug)
-		switch {
-		case bitbucket.IsUnauthorized(err):
-			return err // Do refreshes the token and tries again
-		case bitbucket.IsNotFound(err):
-			return problem.New(problem.NotFound, "Bitbucket has no repository %s that you can see.", fullName)
-		case err != nil:
-			return bitbucketProblem(err, "look up "+fullName)
-		}
-		if used, err := s.store.UsedRepositories(ctx); err != nil {
-			return err
-		} else if used[repo.UUID] {
-			return problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
-		}
-		hookToken := randomToken()
-		in, err := s.addIntegration(ctx, token, repo, hookToken, problem.New(problem.Forbidden,
-			"You need admin rights on %s to create a project from it: Tether adds a deploy key to the repository. Ask a repository admin to create the project.", repo.FullName))
-		if err != nil {
-			return err
-		}
-		p, err = s.store.CreateProject(ctx, tether.Project{
-			OrgID: orgID, Name: repo.FullName, OwnerID: userID, RepoUUID: repo.UUID, Workspace: repo.Workspace.Slug, RepoSlug: repo.Slug,
-			FullName: repo.FullName, CloneSSH: repo.CloneSSH, HTMLURL: repo.HTMLURL, Private: repo.IsPrivate, HookToken: hookToken,
-		}, in.key, in.hook, userID)
-		if err != nil {
-			s.undo(ctx, token, in)
-			if errors.Is(err, tether.ErrRepositoryTaken) {
-				return problem.New(problem.Conflict, "%s already has a project in Tether.", repo.FullName)
-			}
-			return fmt.Errorf("projects: store new project: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return tether.Project{}, bitbucketProblem(err, "create the project")
-	}
-	s.forgetRepositories(userID)
-	if err := s.checker.Check(ctx, p); err != nil {
-		s.log.Warn("first health check", "project_id", p.ID, "err", err)
-	}
-	return p, nil
-}
-
-// HookURL is the webhook URL of a project.
-func (s *Service) HookURL(p tether.Project) string { return s.hookBase + p.HookToken }
-
-func (s *Service) hookInput(project, hookToken, secret string) bitbucket.HookInput {
-	return bitbucket.HookInput{
-		Description: "Tether: " + project, URL: s.hookBase + hookToken,
-		Active: true, Events: webhooks.Events, Secret: secret,
-	}
-}
-
-// hookProblem explains a refused hook creation, and what that left
-// (outcome).
-func hookProblem(err error, repo, outcome string) error {
-	var be *bitbucket.Error
-	switch {
-	case errors.As(err, &be) && be.Status == 403 && slices.Contains(be.Required, "webhook"):
-		return problem.New(problem.Forbidden, "The Bitbucket grant lacks the webhook permission, so Tether cannot create the webhook on %s. %s", repo, outcome)
-	case errors.As(err, &be) && be.Status == 403:
-		return problem.New(problem.Forbidden, "Admin rights on %s are needed to create its webhook. %s", repo, outcome)
-	case bitbucket.IsTransient(err):
-		return problem.Wrap(problem.Unavailable, err, "Could not reach Bitbucket to create the webhook on %s. %s", repo, outcome)
-	case errors.As(err, &be):
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the webhook on %s: %s %s", repo, be.Message, outcome)
-	}
-	return err
 }
 
 // randomToken is 32 random bytes, URL-safe: webhook path tokens and
@@ -352,200 +170,15 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// undoHook removes a hook Tether just created when what followed failed.
-func (s *Service) undoHook(ctx context.Context, token, ws, slug, uuid string) {
-	if err := s.bb.DeleteHook(context.WithoutCancel(ctx), token, ws, slug, uuid); err != nil {
-		s.log.Error("could not remove the webhook after a failed change; remove it on Bitbucket",
-			"repository", ws+"/"+slug, "hook_uuid", uuid, "err", err)
-	}
+// attempt is a short random token naming one create in its marker.
+func attempt() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
-// undoKey removes a key Tether just added when what followed failed.
-func (s *Service) undoKey(ctx context.Context, token, ws, slug string, id int) {
-	if err := s.bb.DeleteDeployKey(context.WithoutCancel(ctx), token, ws, slug, id); err != nil {
-		s.log.Error("could not remove the deploy key after a failed change; remove it on Bitbucket",
-			"repository", ws+"/"+slug, "key_id", id, "err", err)
-	}
-}
-
-func (s *Service) forgetRepositories(userID int64) {
-	s.mu.Lock()
-	delete(s.cache, userID)
-	s.mu.Unlock()
-}
-
-// RegenerateResult says how a Regenerate went when it did not fail.
-type RegenerateResult struct {
-	// Warning is set when the new key is in force but the old one could
-	// not be removed from Bitbucket.
-	Warning string
-}
-
-// RegenerateKey replaces the project's deploy key: the new key is added to
-// Bitbucket and stored first, then the old one is deleted. If adding or
-// storing fails, the old key stays in force and nothing else changes.
-func (s *Service) RegenerateKey(ctx context.Context, actorID int64, p tether.Project) (RegenerateResult, error) {
-	key, err := deploykeys.Generate(p.FullName)
-	if err != nil {
-		return RegenerateResult{}, err
-	}
-	var res RegenerateResult
-	err = s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
-		remote, err := s.bb.CreateDeployKey(ctx, token, p.Workspace, p.RepoSlug, key.Public, deploykeys.Label(p.FullName))
-		switch {
-		case bitbucket.IsForbidden(err):
-			return problem.New(problem.Forbidden, "%s has no admin rights on %s any more, so the key cannot be replaced. The old key stays in force.", p.OwnerName, p.FullName)
-		case err != nil:
-			return bitbucketProblem(err, "add the new deploy key; the old key stays in force")
-		}
-		err = s.store.ReplaceDeployKey(ctx, p.ID, tether.DeployKey{BitbucketKeyID: remote.ID, PublicKey: key.Public, Fingerprint: key.Fingerprint, PrivateKey: key.Private},
-			audit(p, actorID, "deploy key regenerated", key.Fingerprint))
-		if err != nil {
-			s.undoKey(ctx, token, p.Workspace, p.RepoSlug, remote.ID)
-			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new key, so it was removed from Bitbucket again. The old key stays in force; please try again.")
-		}
-		res.Warning = s.retireAll(ctx, token, p)
-		return nil
-	})
-	if err != nil {
-		return RegenerateResult{}, bitbucketProblem(err, "replace the deploy key")
-	}
-	if err := s.checker.Check(ctx, p); err != nil {
-		s.log.Warn("health check after regenerate", "project_id", p.ID, "err", err)
-	}
-	return res, nil
-}
-
-// retireAll deletes replaced keys from Bitbucket — the one just replaced
-// and any an earlier Regenerate could not delete — then forgets them. A key
-// already gone from Bitbucket counts as deleted. It returns a warning for
-// the keys that remain.
-func (s *Service) retireAll(ctx context.Context, token string, p tether.Project) string {
-	keys, err := s.store.RetiringDeployKeys(ctx, p.ID)
-	if err != nil {
-		s.log.Error("list replaced deploy keys", "project_id", p.ID, "err", err)
-		return "The new key is in force; Tether could not look up the old key to remove it."
-	}
-	var left []string
-	for _, old := range keys {
-		err := s.bb.DeleteDeployKey(ctx, token, p.Workspace, p.RepoSlug, old.BitbucketKeyID)
-		if err != nil && !bitbucket.IsNotFound(err) {
-			s.log.Warn("could not delete a replaced deploy key", "project_id", p.ID, "key_id", old.BitbucketKeyID, "err", err)
-			left = append(left, fmt.Sprint(old.BitbucketKeyID))
-			continue
-		}
-		if err := s.store.DeleteDeployKey(context.WithoutCancel(ctx), old.ID); err != nil {
-			s.log.Error("forget deleted deploy key", "project_id", p.ID, "err", err)
-		}
-	}
-	if len(left) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("The new key is in force, but the old key (id %s) could not be removed from %s yet. Tether tries again at the next Regenerate; you can also remove it on Bitbucket.",
-		strings.Join(left, ", "), p.FullName)
-}
-
-// RegenerateWebhook replaces the project's webhook (with a new secret): the
-// new hook is created on Bitbucket and stored first, then the old one is
-// deleted. Deliveries from the old hook still in flight are accepted for a
-// grace window. If creating or storing fails, the old hook stays in force.
-func (s *Service) RegenerateWebhook(ctx context.Context, actorID int64, p tether.Project) (RegenerateResult, error) {
-	var res RegenerateResult
-	secret := randomToken()
-	err := s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
-		hook, err := s.bb.CreateHook(ctx, token, p.Workspace, p.RepoSlug, s.hookInput(p.FullName, p.HookToken, secret))
-		if err != nil {
-			if bitbucket.IsUnauthorized(err) {
-				return err // Do refreshes the token and tries again
-			}
-			return hookProblem(err, p.FullName, "The old webhook stays in force.")
-		}
-		err = s.store.ReplaceWebhook(ctx, p.ID, tether.Webhook{UUID: hook.UUID, URL: hook.URL, Events: hook.Events, Secret: secret},
-			audit(p, actorID, "webhook regenerated", hook.UUID))
-		if err != nil {
-			s.undoHook(ctx, token, p.Workspace, p.RepoSlug, hook.UUID)
-			return problem.Wrap(problem.Unavailable, err, "Tether could not store the new webhook, so it was removed from Bitbucket again. The old webhook stays in force; please try again.")
-		}
-		res.Warning = s.retireHooks(ctx, token, p)
-		return nil
-	})
-	if err != nil {
-		return RegenerateResult{}, bitbucketProblem(err, "replace the webhook")
-	}
-	if err := s.checker.Check(ctx, p); err != nil {
-		s.log.Warn("health check after regenerate", "project_id", p.ID, "err", err)
-	}
-	return res, nil
-}
-
-// retireHooks deletes replaced hooks from Bitbucket (a hook already gone
-// counts as deleted) and forgets them once their grace window is over. It
-// returns a warning for hooks that remain on Bitbucket.
-func (s *Service) retireHooks(ctx context.Context, token string, p tether.Project) string {
-	hooks, err := s.store.RetiringWebhooks(ctx, p.ID)
-	if err != nil {
-		s.log.Error("list replaced webhooks", "project_id", p.ID, "err", err)
-		return "The new webhook is in force; Tether could not look up the old one to remove it."
-	}
-	var left []string
-	for _, old := range hooks {
-		err := s.bb.DeleteHook(ctx, token, p.Workspace, p.RepoSlug, old.UUID)
-		if err != nil && !bitbucket.IsNotFound(err) {
-			s.log.Warn("could not delete a replaced webhook", "project_id", p.ID, "hook_uuid", old.UUID, "err", err)
-			left = append(left, "{"+old.UUID+"}")
-			continue
-		}
-		if time.Since(old.RetiredAt) > webhooks.Grace {
-			if err := s.store.DeleteWebhook(context.WithoutCancel(ctx), old.ID); err != nil {
-				s.log.Error("forget deleted webhook", "project_id", p.ID, "err", err)
-			}
-		}
-	}
-	if len(left) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("The new webhook is in force, but the old one (%s) could not be removed from %s yet. Tether tries again at the next Regenerate; you can also remove it on Bitbucket.",
-		strings.Join(left, ", "), p.FullName)
-}
-
-// Webhook returns the project's webhook in force, without its secret.
-func (s *Service) Webhook(ctx context.Context, p tether.Project) (tether.Webhook, error) {
-	h, err := s.store.ActiveWebhookPublic(ctx, p.ID)
-	if errors.Is(err, tether.ErrNotFound) {
-		return tether.Webhook{}, nil
-	}
-	return h, err
-}
-
-// Activity is what a project's webhook brought in lately.
-type Activity struct {
-	Workflows    []tether.Workflow
-	Deliveries   []tether.Delivery // accepted ones, newest first
-	LastAccepted time.Time
-	Refusals     []tether.Refusal // counts per reason, latest first
-}
-
-// recent is how many workflows and deliveries a project page lists.
-const recent = 20
-
-// Activity returns the project's recent workflows and deliveries.
-func (s *Service) Activity(ctx context.Context, p tether.Project) (Activity, error) {
-	var a Activity
-	var err error
-	if a.Workflows, err = s.store.RecentWorkflows(ctx, p.ID, recent); err != nil {
-		return a, err
-	}
-	if a.Deliveries, err = s.store.RecentDeliveries(ctx, p.ID, recent); err != nil {
-		return a, err
-	}
-	if a.LastAccepted, err = s.store.LastAccepted(ctx, p.ID); err != nil {
-		return a, err
-	}
-	a.Refusals, err = s.store.Refusals(ctx, p.ID)
-	return a, err
-}
-
-// Reload reads the project again, e.g. after a check recorded a move.
-func (s *Service) Reload(ctx context.Context, p tether.Project) (tether.Project, error) {
-	return s.store.Project(ctx, p.ID)
-}
+// DefaultBackoff is how long the Cleanup waits before each new try at a
+// leftover: a few minutes first (Bitbucket's trouble is often brief, and a
+// create that answered late shows up within them), then hours. After the
+// last it gives up and says so in the audit log: about a day in all.
+var DefaultBackoff = []time.Duration{30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour, 15 * time.Hour}

@@ -42,3 +42,15 @@ type Repository struct {
 	UUID, Workspace, Slug, FullName, CloneSSH, HTMLURL string
 	Private                                            bool
 }
+
+// PartsChange is one change of a project's deploy key and webhook, stored
+// in one transaction: Regenerate (Key or Hook), Change to another
+// repository (Repository, both parts), Re-home (OwnerID, both parts).
+type PartsChange struct {
+	Key        *DeployKey  // the new key in force; the one it replaces is forgotten
+	Hook       *Webhook    // the new hook in force; the one it replaces retires
+	Repository *Repository // the repository the project uses from now on
+	OwnerID    int64       // whose connection backs the project from now on; 0 keeps it
+	Leftovers  []Leftover  // what the change lets go of on Bitbucket
+	Audit      []Audit
+}

@@ -42,6 +42,12 @@ type Failure struct {
 	// Method limits the failure to one HTTP method (e.g. "DELETE"); ""
 	// matches every method.
 	Method string
+	// Commit carries the request out even when the client gives up: at
+	// the end of the Stall, whatever the client did meanwhile — a create
+	// Bitbucket finishes after the client's timeout — and then answers
+	// normally, or with Status when it is set (done, yet answered as
+	// failed). The token endpoint ignores Status after a commit.
+	Commit bool
 }
 
 type failure struct {
@@ -49,7 +55,11 @@ type failure struct {
 	left int
 }
 
-func (f *failure) matches(method, path string) bool {
+// matches reports whether the failure applies to a request. A repository
+// in PathPrefix is named by its full name ("/repositories/acme/api/hooks")
+// and matches requests that address it by "{uuid}" too (canonical is the
+// path with the repository's current workspace and slug).
+func (f *failure) matches(method, path, canonical string) bool {
 	if f.Method != "" && f.Method != method {
 		return false
 	}
@@ -57,7 +67,22 @@ func (f *failure) matches(method, path string) bool {
 	if path == tokenPath {
 		return strings.HasPrefix(p, "/site/") && strings.HasPrefix(tokenPath, p)
 	}
-	return !strings.HasPrefix(p, "/site/") && strings.HasPrefix(path, p)
+	return !strings.HasPrefix(p, "/site/") && (strings.HasPrefix(path, p) || strings.HasPrefix(canonical, p))
+}
+
+// canonicalPath is an API path with its repository named by its current
+// workspace and slug, however the request addressed it. Callers hold e.mu.
+func (e *Emulator) canonicalPath(path string) string {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(segs) < 3 || segs[0] != "repositories" {
+		return path
+	}
+	r := e.repoByPath(segs[1], segs[2])
+	if r == nil {
+		return path
+	}
+	segs[1], segs[2] = r.ws.Slug, r.slug
+	return "/" + strings.Join(segs, "/")
 }
 
 // FailAPI injects a failure. Failures are tried in the order they were added
@@ -76,12 +101,14 @@ func (e *Emulator) ClearFailures() {
 }
 
 // injectFailure applies the first failure matching path. It reports whether
-// the request should still be served normally.
-func (e *Emulator) injectFailure(w http.ResponseWriter, r *http.Request, path string) bool {
+// the request should still be served, and returns the failure whose Status
+// answers it once served (Commit).
+func (e *Emulator) injectFailure(w http.ResponseWriter, r *http.Request, path string) (*Failure, bool) {
 	e.mu.Lock()
+	canonical := e.canonicalPath(path)
 	var f *Failure
 	for i, x := range e.failures {
-		if !x.matches(r.Method, path) {
+		if !x.matches(r.Method, path, canonical) {
 			continue
 		}
 		f = &x.Failure
@@ -95,26 +122,38 @@ func (e *Emulator) injectFailure(w http.ResponseWriter, r *http.Request, path st
 	}
 	e.mu.Unlock()
 	if f == nil {
-		return true
+		return nil, true
 	}
 	if f.Stall > 0 {
 		// The lock is not held here, so a stall never blocks other clients.
 		t := time.NewTimer(f.Stall)
+		gaveUp := r.Context().Done()
+		if f.Commit {
+			gaveUp = nil // carried out whatever the client does
+		}
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
+		case <-gaveUp:
 			t.Stop()
-			return false
+			return nil, false
 		}
 	}
-	if f.Status == 0 {
-		return true
+	if f.Commit {
+		return f, true
 	}
+	if f.Status == 0 {
+		return nil, true
+	}
+	writeFailure(w, f)
+	return nil, false
+}
+
+// writeFailure answers with an injected failure's status.
+func writeFailure(w http.ResponseWriter, f *Failure) {
 	if f.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
 	writeJSON(w, f.Status, errorBody(failureMessage(f.Status), nil))
-	return false
 }
 
 func failureMessage(status int) string {
@@ -270,7 +309,18 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, s site) {
 	if !e.meterCall(w, r, strings.TrimPrefix(r.URL.Path, "/2.0")) {
 		return
 	}
-	if !e.injectFailure(w, r, strings.TrimPrefix(r.URL.Path, "/2.0")) {
+	// The body is read first: a request carried out after its client gave
+	// up (Failure.Commit) has it all the same.
+	var body []byte
+	if r.Body != nil {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBody)); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody("Could not read the request body", nil))
+			return
+		}
+	}
+	committed, serve := e.injectFailure(w, r, strings.TrimPrefix(r.URL.Path, "/2.0"))
+	if !serve {
 		return
 	}
 	segs := apiSegments(r)
@@ -296,15 +346,11 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, s site) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody("Method not allowed", nil))
 		return
 	}
-	var body []byte
-	if r.Body != nil {
-		var err error
-		if body, err = io.ReadAll(io.LimitReader(r.Body, maxBody)); err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody("Could not read the request body", nil))
-			return
-		}
-	}
 	rep := e.call(w, r, s, o, params, body)
+	if committed != nil && committed.Status != 0 {
+		writeFailure(w, committed)
+		return
+	}
 	if rep.location != "" {
 		w.Header().Set("Location", rep.location)
 	}

@@ -259,6 +259,12 @@ var controlActions = map[string]controlAction{
 	"add-failure": func(e *Emulator, f url.Values) (string, error) {
 		var fl Failure
 		fl.PathPrefix = strings.TrimSpace(f.Get("path_prefix"))
+		switch fl.Method = f.Get("method"); fl.Method {
+		case "", http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete:
+		default:
+			return "", fmt.Errorf("invalid method %q", fl.Method)
+		}
+		fl.Commit = f.Get("commit") != ""
 		var err error
 		if fl.Status, err = formInt(f, "status"); err != nil {
 			return "", err

@@ -197,6 +197,12 @@ func sortRepos(list []*repo, by string) error {
 // cannot see.
 func (c *apiCall) lookupRepo() (*repo, *reply) {
 	r := c.e.repoByPath(c.p["workspace"], c.p["repo"])
+	if r == nil && c.r.Method != http.MethodGet {
+		if moved := c.e.formerRepo(c.p["workspace"], c.p["repo"]); moved != nil && c.e.canRead(c.user.Username, moved) {
+			rep := c.writeRedirect(moved)
+			return nil, &rep
+		}
+	}
 	if r == nil || !c.e.canRead(c.user.Username, r) {
 		rep := fail(http.StatusNotFound, "Repository "+c.p["workspace"]+"/"+c.p["repo"]+" not found")
 		return nil, &rep

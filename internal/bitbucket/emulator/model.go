@@ -74,6 +74,10 @@ type repo struct {
 	// membership, and "" means the user was removed from the repository.
 	perms map[string]string
 
+	// formerNames are the full names the repository had before renames
+	// and moves ("workspace/slug"): writes to them are redirected.
+	formerNames []string
+
 	keys    []*deployKey
 	hooks   []*Hook
 	refs    map[string]string  // "refs/heads/main" → commit hash

@@ -250,7 +250,7 @@ type tokenResponse struct {
 }
 
 func (e *Emulator) handleAccessToken(w http.ResponseWriter, r *http.Request) {
-	if !e.injectFailure(w, r, tokenPath) {
+	if _, serve := e.injectFailure(w, r, tokenPath); !serve {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
