@@ -63,8 +63,8 @@ func FuzzParsePullRequest(f *testing.F) {
 		if err == nil && !json.Valid(body) {
 			t.Fatalf("ParsePullRequest accepted invalid JSON: %q", body)
 		}
-		if err == nil && pr.Source.Type != "branch" {
-			t.Fatalf("pull request source type %q", pr.Source.Type)
+		if err == nil && pr.FromFork() && (pr.Source.Repository.UUID == "" || pr.Destination.Repository.UUID == "") {
+			t.Fatalf("a fork without both repositories: %+v", pr)
 		}
 	})
 }
