@@ -19,6 +19,10 @@ type Page struct {
 	Admin bool                // they administer Org
 
 	Deprecations []tether.Deprecation // for admins: Bitbucket APIs retired under Tether
+	// ClientFault, for admins, is Bitbucket's token endpoint refusing
+	// Tether's OAuth consumer key or secret (its words), "" when it does
+	// not.
+	ClientFault string
 }
 
 // Form carries what a person typed back to them with messages per field.

@@ -88,8 +88,8 @@ func TestExchange(t *testing.T) {
 	}
 
 	_, err = c.Exchange(context.Background(), "code-SECRET-used")
-	if !errors.Is(err, ErrInvalidGrant) {
-		t.Errorf("used code: err = %v, want ErrInvalidGrant", err)
+	if !errors.Is(err, ErrGrantRefused) {
+		t.Errorf("used code: err = %v, want ErrGrantRefused", err)
 	}
 	assertNoSecrets(t, err, "code-SECRET-used")
 }
@@ -114,8 +114,8 @@ func TestRefreshRotates(t *testing.T) {
 
 	// The rotated-away token is now rejected: the grant is gone.
 	_, err = c.Refresh(ctx, first.RefreshToken)
-	if !errors.Is(err, ErrInvalidGrant) {
-		t.Fatalf("old refresh token: err = %v, want ErrInvalidGrant", err)
+	if !errors.Is(err, ErrGrantRefused) {
+		t.Fatalf("old refresh token: err = %v, want ErrGrantRefused", err)
 	}
 	var e *Error
 	if !errors.As(err, &e) || e.Status != 400 || IsTransient(err) {
@@ -154,7 +154,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 	c.clientSecret = "wrong-SECRET"
 	_, err := c.Refresh(context.Background(), "refresh-SECRET-x")
 	var e *Error
-	if !errors.As(err, &e) || e.Status != 401 || e.Message != "invalid_client: Invalid OAuth client credentials" || errors.Is(err, ErrInvalidGrant) {
+	if !errors.As(err, &e) || e.Status != 401 || e.Message != "invalid_client: Invalid OAuth client credentials" || errors.Is(err, ErrGrantRefused) {
 		t.Errorf("bad client: err = %#v", err)
 	}
 	assertNoSecrets(t, err, "wrong-SECRET", "refresh-SECRET-x")
@@ -167,7 +167,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 			w.WriteHeader(status)
 		}))
 		_, err := c.Refresh(context.Background(), "refresh-SECRET-x")
-		if !IsTransient(err) || errors.Is(err, ErrInvalidGrant) || calls.Load() != 1 {
+		if !IsTransient(err) || errors.Is(err, ErrGrantRefused) || calls.Load() != 1 {
 			t.Errorf("%d: err = %v after %d calls", status, err, calls.Load())
 		}
 	}

@@ -30,6 +30,8 @@ func (s *Service) addIntegration(ctx context.Context, token string, repo bitbuck
 	switch {
 	case bitbucket.IsUnauthorized(err):
 		return integration{}, err
+	case len(bitbucket.MissingScopes(err)) > 0:
+		return integration{}, scopeProblem(err, "add a deploy key to "+repo.FullName)
 	case bitbucket.IsForbidden(err):
 		return integration{}, keyForbidden
 	case err != nil:

@@ -7,13 +7,13 @@
 package projects
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,6 +109,7 @@ type Service struct {
 
 type repoList struct {
 	repos   []bitbucket.Repository
+	unread  []Unread
 	fetched time.Time
 }
 
@@ -127,37 +128,52 @@ type Choice struct {
 	Used bool // a project for it exists
 }
 
+// Unread is a workspace the picker could not read, and why, for people.
+type Unread struct {
+	Workspace string // its slug
+	Reason    string // e.g. "Bitbucket answered 403: …"
+	Transient bool   // Bitbucket could not be asked: trying again may help
+}
+
+// Listing is what the picker shows: the repositories it could read, and
+// the workspaces it could not (one workspace's answer decides that
+// workspace only).
+type Listing struct {
+	Choices []Choice
+	Unread  []Unread
+}
+
 // MaxSearch bounds the picker's search: "workspace/slug" is at most 191
 // characters, and a search that long finds the one repository.
 const MaxSearch = 200
 
 // Repositories lists what the user can make a project from, filtered by a
-// case-insensitive name search of at most MaxSearch characters. fresh
-// skips the short-lived cache.
-func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
+// case-insensitive name search of at most MaxSearch characters, and the
+// workspaces that could not be read. fresh skips the short-lived cache.
+func (s *Service) Repositories(ctx context.Context, userID int64, search string, fresh bool) (Listing, error) {
 	if utf8.RuneCountInString(search) > MaxSearch {
-		return nil, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
+		return Listing{}, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
 	}
-	repos, err := s.repositories(ctx, userID, fresh)
+	list, err := s.repositories(ctx, userID, fresh)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
 	used, err := s.store.UsedRepositories(ctx)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
 	search = strings.ToLower(strings.TrimSpace(search))
-	var out []Choice
-	for _, r := range repos {
+	out := Listing{Unread: list.unread}
+	for _, r := range list.repos {
 		if search != "" && !strings.Contains(strings.ToLower(r.FullName), search) {
 			continue
 		}
-		out = append(out, Choice{Repository: r, Used: used[r.UUID]})
+		out.Choices = append(out.Choices, Choice{Repository: r, Used: used[r.UUID]})
 	}
 	return out, nil
 }
 
-func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([]bitbucket.Repository, error) {
+func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) (repoList, error) {
 	s.mu.Lock()
 	cached, ok := s.cache[userID]
 	s.mu.Unlock()
@@ -166,35 +182,68 @@ func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) ([
 		maxAge = s.ListFresh
 	}
 	if ok && time.Since(cached.fetched) < maxAge {
-		return cached.repos, nil
+		return cached, nil
 	}
 	// People typing, and several tabs, share one listing in flight.
 	v, err, _ := s.listing.Do(strconv.FormatInt(userID, 10), func() (any, error) {
 		var repos []bitbucket.Repository
+		var partial *bitbucket.PartialError
 		err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
 			var err error
 			repos, err = s.bb.Repositories(ctx, token, "member")
+			if errors.As(err, &partial) {
+				return nil // what was read is the answer; partial says the rest
+			}
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
 		sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
+		list := repoList{repos: repos, fetched: time.Now()}
+		if partial != nil {
+			for _, u := range partial.Unread {
+				list.unread = append(list.unread, Unread{Workspace: u.Workspace.Slug, Reason: unreadReason(u.Err), Transient: bitbucket.IsTransient(u.Err)})
+			}
+		}
 		s.mu.Lock()
-		s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
+		s.cache[userID] = list
 		s.mu.Unlock()
-		return repos, nil
+		return list, nil
 	})
 	if err != nil {
-		return nil, bitbucketProblem(err, "list your repositories")
+		return repoList{}, bitbucketProblem(err, "list your repositories")
 	}
-	return v.([]bitbucket.Repository), nil
+	return v.(repoList), nil
+}
+
+// unreadReason says why a workspace could not be listed, in Bitbucket's
+// words where it gave some.
+func unreadReason(err error) string {
+	var budget *bitbucket.BudgetError
+	var be *bitbucket.Error
+	switch {
+	case errors.As(err, &budget) && budget.Paused:
+		return "Bitbucket is rate limiting this connection until " + budget.Until.UTC().Format("15:04 UTC")
+	case errors.As(err, &budget):
+		return "this connection's hourly Bitbucket API budget is spent until " + budget.Until.UTC().Format("15:04 UTC")
+	case len(bitbucket.MissingScopes(err)) > 0:
+		return "the grant lacks the " + strings.Join(bitbucket.MissingScopes(err), ", ") + " permission"
+	case errors.As(err, &be) && be.Reason() != "":
+		return fmt.Sprintf("Bitbucket answered %d: %s", be.Status, be.Reason())
+	case errors.As(err, &be):
+		return fmt.Sprintf("Bitbucket answered %d", be.Status)
+	}
+	return "Bitbucket did not answer"
 }
 
 // bitbucketProblem turns a Bitbucket failure into a message for people.
 func bitbucketProblem(err error, doing string) error {
 	if _, ok := problem.As(err); ok {
 		return err
+	}
+	if p := scopeProblem(err, doing); p != nil {
+		return p
 	}
 	var budget *bitbucket.BudgetError
 	switch {
@@ -209,9 +258,20 @@ func bitbucketProblem(err error, doing string) error {
 	}
 	var be *bitbucket.Error
 	if errors.As(err, &be) {
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to %s: %s", doing, be.Message)
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to %s: %s", doing, cmp.Or(be.Reason(), fmt.Sprint(be.Status)))
 	}
 	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// scopeProblem explains a 403 naming scopes the grant lacks, with Grant
+// access as the fix; nil for any other error.
+func scopeProblem(err error, doing string) error {
+	scopes := bitbucket.MissingScopes(err)
+	if len(scopes) == 0 {
+		return nil
+	}
+	names := strings.Join(scopes, ", ")
+	return problem.Grant(problem.Forbidden, err, "Bitbucket refused to %s: the grant lacks the %s permission (scope). Grant access again; the OAuth consumer must include %s.", doing, names, names)
 }
 
 // ErrNoProject is what anyone outside a project's organization gets: it
@@ -256,19 +316,26 @@ func (s *Service) Key(ctx context.Context, p tether.Project) (tether.DeployKey, 
 }
 
 // Create makes a project of organization orgID from the repository
-// "workspace/slug": it looks the repository up with the user's connection,
+// "workspace/slug" (or any URL of it; both in Bitbucket's canonical form
+// first, see repourl.Name): it looks the repository up with the user's connection,
 // registers a new deploy key and webhook on it, and stores all of it. When
 // a step fails what was added to Bitbucket is taken off again, so nothing
 // is left half made.
 func (s *Service) Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error) {
-	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
-	// Bitbucket's workspace and slug limits (62 and 128): anything longer
-	// is no repository and not worth a call on the person's budget.
-	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") || len(ws) > 62 || len(slug) > 128 {
-		return tether.Project{}, problem.Field("repository", "Choose a repository from the list.")
+	// A name Bitbucket cannot have is not worth a call on the person's
+	// budget; any other is looked up as Bitbucket writes it.
+	named, err := repourl.Name(fullName, s.hosts)
+	var perr *repourl.Error
+	if errors.As(err, &perr) {
+		return tether.Project{}, problem.Field("repository", "%s", perr.Message)
 	}
+	if err != nil {
+		return tether.Project{}, err
+	}
+	ws, slug := named.Workspace, named.Slug
+	fullName = named.FullName()
 	var p tether.Project
-	err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
+	err = s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
 		repo, err := s.bb.Repository(ctx, token, ws, slug)
 		switch {
 		case bitbucket.IsUnauthorized(err):
@@ -327,14 +394,17 @@ func (s *Service) hookInput(project, hookToken, secret string) bitbucket.HookInp
 func hookProblem(err error, repo, outcome string) error {
 	var be *bitbucket.Error
 	switch {
-	case errors.As(err, &be) && be.Status == 403 && slices.Contains(be.Required, "webhook"):
-		return problem.New(problem.Forbidden, "The Bitbucket grant lacks the webhook permission, so Tether cannot create the webhook on %s. %s", repo, outcome)
+	case len(bitbucket.MissingScopes(err)) > 0:
+		names := strings.Join(bitbucket.MissingScopes(err), ", ")
+		return problem.Grant(problem.Forbidden, err, "The Bitbucket grant lacks the %s permission (scope), so Tether cannot create the webhook on %s. %s Grant access again.", names, repo, outcome)
+	case errors.As(err, &be) && be.FieldReason("url") != "":
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused the webhook URL Tether gave it (url: %s) on %s. The URL is Tether's public URL (TETHER_PUBLIC_URL) and must be one Bitbucket accepts and can reach. %s", be.FieldReason("url"), repo, outcome)
 	case errors.As(err, &be) && be.Status == 403:
 		return problem.New(problem.Forbidden, "Admin rights on %s are needed to create its webhook. %s", repo, outcome)
 	case bitbucket.IsTransient(err):
 		return problem.Wrap(problem.Unavailable, err, "Could not reach Bitbucket to create the webhook on %s. %s", repo, outcome)
 	case errors.As(err, &be):
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the webhook on %s: %s %s", repo, be.Message, outcome)
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the webhook on %s: %s. %s", repo, cmp.Or(be.Reason(), fmt.Sprint(be.Status)), outcome)
 	}
 	return err
 }
@@ -388,6 +458,8 @@ func (s *Service) RegenerateKey(ctx context.Context, actorID int64, p tether.Pro
 	err = s.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
 		remote, err := s.bb.CreateDeployKey(ctx, token, p.Workspace, p.RepoSlug, key.Public, deploykeys.Label(p.FullName))
 		switch {
+		case len(bitbucket.MissingScopes(err)) > 0:
+			return scopeProblem(err, "add the new deploy key; the old key stays in force")
 		case bitbucket.IsForbidden(err):
 			return problem.New(problem.Forbidden, "%s has no admin rights on %s any more, so the key cannot be replaced. The old key stays in force.", p.OwnerName, p.FullName)
 		case err != nil:
