@@ -306,6 +306,7 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 	}
 	r.repo = bitbucket.Repository{FullName: p.FullName, Slug: p.RepoSlug, Workspace: bitbucket.Workspace{Slug: p.Workspace}}
 	r.err = c.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
+		r.remoteKeyErr, r.remoteHookErr = nil, nil // a second try (fresh token) starts over
 		// Once the budget let a background inspection start, its other
 		// calls finish the same answer (a 404 asks: deleted, or moved?),
 		// so they go as follow-ups rather than be shed half-way.
@@ -344,14 +345,18 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 				followUp()
 			}
 		}
+		// Both parts are read even when one answers 401: if the token
+		// is fine (Do tries once more with a fresh one, and asks GET
+		// /user), each part's answer decides that part only.
 		if w.key && r.keyErr == nil {
-			if readKey(); bitbucket.IsUnauthorized(r.remoteKeyErr) {
-				return r.remoteKeyErr
-			}
+			readKey()
 		}
 		if w.hook && r.hookErr == nil {
-			if readHook(); bitbucket.IsUnauthorized(r.remoteHookErr) {
-				return r.remoteHookErr
+			readHook()
+		}
+		for _, err := range []error{r.remoteKeyErr, r.remoteHookErr} {
+			if bitbucket.IsUnauthorized(err) {
+				return err
 			}
 		}
 		if !r.looked && (bitbucket.IsNotFound(r.remoteKeyErr) || bitbucket.IsNotFound(r.remoteHookErr)) {
@@ -370,6 +375,9 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 		}
 		return nil
 	})
+	if bitbucket.IsUnauthorized(r.err) && (bitbucket.IsUnauthorized(r.remoteKeyErr) || bitbucket.IsUnauthorized(r.remoteHookErr)) {
+		r.err = nil // a part's own 401, with the account still standing
+	}
 	return r
 }
 

@@ -88,6 +88,7 @@ type Emulator struct {
 	// refreshRefusals is how the token endpoint answers a user's refresh
 	// grants instead of a token (RefuseRefresh).
 	refreshRefusals map[string]RefreshRefusal
+	refreshRequests int // refresh_token grants received, answered or not
 	failures        []*failure
 	nextKeyID       int
 	deliveries      []DeliveryLog // most recent first

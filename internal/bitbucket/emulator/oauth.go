@@ -385,6 +385,7 @@ func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any,
 		}
 		g = code.g
 	case "refresh_token":
+		e.refreshRequests++
 		old, ok := e.refresh[form.Get("refresh_token")]
 		if !ok || old.g.consumer != c.Key {
 			return http.StatusBadRequest, oauthError{"invalid_grant", "Invalid refresh_token"}, 0
@@ -585,6 +586,15 @@ func (e *Emulator) ExpireTokens(username string) {
 			t.expires = past
 		}
 	}
+}
+
+// RefreshRequests counts every refresh_token grant the token endpoint
+// received from a known consumer, answered or refused: a client that keeps
+// sending a dead refresh token shows here.
+func (e *Emulator) RefreshRequests() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.refreshRequests
 }
 
 // TokenRefreshes counts the successful refresh_token grants of the user.
