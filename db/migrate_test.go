@@ -61,25 +61,7 @@ func TestMigrationMovesProjectsIntoOrganizations(t *testing.T) {
 // delivery, and from then on a push needs a delivery while a recovered
 // workflow must have none.
 func TestMigrationKeepsWorkflows(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tether.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
-	names, _ := migrations.ReadDir("migrations")
-	for _, n := range names {
-		if n.Name() >= "0007" {
-			break
-		}
-		body, _ := migrations.ReadFile("migrations/" + n.Name())
-		if _, err := raw.Exec(string(body)); err != nil {
-			t.Fatalf("%s: %v", n.Name(), err)
-		}
-		var v int
-		fmt.Sscanf(n.Name(), "%d", &v)
-		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
-	}
+	path, raw := migratedBefore(t, "0007")
 	now := time.Now()
 	for _, q := range []string{
 		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
@@ -116,25 +98,7 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 // before it holds (the duplicates a title edit or the same push started),
 // and refuses another from then on, while other builds stay.
 func TestMigrationKeysWorkflowsByBuild(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tether.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
-	names, _ := migrations.ReadDir("migrations")
-	for _, n := range names {
-		if n.Name() >= "0010" {
-			break
-		}
-		body, _ := migrations.ReadFile("migrations/" + n.Name())
-		if _, err := raw.Exec(string(body)); err != nil {
-			t.Fatalf("%s: %v", n.Name(), err)
-		}
-		var v int
-		fmt.Sscanf(n.Name(), "%d", &v)
-		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
-	}
+	path, raw := migratedBefore(t, "0010")
 	now := time.Now()
 	for _, q := range []string{
 		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
@@ -165,4 +129,30 @@ func TestMigrationKeysWorkflowsByBuild(t *testing.T) {
 		VALUES (1, 6, 'push', 'branch', 'develop', '0704fc5beccc', datetime('now'))`); err == nil {
 		t.Error("a second workflow of the same build was stored")
 	}
+}
+
+// migratedBefore is a database file with the migrations before first
+// applied (and recorded), open for a test to fill as that Tether would.
+func migratedBefore(t *testing.T, first string) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tether.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
+	names, _ := migrations.ReadDir("migrations")
+	for _, n := range names {
+		if n.Name() >= first {
+			break
+		}
+		body, _ := migrations.ReadFile("migrations/" + n.Name())
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", n.Name(), err)
+		}
+		var v int
+		fmt.Sscanf(n.Name(), "%d", &v)
+		raw.Exec(`INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now())
+	}
+	return path, raw
 }

@@ -8,8 +8,6 @@ package app_test
 import (
 	"bytes"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -25,12 +23,7 @@ import (
 // rewritten to the project's repository as recorded() does.
 func (h *hooked) eventPayload(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", "events", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.ReplaceAll(b, []byte("{bc771cbf-829e-4c4b-b71f-a0eb3ac2b860}"), []byte(h.repoUUID))
-	return bytes.ReplaceAll(b, []byte("brydzewski/foo"), []byte("alice/api"))
+	return h.payload(t, "events", name)
 }
 
 // latestReason is the reason stored with the project's latest delivery.

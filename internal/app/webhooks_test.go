@@ -54,7 +54,14 @@ func withHookOpts(t *testing.T, opts apptest.Options) *hooked {
 // rewritten to the project's and every other byte as recorded.
 func (h *hooked) recorded(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", "recorded", name))
+	return h.payload(t, "recorded", name)
+}
+
+// payload reads testdata/dir/name of the bitbucket package (recorded/ or
+// events/) and rewrites its repository to the project's.
+func (h *hooked) payload(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,12 +107,15 @@ func tokenError(r request, resp response) error {
 		Description string `json:"error_description"`
 	}
 	e := &Error{Status: resp.status, method: r.method, path: r.path}
-	if json.Unmarshal(resp.body, &body) == nil {
+	switch {
+	case json.Unmarshal(resp.body, &body) == nil:
 		e.OAuthError = r.redact(body.Error)
 		e.Message = body.Error
 		if body.Description != "" {
 			e.Message += ": " + body.Description
 		}
+	case !looksLikeHTML(resp.body):
+		e.Message = firstLine(string(resp.body))
 	}
 	e.Message = r.redact(e.Message)
 	switch {
