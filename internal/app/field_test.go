@@ -26,6 +26,10 @@ func (h *hooked) eventPayload(t *testing.T, name string) []byte {
 	return h.payload(t, "events", name)
 }
 
+// fastBudget is for tests that make many API calls in a few seconds: a
+// budget that does not pace them (pacing has tests of its own).
+var fastBudget = apptest.Options{Env: map[string]string{"TETHER_BITBUCKET_BUDGET": "10000"}}
+
 // latestReason is the reason stored with the project's latest delivery.
 func (h *hooked) latestReason(t *testing.T) string {
 	t.Helper()
@@ -336,7 +340,7 @@ func TestTokenEndpointRateLimitNamed(t *testing.T) {
 // Names are compared and looked up as Bitbucket writes them: capitals,
 // user info, ".git" and a trailing slash name the same repository.
 func TestMixedCaseNamesAreTheSameRepository(t *testing.T) {
-	h := withHook(t)
+	h := withHookOpts(t, fastBudget)
 	web, host := h.env.BBURL, strings.TrimPrefix(h.env.BBURL, "http://")
 	before := storedProject(t, h.env)
 	for _, typed := range []string{
@@ -394,12 +398,23 @@ func TestBitbucketsOwnWordsShown(t *testing.T) {
 	if p.Status != http.StatusForbidden || !strings.Contains(got, "webhook permission") || !p.Has(`[data-testid="error"] [data-testid="grant-access"]`) {
 		t.Errorf("a missing scope: %d %q\n%s", p.Status, got, p.Body)
 	}
+
+	// Without any repository scope each workspace's listing is refused
+	// naming it: the picker says so beside Grant access.
+	env.App.Projects.ListFresh = 0
+	env.Emulator.DropScope("alice", apptest.ClientID, "repository:admin")
+	env.Emulator.DropScope("alice", apptest.ClientID, "pullrequest")
+	picker := c.HTMX(http.MethodGet, "/projects/new/repositories?fresh=1", c.Get("/projects/new"), nil)
+	if got := picker.Text(`[data-testid="unread-workspace"][data-workspace="alice"]`); !strings.Contains(got, "the grant lacks the repository permission") ||
+		!picker.Has(`[data-testid="unread-workspaces"] [data-testid="grant-access"]`) {
+		t.Errorf("the picker without the repository scope: %q\n%s", got, picker.Body)
+	}
 }
 
 // A health check reads Bitbucket's words too: a scope the grant lacks,
 // and an SSH refusal with a reason, are definite answers with that reason.
 func TestHealthSaysBitbucketsReason(t *testing.T) {
-	h := withHook(t)
+	h := withHookOpts(t, fastBudget)
 	for _, tc := range []struct {
 		name, reason string
 		refuse       string
@@ -439,8 +454,7 @@ func TestHealthSaysBitbucketsReason(t *testing.T) {
 // the picker, which says what it could not read; a 401 about one resource
 // never revokes the connection, a 401 for the account itself does.
 func TestOneAnswerDecidesOneThing(t *testing.T) {
-	// Many calls in a few seconds: a budget that does not pace them.
-	h := withHookOpts(t, apptest.Options{Env: map[string]string{"TETHER_BITBUCKET_BUDGET": "10000"}})
+	h := withHookOpts(t, fastBudget)
 	env, c := h.env, h.c
 	env.App.Projects.ListFresh = 0
 	env.Emulator.AddWorkspaceMember("acme", "alice", false)

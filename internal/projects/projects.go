@@ -133,6 +133,7 @@ type Unread struct {
 	Workspace string // its slug
 	Reason    string // e.g. "Bitbucket answered 403: …"
 	Transient bool   // Bitbucket could not be asked: trying again may help
+	Grant     bool   // the grant lacks a scope: the fix is Grant access
 }
 
 // Listing is what the picker shows: the repositories it could read, and
@@ -203,7 +204,8 @@ func (s *Service) repositories(ctx context.Context, userID int64, fresh bool) (r
 		list := repoList{repos: repos, fetched: time.Now()}
 		if partial != nil {
 			for _, u := range partial.Unread {
-				list.unread = append(list.unread, Unread{Workspace: u.Workspace.Slug, Reason: unreadReason(u.Err), Transient: bitbucket.IsTransient(u.Err)})
+				list.unread = append(list.unread, Unread{Workspace: u.Workspace.Slug, Reason: unreadReason(u.Err),
+					Transient: bitbucket.IsTransient(u.Err), Grant: len(bitbucket.MissingScopes(u.Err)) > 0})
 			}
 		}
 		s.mu.Lock()

@@ -255,6 +255,9 @@ func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step 
 		if !slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return !u.Transient }) {
 			st.State, st.Fix = Unknown, "Bitbucket did not answer just now; check again in a minute."
 		}
+		if slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return u.Grant }) {
+			st.Fix, st.Action = "Grant access again, with the permission Bitbucket named.", "grant"
+		}
 	case len(repos) == 0:
 		st.State = Failed
 		st.Detail = "Tether sees no repositories in any workspace you belong to."
