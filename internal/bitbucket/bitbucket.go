@@ -279,9 +279,10 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 
 // apiError turns a non-2xx API response into an *Error, keeping every
 // shape of Bitbucket's error body (see Error): message, fields as an
-// object or a list, detail as text or with the required scopes. A body
-// that is not JSON (a proxy's or a load balancer's plain-text answer)
-// gives its first line, unless it is an HTML page.
+// object or a list, detail as text or with the required scopes, or
+// OAuth's {"error","error_description"}. A body that is not JSON (a
+// proxy's or a load balancer's plain-text answer) gives its first line,
+// unless it is an HTML page.
 func apiError(r request, resp response) error {
 	var body struct {
 		Error *struct {
@@ -290,8 +291,15 @@ func apiError(r request, resp response) error {
 			Detail  json.RawMessage `json:"detail"`
 		} `json:"error"`
 	}
+	var oauth struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
 	e := &Error{Status: resp.status, method: r.method, path: r.path}
 	switch {
+	case json.Unmarshal(resp.body, &oauth) == nil && oauth.Error != "":
+		// OAuth's shape, which a 401 from the API's gateway may take.
+		e.Message = r.redact(strings.TrimSuffix(oauth.Error+": "+oauth.Description, ": "))
 	case json.Unmarshal(resp.body, &body) == nil && body.Error != nil:
 		e.Message = r.redact(body.Error.Message)
 		e.Fields = decodeFields(r, body.Error.Fields)

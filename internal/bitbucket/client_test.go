@@ -776,6 +776,7 @@ func TestErrorBodiesInBitbucketsWords(t *testing.T) {
 		{403, `{"type":"error","error":{"message":"Forbidden","detail":"You may not have access to this repository."}}`,
 			"Forbidden; You may not have access to this repository.", "", nil},
 		{502, "Bad Gateway\nfrom the load balancer", "Bad Gateway", "", nil},
+		{401, `{"error": "invalid_token", "error_description": "The access token expired"}`, "invalid_token: The access token expired", "", nil},
 		{503, "<!DOCTYPE html><html><body>Service Unavailable</body></html>", "", "", nil},
 	}
 	for _, tc := range cases {
