@@ -378,7 +378,7 @@ func Connection(v ConnectionView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		if v.Notice != "" && v.Connected {
+		if v.Notice != "" && v.Connected && v.ClientFault == "" {
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 34, "<p class=\"notice warning\" role=\"status\" data-testid=\"bitbucket-notice\"><span aria-hidden=\"true\">⟳</span> ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
