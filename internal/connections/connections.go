@@ -445,17 +445,22 @@ func (s *Service) CheckIfStale(ident tether.Identity) {
 	}
 	s.mu.Lock()
 	f := s.checks[ident.UserID]
-	busy := f != nil && (f.running() || now.Sub(f.started) < s.Stale)
-	s.mu.Unlock()
-	if busy {
+	if f != nil && (f.running() || now.Sub(f.started) < s.Stale) {
+		s.mu.Unlock()
 		return
 	}
+	// The check is registered before the poll answers, so that answer
+	// already says "checking" and the badge asks again a second later.
+	f = &flight{started: now, done: make(chan struct{})}
+	s.checks[ident.UserID] = f
+	s.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		ctx = bitbucket.WithPriority(ctx, bitbucket.Background)
-		if _, err := s.check(ctx, ident.UserID, now); err != nil {
-			s.log.Error("background connection check", "user_id", ident.UserID, "err", err)
+		f.err = s.verify(bitbucket.WithPriority(ctx, bitbucket.Background), ident.UserID)
+		close(f.done)
+		if f.err != nil {
+			s.log.Error("background connection check", "user_id", ident.UserID, "err", f.err)
 		}
 	}()
 }
