@@ -98,7 +98,7 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 // before it holds (the duplicates a title edit or the same push started),
 // and refuses another from then on, while other builds stay.
 func TestMigrationKeysWorkflowsByBuild(t *testing.T) {
-	path, raw := migratedBefore(t, "0010")
+	path, raw := migratedBefore(t, "0015")
 	now := time.Now()
 	for _, q := range []string{
 		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
