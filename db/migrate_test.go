@@ -94,9 +94,46 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 	}
 }
 
-// migratedBefore is a database file migrated up to the migration named
-// before (excluded), open without Tether's store for a test to fill.
-func migratedBefore(t *testing.T, before string) (string, *sql.DB) {
+// The workflow key keeps the first workflow of each build a database made
+// before it holds (the duplicates a title edit or the same push started),
+// and refuses another from then on, while other builds stay.
+func TestMigrationKeysWorkflowsByBuild(t *testing.T) {
+	path, raw := migratedBefore(t, "0015")
+	now := time.Now()
+	for _, q := range []string{
+		`INSERT INTO users (id, name, created_at) VALUES (1, 'A', ?)`,
+		`INSERT INTO organizations (id, name, created_at) VALUES (1, 'O', ?)`,
+		`INSERT INTO projects (id, org_id, name, owner_id, repo_uuid, workspace, repo_slug, full_name, clone_ssh, created_at, updated_at) VALUES (1, 1, 'ws/r', 1, '{u}', 'ws', 'r', 'ws/r', 'git@x:ws/r.git', ?, ?)`,
+		`INSERT INTO deliveries (id, project_id, request_uuid, status, received_at) VALUES (5, 1, 'a', 'accepted', ?)`,
+		`INSERT INTO deliveries (id, project_id, request_uuid, status, received_at) VALUES (6, 1, 'b', 'accepted', ?)`,
+		`INSERT INTO workflows (id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (9, 1, 5, 'pull_request', 'branch', 'develop', '0704fc5beccc', ?)`,
+		`INSERT INTO workflows (id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (10, 1, 6, 'pull_request', 'branch', 'develop', '0704fc5beccc', ?)`,
+		`INSERT INTO workflows (id, project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (11, 1, 6, 'push', 'branch', 'develop', '0704fc5beccc', ?)`,
+	} {
+		if _, err := raw.Exec(q, now, now); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	box, _ := secrets.NewBox("0123456789abcdef0123456789abcdef")
+	s, err := Open(context.Background(), path, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ws, err := s.RecentWorkflows(context.Background(), 1, 10)
+	if err != nil || len(ws) != 2 || ws[0].ID != 11 || ws[1].ID != 9 {
+		t.Fatalf("workflows %+v %v", ws, err)
+	}
+	if _, err := s.write.Exec(`INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at)
+		VALUES (1, 6, 'push', 'branch', 'develop', '0704fc5beccc', datetime('now'))`); err == nil {
+		t.Error("a second workflow of the same build was stored")
+	}
+}
+
+// migratedBefore is a database file with the migrations before first
+// applied (and recorded), open for a test to fill as that Tether would.
+func migratedBefore(t *testing.T, first string) (string, *sql.DB) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tether.db")
 	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
@@ -106,7 +143,7 @@ func migratedBefore(t *testing.T, before string) (string, *sql.DB) {
 	raw.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
 	names, _ := migrations.ReadDir("migrations")
 	for _, n := range names {
-		if n.Name() >= before {
+		if n.Name() >= first {
 			break
 		}
 		body, _ := migrations.ReadFile("migrations/" + n.Name())

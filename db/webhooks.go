@@ -91,7 +91,10 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Pr
 // whose request uuid was accepted before is skipped (Duplicate), so a retry
 // is never processed twice; so is one whose body the project accepted
 // within tether.ReplayWindow (Replay), so a captured delivery sent again
-// under a fresh X-Request-UUID starts nothing.
+// under a fresh X-Request-UUID starts nothing. A workflow whose build
+// (project, trigger, ref, commit: the workflows_build key) exists is not
+// started again; the delivery is stored with "no new commit" in its
+// reason (tether.Workflow.AlreadyBuilt).
 func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error) {
 	results := make([]tether.AcceptResult, len(batch))
 	now := s.now()
@@ -130,13 +133,30 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]
 			if err != nil {
 				return err
 			}
+			var notes []string
 			for _, w := range a.Workflows {
-				_, err := tx.ExecContext(ctx, `INSERT INTO workflows
+				res, err := tx.ExecContext(ctx, `INSERT INTO workflows
 					(project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, message, author, committed_at, created_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+					ON CONFLICT (project_id, trigger, ref_type, ref_name, commit_hash) DO NOTHING`,
 					d.ProjectID, id, w.Trigger, w.RefType, w.RefName, w.CommitHash, w.Message, w.Author, nullTime(w.CommittedAt), now)
 				if err != nil {
 					return fmt.Errorf("db: insert workflow: %w", err)
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					notes = append(notes, w.AlreadyBuilt())
+					continue
+				}
+				results[i].Started++
+			}
+			results[i].Reason = d.Reason
+			if len(notes) > 0 {
+				if d.Reason != "" {
+					notes = append(notes, d.Reason)
+				}
+				results[i].Reason = tether.JoinReasons(notes)
+				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET reason = ? WHERE id = ?`, results[i].Reason, id); err != nil {
+					return fmt.Errorf("db: note delivery reason: %w", err)
 				}
 			}
 		}

@@ -59,6 +59,9 @@ func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionVi
 		CSRF:              csrfToken(c),
 		AuthorizationsURL: h.cfg.BitbucketURL + "/account/settings/app-authorizations/",
 	}
+	if f, ok := h.connections.ClientFault(); ok {
+		v.ClientFault = f.Reason
+	}
 	ident, err := h.connections.Identity(c.Request().Context(), u.ID)
 	if errors.Is(err, tether.ErrNotFound) {
 		return v, nil

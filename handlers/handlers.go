@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
+	"tether/internal/connections"
 	"tether/internal/tether"
 	"tether/internal/troubleshooting"
 )
@@ -41,6 +42,7 @@ type Connections interface {
 	CheckIfStale(ident tether.Identity) bool
 	Checking(userID int64) bool
 	Disconnect(ctx context.Context, userID int64) error
+	ClientFault() (connections.ClientFault, bool)
 }
 
 // Troubleshooter walks the troubleshooting checklist.

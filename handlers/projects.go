@@ -22,7 +22,7 @@ import (
 type Projects interface {
 	List(ctx context.Context, orgID int64) ([]tether.Project, error)
 	Get(ctx context.Context, userID, projectID int64) (tether.Project, string, error)
-	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
+	Repositories(ctx context.Context, userID int64, search string, fresh bool) (projects.Listing, error)
 	Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error)
 	Key(ctx context.Context, p tether.Project) (tether.DeployKey, error)
 	Webhook(ctx context.Context, p tether.Project) (tether.Webhook, error)
@@ -94,7 +94,7 @@ func (h *Handlers) projectList(c echo.Context) error {
 
 func (h *Handlers) newProject(c echo.Context) error {
 	search := c.QueryParam("q")
-	choices, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, false)
+	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, false)
 	listErr := ""
 	if err != nil {
 		if !isProblem(err) {
@@ -102,7 +102,7 @@ func (h *Handlers) newProject(c echo.Context) error {
 		}
 		_, listErr = statusOf(err)
 	}
-	return render(c, http.StatusOK, views.NewProjectPage(h.page(c, "New project", "projects"), search, choices, listErr), nil)
+	return render(c, http.StatusOK, views.NewProjectPage(h.page(c, "New project", "projects"), search, list, listErr), nil)
 }
 
 // isProblem reports whether err is a problem meant for people; other
@@ -114,15 +114,15 @@ func isProblem(err error) bool {
 
 // repositoryChoices is the picker's search, swapped in place.
 func (h *Handlers) repositoryChoices(c echo.Context) error {
-	choices, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, c.QueryParam("q"), c.QueryParam("fresh") != "")
+	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, c.QueryParam("q"), c.QueryParam("fresh") != "")
 	if err != nil {
 		if !isProblem(err) {
 			return err
 		}
 		status, msg := statusOf(err)
-		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), nil, msg))
+		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), projects.Listing{}, msg))
 	}
-	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), choices, ""))
+	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), list, ""))
 }
 
 func (h *Handlers) createProject(c echo.Context) error {

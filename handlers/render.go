@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
@@ -56,6 +57,9 @@ func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
 	if v.Admin() && h.deprecations != nil {
 		p.Deprecations = h.deprecations.Active()
 	}
+	if f, ok := h.connections.ClientFault(); ok && v.Admin() {
+		p.ClientFault = f.Reason
+	}
 	return p
 }
 
@@ -91,6 +95,23 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, "Something went wrong on our side. Please try again."
 }
 
+// actionOf is the fix a problem offers beside its message, if any.
+func actionOf(err error) string {
+	if p, ok := problem.As(err); ok {
+		return p.Action
+	}
+	return ""
+}
+
+// returnTarget is the page an htmx request came from (HX-Current-URL), for
+// coming back to it after Grant access; the account page otherwise.
+func returnTarget(c echo.Context) string {
+	if u, err := url.Parse(c.Request().Header.Get("HX-Current-URL")); err == nil && u.Path != "" {
+		return localTarget(u.Path, "/account")
+	}
+	return "/account"
+}
+
 // handleError is Echo's one error handler: it logs server errors, and
 // answers with a page, or with a fragment that lands in the htmx target.
 func (h *Handlers) handleError(err error, c echo.Context) {
@@ -105,10 +126,12 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 	switch {
 	case c.Path() == webhookRoute:
 		rerr = c.String(status, msg) // Bitbucket reads plain text
+	case wantsFragment(c.Request()) && actionOf(err) != "":
+		rerr = renderComponent(c, status, views.ProblemFragment(msg, actionOf(err), csrfToken(c), returnTarget(c)))
 	case wantsFragment(c.Request()):
 		rerr = renderComponent(c, status, views.ErrorFragment(msg))
 	default:
-		rerr = renderComponent(c, status, views.ErrorPage(h.page(c, "Error", ""), status, msg))
+		rerr = renderComponent(c, status, views.ErrorPage(h.page(c, "Error", ""), status, msg, actionOf(err)))
 	}
 	if rerr != nil {
 		h.log.Error("render error page", "err", rerr)

@@ -22,6 +22,10 @@ type Page struct {
 	Admin bool                // they administer Org
 
 	Deprecations []tether.Deprecation // for admins: Bitbucket APIs retired under Tether
+	// ClientFault, for admins, is Bitbucket's token endpoint refusing
+	// Tether's OAuth consumer key or secret (its words), "" when it does
+	// not.
+	ClientFault string
 }
 
 // Notice is the outcome of an action shown as a message: Kind is "ok",

@@ -32,13 +32,25 @@ type OAuthConfig struct {
 	CallbackURL            string // TETHER_PUBLIC_URL + /auth/bitbucket/callback
 	WebURL, APIURL         string // BITBUCKET_URL, BITBUCKET_API_URL
 	Transport              http.RoundTripper
+	// Credentials, when set, hears whether the token endpoint accepted
+	// Tether's client credentials at each sign-in, so admins learn of a
+	// wrong consumer key or secret (connections.Service).
+	Credentials Credentials
+}
+
+// Credentials hears what the token endpoint made of Tether's OAuth client
+// credentials.
+type Credentials interface {
+	ClientRefused(reason string)
+	ClientAccepted()
 }
 
 // OAuth runs "Log in with Bitbucket" and "Grant access" through goth.
 type OAuth struct {
-	provider *gothbb.Provider
-	client   *bitbucket.Client
-	webURL   string
+	provider    *gothbb.Provider
+	client      *bitbucket.Client
+	webURL      string
+	credentials Credentials
 }
 
 // NewOAuth returns the Bitbucket OAuth flow. client reads the granted scopes.
@@ -52,7 +64,7 @@ func NewOAuth(cfg OAuthConfig, client *bitbucket.Client) *OAuth {
 			{gothWebURL, strings.TrimRight(cfg.WebURL, "/")},
 		}},
 	}
-	return &OAuth{provider: p, client: client, webURL: strings.TrimRight(cfg.WebURL, "/")}
+	return &OAuth{provider: p, client: client, webURL: strings.TrimRight(cfg.WebURL, "/"), credentials: cfg.Credentials}
 }
 
 // AuthURL is where the browser goes to consent; state is echoed back.
@@ -73,11 +85,18 @@ func (o *OAuth) Complete(ctx context.Context, code string) (Profile, tether.Toke
 	sess := &gothbb.Session{}
 	if _, err := sess.Authorize(o.provider, url.Values{"code": {code}}); err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 && re.Response.StatusCode != http.StatusTooManyRequests {
+			if o.badClient(re) {
+				return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, errors.New(re.ErrorCode),
+					"Bitbucket refuses Tether's OAuth consumer key or secret (%s), so nobody can sign in with Bitbucket until an administrator corrects BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET.", oauthWords(re))
+			}
 			return Profile{}, tether.Token{}, problem.Wrap(problem.Invalid, errors.New(re.ErrorCode),
-				"Bitbucket did not accept the sign-in (%s). Please try again.", oauthCode(re))
+				"Bitbucket did not accept the sign-in (%s). Please try again.", oauthWords(re))
 		}
 		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not reach Bitbucket to finish signing in. Please try again.")
+	}
+	if o.credentials != nil {
+		o.credentials.ClientAccepted()
 	}
 	gu, err := o.provider.FetchUser(sess)
 	if err != nil && gu.UserID == "" {
@@ -100,11 +119,28 @@ func (o *OAuth) Complete(ctx context.Context, code string) (Profile, tether.Toke
 	return p, tether.Token{AccessToken: gu.AccessToken, RefreshToken: gu.RefreshToken, ExpiresAt: gu.ExpiresAt, Scopes: scopes}, nil
 }
 
-func oauthCode(re *oauth2.RetrieveError) string {
-	if re.ErrorCode != "" {
+// oauthWords is the token endpoint's error code and description, or its
+// status when it gave none.
+func oauthWords(re *oauth2.RetrieveError) string {
+	switch {
+	case re.ErrorCode != "" && re.ErrorDescription != "":
+		return re.ErrorCode + ": " + re.ErrorDescription
+	case re.ErrorCode != "":
 		return re.ErrorCode
 	}
 	return fmt.Sprintf("status %d", re.Response.StatusCode)
+}
+
+// badClient reports a token endpoint answer that refuses Tether's client
+// credentials (as bitbucket.ErrInvalidClient does for refreshes), and
+// tells Credentials.
+func (o *OAuth) badClient(re *oauth2.RetrieveError) bool {
+	bad := re.ErrorCode == "invalid_client" || re.Response.StatusCode == http.StatusUnauthorized ||
+		re.ErrorCode == "unauthorized_client" && strings.Contains(strings.ToLower(re.ErrorDescription), "client credentials")
+	if bad && o.credentials != nil {
+		o.credentials.ClientRefused(oauthWords(re))
+	}
+	return bad
 }
 
 // redactErr drops URLs from transport errors: they can carry codes.

@@ -170,17 +170,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Budget:     a.Budget, Observe: a.Metrics.BitbucketCall, Clock: o.clock,
 	})
 	acc := accounts.New(log, store)
+	conns := connections.New(log, store, bb)
+	conns.SetClock(o.clock.Now)
+	a.Connections = conns
 	oauth := accounts.NewOAuth(accounts.OAuthConfig{
 		ClientID: cfg.BitbucketClientID, ClientSecret: cfg.BitbucketClientSecret,
 		CallbackURL: cfg.PublicURL + "/auth/bitbucket/callback",
 		WebURL:      cfg.BitbucketURL, APIURL: cfg.BitbucketAPIURL,
 		// goth's own requests (the code exchange, GET /user and
 		// /user/emails) reach the metrics too.
-		Transport: bitbucket.ObserveTransport(nil, cfg.BitbucketAPIURL, a.Metrics.BitbucketCall, a.Budget),
+		Transport:   bitbucket.ObserveTransport(nil, cfg.BitbucketAPIURL, a.Metrics.BitbucketCall, a.Budget),
+		Credentials: conns,
 	}, bb)
-	conns := connections.New(log, store, bb)
-	conns.SetClock(o.clock.Now)
-	a.Connections = conns
 	hostKeys := cfg.BitbucketSSHHostKeys
 	if hostKeys == "" {
 		hostKeys = bitbucket.DefaultHostKeys

@@ -203,13 +203,14 @@ func TestConcurrentChecksRefreshOnce(t *testing.T) {
 // A 5xx, a 429 or a stall never flips a healthy connection.
 func TestTransientFailuresLeaveStatus(t *testing.T) {
 	cases := []struct {
-		name string
-		f    emulator.Failure
+		name   string
+		f      emulator.Failure
+		notice string // what the account page says instead of a verdict
 	}{
-		{"500", emulator.Failure{PathPrefix: "/user", Status: 500}},
-		{"429", emulator.Failure{PathPrefix: "/user", Status: 429, RetryAfter: 60}},
-		{"stall", emulator.Failure{PathPrefix: "/user", Stall: 5 * time.Second}},
-		{"refresh 503", emulator.Failure{PathPrefix: "/site/oauth2/access_token", Status: 503}},
+		{"500", emulator.Failure{PathPrefix: "/user", Status: 500}, "Bitbucket answered 500, will retry"},
+		{"429", emulator.Failure{PathPrefix: "/user", Status: 429, RetryAfter: 60}, "Bitbucket is rate limiting Tether until "},
+		{"stall", emulator.Failure{PathPrefix: "/user", Stall: 5 * time.Second}, "could not reach Bitbucket, will retry"},
+		{"refresh 503", emulator.Failure{PathPrefix: "/site/oauth2/access_token", Status: 503}, "Bitbucket answered 503, will retry"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,7 +226,7 @@ func TestTransientFailuresLeaveStatus(t *testing.T) {
 			if status(p) != "connected" {
 				t.Fatalf("status flipped to %q", status(p))
 			}
-			if got := p.Text(`[data-testid="bitbucket-notice"]`); !strings.Contains(got, "could not reach Bitbucket, will retry") {
+			if got := p.Text(`[data-testid="bitbucket-notice"]`); !strings.Contains(got, tc.notice) {
 				t.Fatalf("notice %q\n%s", got, p.Body)
 			}
 			if n := count(t, rawDB(t, env), `SELECT count(*) FROM bitbucket_identities WHERE status = 'connected' AND access_token IS NOT NULL`); n != 1 {

@@ -257,9 +257,9 @@ func TestFieldLimitsSaidWhereTyped(t *testing.T) {
 	if !strings.Contains(found.Text(`#repositories [data-testid="error"]`), "at most 200 characters") {
 		t.Errorf("a 201-character search: %d %q", found.Status, found.Body)
 	}
-	created := c.HTMX(http.MethodPost, "/projects", picker, url.Values{"repository": {"alice/" + strings.Repeat("r", 129)}})
-	if created.Status != http.StatusUnprocessableEntity || !strings.Contains(created.Body, "Choose a repository from the list") {
-		t.Errorf("creating from a 129-character slug: %d %s", created.Status, created.Body)
+	created := c.HTMX(http.MethodPost, "/projects", picker, url.Values{"repository": {"alice/" + strings.Repeat("r", 63)}})
+	if created.Status != http.StatusUnprocessableEntity || !strings.Contains(created.Body, "at most 62 characters") {
+		t.Errorf("creating from a 63-character slug: %d %s", created.Status, created.Body)
 	}
 }
 

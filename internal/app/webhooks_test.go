@@ -54,7 +54,14 @@ func withHookOpts(t *testing.T, opts apptest.Options) *hooked {
 // rewritten to the project's and every other byte as recorded.
 func (h *hooked) recorded(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", "recorded", name))
+	return h.payload(t, "recorded", name)
+}
+
+// payload reads testdata/dir/name of the bitbucket package (recorded/ or
+// events/) and rewrites its repository to the project's.
+func (h *hooked) payload(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "bitbucket", "testdata", dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +528,8 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 
 // A captured delivery sent again under a fresh X-Request-UUID is a replay:
 // acknowledged (so a sender stops), counted, and it starts nothing — for a
-// day; after that the same body is a delivery again.
+// day; after that the same body is a delivery again, which still starts
+// nothing: its commit was built (the workflow key).
 func TestReplayedDeliveryStartsNothing(t *testing.T) {
 	h := withHook(t)
 	push := freshPush(h.recorded(t, "webhook_push.json"))
@@ -543,11 +551,11 @@ func TestReplayedDeliveryStartsNothing(t *testing.T) {
 	if _, err := writableDB(t, h.env).Exec(`UPDATE delivery_digests SET received_at = datetime('now', '-25 hours')`); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
+	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted || !strings.Contains(body, "no new commit") {
 		t.Fatalf("the same body after 25 hours: %d %s", status, body)
 	}
-	if _, _, workflows := h.counts(t); workflows != 2 {
-		t.Fatalf("%d workflows after the day-old body came again, want 2", workflows)
+	if accepted, _, workflows := h.counts(t); accepted != 2 || workflows != 1 {
+		t.Fatalf("%d deliveries and %d workflows after the day-old body came again, want 2 and 1", accepted, workflows)
 	}
 }
 

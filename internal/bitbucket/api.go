@@ -218,10 +218,38 @@ func (c *Client) WorkspaceRepositories(ctx context.Context, accessToken, workspa
 // bbqlEscaper escapes a value for a double-quoted BBQL string literal.
 var bbqlEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
+// Unread is a workspace whose repositories could not be listed, and
+// Bitbucket's answer (or the budget's refusal) for it.
+type Unread struct {
+	Workspace Workspace
+	Err       error
+}
+
+// PartialError is a listing that read some workspaces but not all: each
+// answer decides its own workspace only. Unread says which were not read
+// and why, in the order Bitbucket listed them.
+type PartialError struct{ Unread []Unread }
+
+func (e *PartialError) Error() string {
+	names := make([]string, len(e.Unread))
+	for i, u := range e.Unread {
+		names[i] = u.Workspace.Slug + ": " + u.Err.Error()
+	}
+	return "bitbucket: some workspaces could not be listed: " + strings.Join(names, "; ")
+}
+
 // Repositories lists every repository the user has role on, across all of
 // their workspaces (the cross-workspace GET /repositories is gone since
 // CHANGE-2770), deduplicated by UUID and sorted by full name. It costs one
 // call for GET /user/workspaces plus one per page of each workspace.
+//
+// One workspace answering an error (its access controls' 403, a 404, a
+// 5xx) does not decide the others: their repositories come back with a
+// *PartialError naming the workspaces not read. Once the budget holds a
+// call back the remaining workspaces are not asked, and are unread too.
+// Only listing the workspaces themselves failing, the context ending, or
+// every workspace answering 401 (a token no longer valid, for
+// connections.Do to refresh) fails the whole listing.
 func (c *Client) Repositories(ctx context.Context, accessToken, role string) ([]Repository, error) {
 	return c.repositories(ctx, accessToken, role, false)
 }
@@ -246,15 +274,35 @@ func (c *Client) repositories(ctx context.Context, accessToken, role string, mar
 	}
 	seen := map[string]int{} // UUID → index in out
 	var out []Repository
+	var unread []Unread
+	var held error // the budget's refusal, once it refused
 	for _, ws := range workspaces {
+		if held != nil {
+			unread = append(unread, Unread{ws, held})
+			continue
+		}
 		repos, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, role, "")
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if _, deferred := Deferred(err); deferred {
+			held = err
+		}
 		if err != nil {
-			return nil, err
+			unread = append(unread, Unread{ws, err})
+			continue
 		}
 		if markAdmin && len(repos) > 0 {
 			admin, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, "admin", "")
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if _, deferred := Deferred(err); deferred {
+				held = err
+			}
 			if err != nil {
-				return nil, err
+				unread = append(unread, Unread{ws, err})
+				continue
 			}
 			administered := map[string]bool{}
 			for _, r := range admin {
@@ -276,7 +324,13 @@ func (c *Client) repositories(ctx context.Context, accessToken, role string, mar
 	slices.SortFunc(out, func(a, b Repository) int {
 		return cmp.Or(cmp.Compare(strings.ToLower(a.FullName), strings.ToLower(b.FullName)), cmp.Compare(a.FullName, b.FullName))
 	})
-	return out, nil
+	if len(unread) == 0 {
+		return out, nil
+	}
+	if len(out) == 0 && !slices.ContainsFunc(unread, func(u Unread) bool { return !IsUnauthorized(u.Err) }) {
+		return nil, unread[0].Err
+	}
+	return out, &PartialError{Unread: unread}
 }
 
 // Repository fetches one repository by slug or by "{uuid}"; the latter

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -281,30 +282,89 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 	return response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// apiError turns a non-2xx API response into an *Error.
+// apiError turns a non-2xx API response into an *Error, keeping every
+// shape of Bitbucket's error body (see Error): message, fields as an
+// object or a list, detail as text or with the required scopes, or
+// OAuth's {"error","error_description"}. A body that is not JSON (a
+// proxy's or a load balancer's plain-text answer) gives its first line,
+// unless it is an HTML page.
 func apiError(r request, resp response) error {
 	var body struct {
-		Error struct {
+		Error *struct {
 			Message string          `json:"message"`
+			Fields  json.RawMessage `json:"fields"`
 			Detail  json.RawMessage `json:"detail"`
 		} `json:"error"`
 	}
+	var oauth struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
 	e := &Error{Status: resp.status, method: r.method, path: r.path}
-	if json.Unmarshal(resp.body, &body) == nil {
-		e.Message = body.Error.Message
-		// detail is an object on scope errors and a plain string elsewhere.
-		var detail struct {
+	switch {
+	case json.Unmarshal(resp.body, &oauth) == nil && oauth.Error != "":
+		// OAuth's shape, which a 401 from the API's gateway may take.
+		e.Message = r.redact(strings.TrimSuffix(oauth.Error+": "+oauth.Description, ": "))
+	case json.Unmarshal(resp.body, &body) == nil && body.Error != nil:
+		e.Message = r.redact(body.Error.Message)
+		e.Fields = decodeFields(r, body.Error.Fields)
+		var text string
+		var scopes struct {
 			Required []string `json:"required"`
 		}
-		if json.Unmarshal(body.Error.Detail, &detail) == nil {
-			e.Required = detail.Required
+		if json.Unmarshal(body.Error.Detail, &text) == nil {
+			e.Detail = r.redact(text)
+		} else if json.Unmarshal(body.Error.Detail, &scopes) == nil {
+			e.Required = scopes.Required
 		}
+	case !json.Valid(resp.body) && !looksLikeHTML(resp.body):
+		e.Message = r.redact(firstLine(string(resp.body)))
 	}
-	e.Message = r.redact(e.Message)
 	if resp.status == http.StatusTooManyRequests {
 		e.RetryAfter = parseRetryAfter(resp.header.Get("Retry-After"))
 	}
 	return e
+}
+
+// decodeFields reads error.fields: {"url": ["Enter a valid URL."]} (a
+// reason or a list of them per field), or ["…", "…"] (reasons without a
+// field). Anything else is ignored.
+func decodeFields(r request, raw json.RawMessage) []FieldError {
+	if len(raw) == 0 {
+		return nil
+	}
+	var out []FieldError
+	var byField map[string]json.RawMessage
+	var list []string
+	switch {
+	case json.Unmarshal(raw, &byField) == nil:
+		for field, v := range byField {
+			var many []string
+			var one string
+			switch {
+			case json.Unmarshal(v, &many) == nil:
+			case json.Unmarshal(v, &one) == nil:
+				many = []string{one}
+			default:
+				many = []string{string(v)}
+			}
+			for _, m := range many {
+				out = append(out, FieldError{Field: r.redact(field), Message: r.redact(m)})
+			}
+		}
+		slices.SortStableFunc(out, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+	case json.Unmarshal(raw, &list) == nil:
+		for _, m := range list {
+			out = append(out, FieldError{Message: r.redact(m)})
+		}
+	}
+	return out
+}
+
+// looksLikeHTML reports an HTML page, whose text is no message for people.
+func looksLikeHTML(b []byte) bool {
+	t := strings.ToLower(strings.TrimSpace(string(b[:min(len(b), 64)])))
+	return strings.HasPrefix(t, "<!doctype") || strings.HasPrefix(t, "<html") || strings.HasPrefix(t, "<")
 }
 
 // redact removes every credential r carries from s, so that a server

@@ -801,3 +801,48 @@ func TestClip(t *testing.T) {
 		t.Errorf("clip = %q, want a cut on a rune boundary", got)
 	}
 }
+
+// Every shape of Bitbucket's error body is read in its own words: fields
+// as an object or a list, detail as text or with the required scopes, a
+// plain-text body; an HTML page is no message.
+func TestErrorBodiesInBitbucketsWords(t *testing.T) {
+	cases := []struct {
+		status         int
+		body           string
+		reason, urlErr string
+		required       []string
+	}{
+		// Shippable/support#2144.
+		{400, `{"error": {"fields": {"skip_cert_verification": ["This field may not be null."]}, "message": "Bad request"}}`,
+			"skip_cert_verification: This field may not be null.", "", nil},
+		{400, `{"type": "error", "error": {"message": "Bad request", "fields": {"url": ["Enter a valid URL."], "events": "This field is required."}}}`,
+			"events: This field is required.; url: Enter a valid URL.", "Enter a valid URL.", nil},
+		// NixOS/hydra#493: the message already says it.
+		{400, `{"type": "error", "error": {"fields": {"key": ["Ensure this value has at most 40 characters (it has 80)."]}, "message": "key: Ensure this value has at most 40 characters (it has 80)."}}`,
+			"key: Ensure this value has at most 40 characters (it has 80).", "", nil},
+		// ovh/cds#6292: fields as a list of strings.
+		{400, `{"type": "error", "error": {"message": "Bad request", "fields": ["Required field: \"url\" is not present."]}}`,
+			`Required field: "url" is not present.`, "", nil},
+		{403, `{"type":"error","error":{"message":"Your credentials lack one or more required privilege scopes.","detail":{"granted":["account"],"required":["webhook"]}}}`,
+			"Your credentials lack one or more required privilege scopes.; required scopes: webhook", "", []string{"webhook"}},
+		{403, `{"type":"error","error":{"message":"Forbidden","detail":"You may not have access to this repository."}}`,
+			"Forbidden; You may not have access to this repository.", "", nil},
+		{502, "Bad Gateway\nfrom the load balancer", "Bad Gateway", "", nil},
+		{401, `{"error": "invalid_token", "error_description": "The access token expired"}`, "invalid_token: The access token expired", "", nil},
+		{503, "<!DOCTYPE html><html><body>Service Unavailable</body></html>", "", "", nil},
+	}
+	for _, tc := range cases {
+		c, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tc.status)
+			io.WriteString(w, tc.body)
+		}))
+		_, err := c.CreateHook(context.Background(), testToken, "acme", "api", HookInput{URL: "https://x.example", Events: []string{"repo:push"}})
+		var e *Error
+		if !errors.As(err, &e) || e.Reason() != tc.reason || e.FieldReason("url") != tc.urlErr || !reflect.DeepEqual(e.Required, tc.required) {
+			t.Errorf("%d %s:\n got %q / %q / %q", tc.status, tc.body, e.Reason(), e.FieldReason("url"), e.Required)
+		}
+		if got := MissingScopes(err); !reflect.DeepEqual(got, tc.required) {
+			t.Errorf("%d: MissingScopes = %q", tc.status, got)
+		}
+	}
+}

@@ -7,24 +7,39 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 )
 
-// Error is a non-2xx answer from Bitbucket: the API's
-// {"type":"error","error":{"message":…}} or the OAuth endpoint's
-// {"error":…,"error_description":…}.
+// Error is a non-2xx answer from Bitbucket, with everything it said in
+// its own words. The REST API answers {"type":"error","error":{…}} with a
+// "message", and may add "fields" (a reason per field: an object of field
+// → list of reasons, or a list of strings) and "detail" (text, or an
+// object naming the "required" and "granted" scopes on a 403). The OAuth
+// token endpoint answers {"error","error_description"} (RFC 6749 §5.2).
+// Field reports of each shape: e.g. drone/drone#1650 (token endpoint),
+// Shippable/support#2144 and ovh/cds#6292 (fields as an object and as a
+// list), NixOS/hydra#493 (a field's length).
 type Error struct {
 	Status     int           // HTTP status
-	Message    string        // Bitbucket's message, safe to show (never includes tokens)
+	Message    string        // error.message, or the token endpoint's "error: error_description"; never includes tokens
+	Detail     string        // error.detail when Bitbucket gives it as text
+	Fields     []FieldError  // error.fields, sorted by field name
+	Required   []string      // detail.required scopes on a 403, if given
+	OAuthError string        // the token endpoint's error code, e.g. "invalid_grant"
 	RetryAfter time.Duration // from Retry-After on 429
-	Required   []string      // detail.required scopes on 403, if given
 
 	method, path string // the request, for Error()
-	wrapped      error  // a sentinel such as ErrInvalidGrant
+	wrapped      error  // a sentinel such as ErrGrantRefused
 }
 
+// FieldError is Bitbucket's reason about one field of a request, e.g.
+// {Field: "url", Message: "Enter a valid URL."}. Field is "" when Bitbucket
+// listed the reason without naming a field.
+type FieldError struct{ Field, Message string }
+
 func (e *Error) Error() string {
-	msg := e.Message
+	msg := e.Reason()
 	if msg == "" {
 		msg = http.StatusText(e.Status)
 	}
@@ -34,8 +49,68 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("bitbucket: %s %s: %d %s", e.method, e.path, e.Status, msg)
 }
 
-// Unwrap lets errors.Is find ErrInvalidGrant in a token endpoint answer.
+// Unwrap lets errors.Is find ErrGrantRefused or ErrInvalidClient in a
+// token endpoint answer.
 func (e *Error) Unwrap() error { return e.wrapped }
+
+// genericMessages are messages that say nothing the fields do not.
+var genericMessages = map[string]bool{"": true, "bad request": true, "invalid request": true}
+
+// Reason is what Bitbucket said, on one line, for people: the message,
+// each field's reason as "field: reason" (unless the message already says
+// it), the detail text and the scopes a 403 requires. "" when Bitbucket
+// said nothing.
+func (e *Error) Reason() string {
+	var parts []string
+	add := func(s string) {
+		s = strings.TrimSpace(s)
+		for _, p := range parts {
+			if s == "" || strings.Contains(p, s) {
+				return
+			}
+		}
+		parts = append(parts, s)
+	}
+	if !genericMessages[strings.ToLower(strings.TrimSuffix(e.Message, "."))] || len(e.Fields) == 0 {
+		add(e.Message)
+	}
+	for _, f := range e.Fields {
+		if f.Field == "" {
+			add(f.Message)
+		} else {
+			add(f.Field + ": " + f.Message)
+		}
+	}
+	add(e.Detail)
+	if len(e.Required) > 0 {
+		add("required scopes: " + strings.Join(e.Required, ", "))
+	}
+	return clip(strings.Join(parts, "; "), 300)
+}
+
+// FieldReason is Bitbucket's reason about one field ("" when it named
+// none), e.g. FieldReason("url") → "Enter a valid URL.".
+func (e *Error) FieldReason(field string) string {
+	var out []string
+	for _, f := range e.Fields {
+		if f.Field == field {
+			out = append(out, f.Message)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// MissingScopes returns the OAuth scopes a 403 says the grant lacks
+// (error.detail.required), or nil when err is no such answer. Such a 403
+// is about the grant, not about the person's rights on a repository: the
+// fix is to grant access again.
+func MissingScopes(err error) []string {
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusForbidden {
+		return nil
+	}
+	return e.Required
+}
 
 // transientError is a failure to get any answer at all: connection
 // refused or reset, DNS, TLS, timeouts, an interrupted body.

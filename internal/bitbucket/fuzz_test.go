@@ -11,12 +11,15 @@ import (
 	"testing"
 )
 
-// seedRecorded adds every recorded webhook payload Bitbucket produced to
-// the fuzz corpus, through add.
+// seedRecorded adds every recorded webhook payload Bitbucket produced,
+// and the payloads of the other events written in its shapes
+// (testdata/events), to the fuzz corpus, through add.
 func seedRecorded(f *testing.F, add func(body []byte)) {
 	f.Helper()
 	names, err := filepath.Glob(filepath.Join(recordedDir, "webhook_*.json"))
-	if err != nil || len(names) == 0 {
+	events, _ := filepath.Glob(filepath.Join("testdata", "events", "*.json"))
+	names = append(names, events...)
+	if err != nil || len(names) == 0 || len(events) == 0 {
 		f.Fatalf("no recorded payloads: %v", err)
 	}
 	for _, name := range names {
@@ -63,8 +66,8 @@ func FuzzParsePullRequest(f *testing.F) {
 		if err == nil && !json.Valid(body) {
 			t.Fatalf("ParsePullRequest accepted invalid JSON: %q", body)
 		}
-		if err == nil && pr.Source.Type != "branch" {
-			t.Fatalf("pull request source type %q", pr.Source.Type)
+		if err == nil && pr.FromFork() && (pr.Source.Repository.UUID == "" || pr.Destination.Repository.UUID == "") {
+			t.Fatalf("a fork without both repositories: %+v", pr)
 		}
 	})
 }

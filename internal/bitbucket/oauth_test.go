@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,8 +90,8 @@ func TestExchange(t *testing.T) {
 	}
 
 	_, err = c.Exchange(context.Background(), "code-SECRET-used")
-	if !errors.Is(err, ErrInvalidGrant) {
-		t.Errorf("used code: err = %v, want ErrInvalidGrant", err)
+	if !errors.Is(err, ErrGrantRefused) {
+		t.Errorf("used code: err = %v, want ErrGrantRefused", err)
 	}
 	assertNoSecrets(t, err, "code-SECRET-used")
 }
@@ -114,8 +116,8 @@ func TestRefreshRotates(t *testing.T) {
 
 	// The rotated-away token is now rejected: the grant is gone.
 	_, err = c.Refresh(ctx, first.RefreshToken)
-	if !errors.Is(err, ErrInvalidGrant) {
-		t.Fatalf("old refresh token: err = %v, want ErrInvalidGrant", err)
+	if !errors.Is(err, ErrGrantRefused) {
+		t.Fatalf("old refresh token: err = %v, want ErrGrantRefused", err)
 	}
 	var e *Error
 	if !errors.As(err, &e) || e.Status != 400 || IsTransient(err) {
@@ -154,7 +156,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 	c.clientSecret = "wrong-SECRET"
 	_, err := c.Refresh(context.Background(), "refresh-SECRET-x")
 	var e *Error
-	if !errors.As(err, &e) || e.Status != 401 || e.Message != "invalid_client: Invalid OAuth client credentials" || errors.Is(err, ErrInvalidGrant) {
+	if !errors.As(err, &e) || e.Status != 401 || e.Message != "invalid_client: Invalid OAuth client credentials" || errors.Is(err, ErrGrantRefused) {
 		t.Errorf("bad client: err = %#v", err)
 	}
 	assertNoSecrets(t, err, "wrong-SECRET", "refresh-SECRET-x")
@@ -167,7 +169,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 			w.WriteHeader(status)
 		}))
 		_, err := c.Refresh(context.Background(), "refresh-SECRET-x")
-		if !IsTransient(err) || errors.Is(err, ErrInvalidGrant) || calls.Load() != 1 {
+		if !IsTransient(err) || errors.Is(err, ErrGrantRefused) || calls.Load() != 1 {
 			t.Errorf("%d: err = %v after %d calls", status, err, calls.Load())
 		}
 	}
@@ -179,4 +181,58 @@ func TestTokenEndpointErrors(t *testing.T) {
 		t.Errorf("unreachable: err = %v, not transient", err)
 	}
 	assertNoSecrets(t, err, "code-SECRET")
+}
+
+// Every 4xx from the token endpoint except 429 is a verdict: a refused
+// grant, or Tether's own client credentials refused; only 5xx, 429 and no
+// answer are "could not ask". Bodies as Bitbucket sends them in the field.
+func TestTokenEndpointVerdicts(t *testing.T) {
+	const (
+		grant  = "grant"
+		client = "client"
+		trans  = "transient"
+	)
+	cases := []struct {
+		status  int
+		body    string
+		verdict string
+		words   string
+	}{
+		{400, `{"error_description": "Invalid refresh_token", "error": "invalid_grant"}`, grant, "invalid_grant: Invalid refresh_token"},
+		{400, `{"error_description": "Invalid refresh_token", "error": "invalid_request"}`, grant, "invalid_request: Invalid refresh_token"},
+		{400, `{"error": "unauthorized_client", "error_description": "The client is not authorized to use this grant type"}`, grant, "unauthorized_client"},
+		{400, `{"error": "invalid_scope"}`, grant, "invalid_scope"},
+		{403, `{"error": "access_denied"}`, grant, "access_denied"},
+		{404, `Not Found`, grant, ""},
+		{400, `{"error_description": "Invalid OAuth client credentials", "error": "unauthorized_client"}`, client, "unauthorized_client: Invalid OAuth client credentials"},
+		{400, `{"error_description": "Requests must be authenticated using OAuth client credentials", "error": "unauthorized_client"}`, client, "client credentials"},
+		{401, `{"error": "invalid_client", "error_description": "Invalid OAuth client credentials"}`, client, "invalid_client"},
+		{400, `{"error": "invalid_client"}`, client, "invalid_client"},
+		{429, `{"error": "rate_limited"}`, trans, ""},
+		{500, `{"error": "server_error"}`, trans, ""},
+		{503, ``, trans, ""},
+	}
+	for _, tc := range cases {
+		c, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "90")
+			w.WriteHeader(tc.status)
+			io.WriteString(w, tc.body)
+		}))
+		_, err := c.Refresh(context.Background(), "refresh-SECRET-x")
+		var e *Error
+		got := trans
+		switch {
+		case errors.Is(err, ErrGrantRefused):
+			got = grant
+		case errors.Is(err, ErrInvalidClient):
+			got = client
+		}
+		if got != tc.verdict || (got == trans) != IsTransient(err) || !errors.As(err, &e) || !strings.Contains(e.Message, tc.words) {
+			t.Errorf("%d %s: %v (verdict %s, want %s)", tc.status, tc.body, err, got, tc.verdict)
+		}
+		if tc.status == 429 && e.RetryAfter != 90*time.Second {
+			t.Errorf("429: Retry-After %v", e.RetryAfter)
+		}
+		assertNoSecrets(t, err, "refresh-SECRET-x")
+	}
 }

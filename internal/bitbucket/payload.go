@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,9 +22,13 @@ type Actor struct {
 	Nickname string
 }
 
+// RepoRef names a repository in a payload: its UUID ("{…}") and full
+// name ("workspace/slug").
+type RepoRef struct{ UUID, FullName string }
+
 // Push is a repo:push delivery.
 type Push struct {
-	Repository struct{ UUID, FullName string }
+	Repository RepoRef
 	Actor      Actor
 	Changes    []Change
 }
@@ -51,12 +56,29 @@ type Commit struct {
 
 // PullRequest is a pullrequest:* delivery.
 type PullRequest struct {
-	ID         int
-	Title      string
-	Repository struct{ UUID, FullName string }
-	Source     Ref // branch name and commit hash
-	Actor      Actor
-	UpdatedOn  time.Time
+	ID          int
+	Title       string
+	State       string  // "OPEN", "MERGED", "DECLINED" or "SUPERSEDED"; "" when absent
+	Repository  RepoRef // the payload's repository: the one the pull request belongs to
+	Source      PREnd   // where the change comes from: a branch, possibly of a fork
+	Destination PREnd   // where it would be merged
+	Actor       Actor
+	UpdatedOn   time.Time
+}
+
+// PREnd is one end of a pull request: a branch of a repository and the
+// commit it points at (Bitbucket gives 12 hex digits here).
+type PREnd struct {
+	Repository RepoRef
+	Branch     string
+	Commit     string
+}
+
+// FromFork reports whether the source branch lives in another repository
+// than the destination: a pull request from a fork.
+func (pr PullRequest) FromFork() bool {
+	return pr.Source.Repository.UUID != "" && pr.Destination.Repository.UUID != "" &&
+		!strings.EqualFold(pr.Source.Repository.UUID, pr.Destination.Repository.UUID)
 }
 
 type wireActor struct {
@@ -73,6 +95,27 @@ func (w wireActor) actor() Actor {
 type wireRepoRef struct {
 	UUID     string `json:"uuid"`
 	FullName string `json:"full_name"`
+}
+
+func (w wireRepoRef) ref() RepoRef { return RepoRef{UUID: w.UUID, FullName: w.FullName} }
+
+// wirePREnd is pullrequest.source / .destination.
+type wirePREnd struct {
+	Repository wireRepoRef `json:"repository"`
+	Branch     struct {
+		Name string `json:"name"`
+	} `json:"branch"`
+	Commit *struct {
+		Hash string `json:"hash"`
+	} `json:"commit"`
+}
+
+func (w wirePREnd) end() PREnd {
+	e := PREnd{Repository: w.Repository.ref(), Branch: w.Branch.Name}
+	if w.Commit != nil {
+		e.Commit = w.Commit.Hash
+	}
+	return e
 }
 
 type wireRef struct {
@@ -131,8 +174,7 @@ func ParsePush(body []byte) (Push, error) {
 	if w.Push == nil {
 		return Push{}, errors.New("bitbucket: push payload: no \"push\" object")
 	}
-	p := Push{Actor: w.Actor.actor()}
-	p.Repository.UUID, p.Repository.FullName = w.Repository.UUID, w.Repository.FullName
+	p := Push{Actor: w.Actor.actor(), Repository: w.Repository.ref()}
 	for _, ch := range w.Push.Changes {
 		p.Changes = append(p.Changes, Change{
 			New:     ch.New.ref(),
@@ -145,21 +187,19 @@ func ParsePush(body []byte) (Push, error) {
 	return p, nil
 }
 
-// ParsePullRequest reads a pullrequest:created/updated/… body.
+// ParsePullRequest reads any pullrequest:* body (created, updated,
+// approved, fulfilled, comment_created, …: each carries the whole pull
+// request): which repository and branch the change comes from, which it
+// targets, its state and the commits at both ends.
 func ParsePullRequest(body []byte) (PullRequest, error) {
 	var w struct {
 		PullRequest *struct {
-			ID        int       `json:"id"`
-			Title     string    `json:"title"`
-			UpdatedOn timestamp `json:"updated_on"`
-			Source    struct {
-				Branch struct {
-					Name string `json:"name"`
-				} `json:"branch"`
-				Commit struct {
-					Hash string `json:"hash"`
-				} `json:"commit"`
-			} `json:"source"`
+			ID          int       `json:"id"`
+			Title       string    `json:"title"`
+			State       string    `json:"state"`
+			UpdatedOn   timestamp `json:"updated_on"`
+			Source      wirePREnd `json:"source"`
+			Destination wirePREnd `json:"destination"`
 		} `json:"pullrequest"`
 		Repository wireRepoRef `json:"repository"`
 		Actor      wireActor   `json:"actor"`
@@ -171,15 +211,53 @@ func ParsePullRequest(body []byte) (PullRequest, error) {
 	if pr == nil {
 		return PullRequest{}, errors.New("bitbucket: pull request payload: no \"pullrequest\" object")
 	}
-	out := PullRequest{
-		ID:        pr.ID,
-		Title:     pr.Title,
-		Source:    Ref{Type: "branch", Name: pr.Source.Branch.Name, Target: Commit{Hash: pr.Source.Commit.Hash}},
-		Actor:     w.Actor.actor(),
-		UpdatedOn: pr.UpdatedOn.Time,
+	return PullRequest{
+		ID:          pr.ID,
+		Title:       pr.Title,
+		State:       pr.State,
+		Repository:  w.Repository.ref(),
+		Source:      pr.Source.end(),
+		Destination: pr.Destination.end(),
+		Actor:       w.Actor.actor(),
+		UpdatedOn:   pr.UpdatedOn.Time,
+	}, nil
+}
+
+// Envelope is what every event payload carries besides its own object:
+// the repository it happened on and who caused it, and the few facts of
+// the repository events that name something else — repo:fork's new fork,
+// the fields repo:updated changed, repo:commit_status_*'s status.
+type Envelope struct {
+	Repository RepoRef
+	Actor      Actor
+	Fork       RepoRef                     // repo:fork: the fork that was created
+	Changed    []string                    // repo:updated: the fields that changed, sorted
+	Status     struct{ Key, State string } // repo:commit_status_*: the build status
+}
+
+// ParseEnvelope reads the common part of any event payload; it fails only
+// on a body that is not a JSON object.
+func ParseEnvelope(body []byte) (Envelope, error) {
+	var w struct {
+		Repository   wireRepoRef                `json:"repository"`
+		Actor        wireActor                  `json:"actor"`
+		Fork         wireRepoRef                `json:"fork"`
+		Changes      map[string]json.RawMessage `json:"changes"`
+		CommitStatus struct {
+			Key   string `json:"key"`
+			State string `json:"state"`
+		} `json:"commit_status"`
 	}
-	out.Repository.UUID, out.Repository.FullName = w.Repository.UUID, w.Repository.FullName
-	return out, nil
+	if err := json.Unmarshal(body, &w); err != nil {
+		return Envelope{}, fmt.Errorf("bitbucket: event payload: %w", err)
+	}
+	e := Envelope{Repository: w.Repository.ref(), Actor: w.Actor.actor(), Fork: w.Fork.ref()}
+	for k := range w.Changes {
+		e.Changed = append(e.Changed, k)
+	}
+	slices.Sort(e.Changed)
+	e.Status.Key, e.Status.State = w.CommitStatus.Key, w.CommitStatus.State
+	return e, nil
 }
 
 const signaturePrefix = "sha256="

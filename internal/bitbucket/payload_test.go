@@ -90,8 +90,14 @@ func TestParsePullRequestRecorded(t *testing.T) {
 			if pr.Repository.UUID != fooUUID || pr.Repository.FullName != "brydzewski/foo" {
 				t.Errorf("repository = %+v", pr.Repository)
 			}
-			if pr.Source.Type != "branch" || pr.Source.Name != "develop" || pr.Source.Target.Hash != tc.commit {
+			if pr.Source.Branch != "develop" || pr.Source.Commit != tc.commit || pr.Source.Repository.UUID != fooUUID {
 				t.Errorf("source = %+v", pr.Source)
+			}
+			if pr.Destination.Branch != "master" || pr.Destination.Commit != "7d1a175411ef" || pr.Destination.Repository.FullName != "brydzewski/foo" {
+				t.Errorf("destination = %+v", pr.Destination)
+			}
+			if pr.State != "OPEN" || pr.FromFork() {
+				t.Errorf("state %q, from a fork %v", pr.State, pr.FromFork())
 			}
 		})
 	}

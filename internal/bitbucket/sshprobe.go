@@ -31,12 +31,34 @@ bitbucket.org ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQDQeJzhupRu0u0cdegZIa8e86EG2q
 var (
 	// ErrSSHPermissionDenied means Bitbucket refused the deploy key: it
 	// rejected the key at authentication, or git-upload-pack answered
-	// "Permission denied" / "access denied".
+	// "Permission denied" / "access denied". It comes as an *SSHRefusal,
+	// whose Reason has Bitbucket's words.
 	ErrSSHPermissionDenied = errors.New("permission denied (publickey)")
 	// ErrSSHHostKeyMismatch means the server's host key is none of the
 	// pinned ones: not the Bitbucket we expect, so nothing was sent.
 	ErrSSHHostKeyMismatch = errors.New("host key does not match the pinned host keys")
 )
+
+// SSHRefusal is Bitbucket's definite answer over SSH that the key may not
+// read the repository, with the reason it wrote on stderr, e.g. "conq:
+// repository does not exist.", "conq: repository access denied.
+// deployment key is not associated with the requested repository.", "To
+// access this repository, an admin must whitelist your IP." or "To access
+// this repository, enable two-step authentication." (Atlassian KB "Error
+// 403 when performing Git operations"; the first two are conq's own). It
+// is a verdict, never "could not check". errors.Is(err,
+// ErrSSHPermissionDenied) is true when the key itself was refused (at
+// authentication, or "permission denied" / "access denied").
+type SSHRefusal struct {
+	Reason string // Bitbucket's first line, at most 200 bytes
+	denied bool
+	op     string
+}
+
+func (e *SSHRefusal) Error() string { return "bitbucket: " + e.op + ": refused: " + e.Reason }
+
+// Is makes errors.Is(err, ErrSSHPermissionDenied) true for a refused key.
+func (e *SSHRefusal) Is(target error) bool { return e.denied && target == ErrSSHPermissionDenied }
 
 // probeTimeout bounds a probe whose ctx has no deadline: a server that
 // accepts TCP and never speaks would otherwise hold it forever.
@@ -92,7 +114,7 @@ func ProbeSSH(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer
 		case ctx.Err() != nil:
 			return &transientError{op: op, err: ctx.Err()}
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			return fmt.Errorf("bitbucket: %s: %w", op, ErrSSHPermissionDenied)
+			return &SSHRefusal{Reason: "Permission denied (publickey).", denied: true, op: op}
 		case isNetworkError(err):
 			return &transientError{op: op, err: err}
 		}
@@ -144,10 +166,11 @@ func ProbeSSH(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer
 	lower := strings.ToLower(msg)
 	denied := strings.Contains(lower, "permission denied") || strings.Contains(lower, "access denied")
 	switch {
-	case denied && (exited || sentErr):
-		return fmt.Errorf("bitbucket: %s: %w: %s", op, ErrSSHPermissionDenied, msg)
+	case msg != "" && (exited || sentErr):
+		// Bitbucket said why, and ended the command: a verdict.
+		return &SSHRefusal{Reason: msg, denied: denied, op: op}
 	case exited:
-		return fmt.Errorf("bitbucket: %s: git-upload-pack exited %d: %s", op, exit.ExitStatus(), msg)
+		return fmt.Errorf("bitbucket: %s: git-upload-pack exited %d without a reason", op, exit.ExitStatus())
 	case msg != "":
 		return fmt.Errorf("bitbucket: %s: no ref advertisement: %s", op, msg)
 	case isNetworkError(advErr) || errors.Is(advErr, io.ErrUnexpectedEOF):

@@ -1,8 +1,13 @@
 // Package connections keeps each user's Bitbucket connection honest: it
 // hands out a working access token (refreshing an expired one, one refresh
 // at a time per identity), checks the connection against Bitbucket, and
-// turns a revoked grant into "Not Connected" — while a network blip, 5xx or
-// rate limit never does.
+// turns a refused grant into "Not Connected" — while a network blip, 5xx or
+// rate limit never does. Only the account itself decides that: the token
+// endpoint refusing the refresh token, or GET /user refusing a token
+// Bitbucket has just issued; a 401, 403 or 404 about one repository,
+// workspace or endpoint is about that one thing. A token endpoint that
+// refuses Tether's own client credentials is a configuration fault for
+// admins (ClientFault), not anyone's revoked grant.
 package connections
 
 import (
@@ -10,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -26,6 +32,18 @@ const (
 
 // ErrNotConnected: the user has no working Bitbucket connection.
 var ErrNotConnected = problem.New(problem.Forbidden, "Bitbucket is not connected. Grant access on your account page first.")
+
+// ErrClientRefused: Bitbucket's token endpoint refuses Tether's OAuth
+// consumer key or secret, so no access token can be renewed. The
+// person's grant is not the cause and stays as it is.
+var ErrClientRefused = problem.New(problem.Unavailable, "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access to Bitbucket. An administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET; your own grant is unchanged.")
+
+// ClientFault is the token endpoint refusing Tether's own OAuth client
+// credentials: a configuration error that admins must fix.
+type ClientFault struct {
+	Reason string    // Bitbucket's words, e.g. "invalid_client: Invalid OAuth client credentials"
+	Since  time.Time // the first refusal since the credentials last worked
+}
 
 // Store is the part of the database the connections use.
 type Store interface {
@@ -67,6 +85,10 @@ type Service struct {
 	mu     sync.Mutex
 	locks  map[int64]*sync.Mutex // per user: one refresh at a time
 	checks map[int64]*flight     // per user: the latest check, running or done
+	fault  ClientFault           // the token endpoint refusing Tether itself; zero when it does not
+	// tokensPaused is when the token endpoint's last 429 ends: until then
+	// no refresh is sent (Bitbucket would only refuse it again).
+	tokensPaused time.Time
 }
 
 // flight is one check of a connection; done closes when it ends.
@@ -159,14 +181,32 @@ func (s *Service) refresh(ctx context.Context, userID int64, stale string) (stri
 	if ident.AccessToken != stale && s.fresh(ident) {
 		return ident.AccessToken, nil
 	}
-	tok, err := s.bb.Refresh(ctx, ident.RefreshToken)
-	if errors.Is(err, bitbucket.ErrInvalidGrant) {
-		s.revoked(ctx, ident)
-		return "", ErrNotConnected
+	if until := s.tokenPause(); !until.IsZero() {
+		return "", &bitbucket.BudgetError{Until: until, Paused: true}
 	}
-	if err != nil {
+	tok, err := s.bb.Refresh(ctx, ident.RefreshToken)
+	var be *bitbucket.Error
+	switch {
+	case errors.Is(err, bitbucket.ErrGrantRefused):
+		// The refresh token is dead: forgetting it (MarkNotConnected)
+		// means it is never sent again.
+		reason := ReasonRevoked
+		if errors.As(err, &be) && be.Message != "" {
+			reason += " (Bitbucket refused to renew access: " + be.Message + ")"
+		}
+		s.revoked(ctx, ident, reason)
+		return "", ErrNotConnected
+	case errors.Is(err, bitbucket.ErrInvalidClient):
+		if errors.As(err, &be) {
+			s.ClientRefused(be.Message)
+		}
+		return "", fmt.Errorf("%w: %w", ErrClientRefused, err)
+	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests:
+		return "", &bitbucket.BudgetError{Until: s.pauseTokens(be.RetryAfter), Paused: true}
+	case err != nil:
 		return "", err
 	}
+	s.ClientAccepted()
 	// Bitbucket has rotated the refresh token: storing the new one must
 	// not be cut short by the caller's deadline, or the connection would
 	// be lost at the next refresh.
@@ -179,19 +219,81 @@ func (s *Service) refresh(ctx context.Context, userID int64, stale string) (stri
 	return tok.AccessToken, nil
 }
 
-func (s *Service) revoked(ctx context.Context, ident tether.Identity) {
-	s.log.Info("bitbucket connection revoked", "user_id", ident.UserID, "bitbucket_user", ident.Username)
-	if err := s.store.MarkNotConnected(context.WithoutCancel(ctx), ident.ID, ReasonRevoked, 0); err != nil {
+// revoked records that Bitbucket refused the account itself, forgetting
+// its tokens.
+func (s *Service) revoked(ctx context.Context, ident tether.Identity, reason string) {
+	s.log.Info("bitbucket connection revoked", "user_id", ident.UserID, "bitbucket_user", ident.Username, "reason", reason)
+	if err := s.store.MarkNotConnected(context.WithoutCancel(ctx), ident.ID, reason, 0); err != nil {
 		s.log.Error("mark connection revoked", "user_id", ident.UserID, "err", err)
 	}
+}
+
+// defaultTokenPause is how long a 429 from the token endpoint without a
+// usable Retry-After holds refreshes back.
+const defaultTokenPause = time.Minute
+
+// tokenPause is when the token endpoint's rate limiting ends, zero when
+// it does not apply now.
+func (s *Service) tokenPause() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.now().Before(s.tokensPaused) {
+		return s.tokensPaused
+	}
+	return time.Time{}
+}
+
+// pauseTokens holds refreshes back for retryAfter (a minute when the 429
+// named none) and returns when that ends.
+func (s *Service) pauseTokens(retryAfter time.Duration) time.Time {
+	if retryAfter <= 0 {
+		retryAfter = defaultTokenPause
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until := s.now().Add(retryAfter); until.After(s.tokensPaused) {
+		s.tokensPaused = until
+	}
+	return s.tokensPaused
+}
+
+// ClientRefused records that Bitbucket's token endpoint refused Tether's
+// OAuth client credentials, with Bitbucket's reason: admins see it until
+// the token endpoint accepts them again (ClientAccepted).
+func (s *Service) ClientRefused(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fault.Since.IsZero() {
+		s.log.Error("Bitbucket refuses Tether's OAuth consumer key or secret; check BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET", "reason", reason)
+		s.fault.Since = s.now()
+	}
+	s.fault.Reason = reason
+}
+
+// ClientAccepted records that the token endpoint accepted Tether's client
+// credentials (a refresh or a sign-in went through).
+func (s *Service) ClientAccepted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = ClientFault{}
+}
+
+// ClientFault returns the token endpoint's refusal of Tether's own client
+// credentials, if it refuses them now.
+func (s *Service) ClientFault() (ClientFault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fault, !s.fault.Since.IsZero()
 }
 
 // Do calls fn with a working token for the user and a context whose
 // Bitbucket calls spend that user's connection budget
 // (bitbucket.WithConnection): fn must make its calls with that ctx. When
-// Bitbucket answers 401 the token is refreshed once and fn tried again; a
-// 401 after that means the grant is gone, and the connection becomes Not
-// Connected.
+// Bitbucket answers 401 the token is refreshed once and fn tried again. A
+// 401 after that decides the connection only if the account itself is
+// refused: GET /user with that fresh token answering 401 makes the
+// connection Not Connected (ErrNotConnected); otherwise the 401 was about
+// what fn asked for, and is returned as it is.
 func (s *Service) Do(ctx context.Context, userID int64, fn func(ctx context.Context, token string) error) error {
 	ctx = bitbucket.WithConnection(ctx, userID)
 	token, err := s.Token(ctx, userID)
@@ -207,13 +309,17 @@ func (s *Service) Do(ctx context.Context, userID int64, fn func(ctx context.Cont
 		return err
 	}
 	err = fn(ctx, token)
-	if bitbucket.IsUnauthorized(err) {
-		if ident, ierr := s.store.IdentityByUser(ctx, userID); ierr == nil {
-			s.revoked(ctx, ident)
-		}
-		return ErrNotConnected
+	if !bitbucket.IsUnauthorized(err) {
+		return err
 	}
-	return err
+	_, _, uerr := s.bb.CurrentUser(ctx, token)
+	if !bitbucket.IsUnauthorized(uerr) {
+		return err
+	}
+	if ident, ierr := s.store.IdentityByUser(ctx, userID); ierr == nil {
+		s.revoked(ctx, ident, ReasonRevoked+" (Bitbucket refused a freshly issued access token for the account)")
+	}
+	return ErrNotConnected
 }
 
 // Check verifies the connection against Bitbucket and returns the stored
@@ -299,9 +405,34 @@ func (s *Service) verify(ctx context.Context, userID int64) error {
 		err = nil // already recorded by Do
 	default:
 		s.log.Warn("bitbucket connection check failed", "user_id", userID, "err", err)
-		err = s.store.MarkCheckFailed(ctx, ident.ID, "could not reach Bitbucket, will retry")
+		err = s.store.MarkCheckFailed(ctx, ident.ID, s.couldNotCheck(err))
 	}
 	return err
+}
+
+// couldNotCheck says, for the account page, why a check gave no verdict:
+// Tether's client credentials refused, Bitbucket rate limiting (and until
+// when), a 5xx, Bitbucket's words on an unexpected answer, or no answer.
+func (s *Service) couldNotCheck(err error) string {
+	var budget *bitbucket.BudgetError
+	var be *bitbucket.Error
+	switch {
+	case errors.Is(err, ErrClientRefused):
+		return "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET (your grant is unchanged)"
+	case errors.As(err, &budget) && budget.Paused:
+		return "Bitbucket is rate limiting Tether until " + budget.Until.UTC().Format("15:04 UTC") + "; Tether checks again then"
+	case errors.As(err, &budget):
+		return "this connection has spent its hourly Bitbucket API budget; Tether checks again at " + budget.Until.UTC().Format("15:04 UTC")
+	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests && be.RetryAfter > 0:
+		return "Bitbucket is rate limiting Tether until " + s.now().Add(be.RetryAfter).UTC().Format("15:04 UTC") + "; Tether checks again then"
+	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests:
+		return "Bitbucket is rate limiting Tether; Tether checks again in a few minutes"
+	case errors.As(err, &be) && be.Status >= 500:
+		return fmt.Sprintf("Bitbucket answered %d, will retry", be.Status)
+	case errors.As(err, &be):
+		return fmt.Sprintf("Bitbucket answered %d (%s), will retry", be.Status, be.Reason())
+	}
+	return "could not reach Bitbucket, will retry"
 }
 
 // CheckIfStale starts a check in the background, at background priority,
@@ -316,17 +447,22 @@ func (s *Service) CheckIfStale(ident tether.Identity) bool {
 	}
 	s.mu.Lock()
 	f := s.checks[ident.UserID]
-	busy := f != nil && (f.running() || now.Sub(f.started) < s.Stale)
-	s.mu.Unlock()
-	if busy {
+	if f != nil && (f.running() || now.Sub(f.started) < s.Stale) {
+		s.mu.Unlock()
 		return false
 	}
+	// The check is registered before the poll answers, so that answer
+	// already says "checking" and the badge asks again a second later.
+	f = &flight{started: now, done: make(chan struct{})}
+	s.checks[ident.UserID] = f
+	s.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		ctx = bitbucket.WithPriority(ctx, bitbucket.Background)
-		if _, err := s.check(ctx, ident.UserID, now); err != nil {
-			s.log.Error("background connection check", "user_id", ident.UserID, "err", err)
+		f.err = s.verify(bitbucket.WithPriority(ctx, bitbucket.Background), ident.UserID)
+		close(f.done)
+		if f.err != nil {
+			s.log.Error("background connection check", "user_id", ident.UserID, "err", f.err)
 		}
 	}()
 	return true

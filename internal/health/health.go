@@ -324,6 +324,7 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 	}
 	r.repo = bitbucket.Repository{FullName: p.FullName, Slug: p.RepoSlug, Workspace: bitbucket.Workspace{Slug: p.Workspace}}
 	r.err = c.conns.Do(ctx, p.OwnerID, func(ctx context.Context, token string) error {
+		r.remoteKeyErr, r.remoteHookErr = nil, nil // a second try (fresh token) starts over
 		// Once the budget let a background inspection start, its other
 		// calls finish the same answer (a 404 asks: deleted, or moved?),
 		// so they go as follow-ups rather than be shed half-way.
@@ -364,14 +365,18 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 				followUp()
 			}
 		}
+		// Both parts are read even when one answers 401: if the token
+		// is fine (Do tries once more with a fresh one, and asks GET
+		// /user), each part's answer decides that part only.
 		if w.key && r.keyErr == nil {
-			if readKey(); bitbucket.IsUnauthorized(r.remoteKeyErr) {
-				return r.remoteKeyErr
-			}
+			readKey()
 		}
 		if w.hook && r.hookErr == nil {
-			if readHook(); bitbucket.IsUnauthorized(r.remoteHookErr) {
-				return r.remoteHookErr
+			readHook()
+		}
+		for _, err := range []error{r.remoteKeyErr, r.remoteHookErr} {
+			if bitbucket.IsUnauthorized(err) {
+				return err
 			}
 		}
 		if !r.looked && (bitbucket.IsNotFound(r.remoteKeyErr) || bitbucket.IsNotFound(r.remoteHookErr)) {
@@ -390,6 +395,9 @@ func (c *Checker) inspect(ctx context.Context, p tether.Project, w want) remote 
 		}
 		return nil
 	})
+	if bitbucket.IsUnauthorized(r.err) && (bitbucket.IsUnauthorized(r.remoteKeyErr) || bitbucket.IsUnauthorized(r.remoteHookErr)) {
+		r.err = nil // a part's own 401, with the account still standing
+	}
 	return r
 }
 
@@ -401,6 +409,8 @@ func transient(part string, p tether.Project, err error, what string) tether.Hea
 	var be *bitbucket.Error
 	var budget *bitbucket.BudgetError
 	switch {
+	case errors.Is(err, connections.ErrClientRefused):
+		h.Detail = "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access to check; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET."
 	case errors.As(err, &budget) && budget.Paused:
 		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, budget.Until.UTC().Format("15:04 UTC"))
 	case errors.As(err, &budget):
@@ -415,6 +425,49 @@ func transient(part string, p tether.Project, err error, what string) tether.Hea
 	return h
 }
 
+// sshRefused is the verdict of Bitbucket refusing the key over SSH, with
+// Bitbucket's reason: a refused key is "SSH Permission denied", anything
+// else (a repository SSH does not find, an IP allowlist, two-step
+// verification required) "refused over SSH". lead starts the sentence.
+func sshRefused(p tether.Project, addr string, r *bitbucket.SSHRefusal, lead string) tether.Health {
+	h := tether.Health{ProjectID: p.ID, Part: tether.PartDeployKey, Status: tether.Invalid, Reason: tether.ReasonSSHRefused}
+	what := "refused to let it read " + p.FullName
+	if errors.Is(r, bitbucket.ErrSSHPermissionDenied) {
+		h.Reason, what = tether.ReasonSSHDenied, "refused it"
+	}
+	h.Detail = fmt.Sprintf("%s %s over SSH at %s. Bitbucket said: “%s”", lead, what, addr, r.Reason)
+	return h
+}
+
+// resourceRefused is the verdict of a 401, 403 or 404 about one thing
+// (the repository, its deploy key or webhook) while the account itself
+// still stands: in Bitbucket's words, about that one thing only.
+func resourceRefused(h tether.Health, p tether.Project, err error, what string) tether.Health {
+	h.Status = tether.Invalid
+	if scopes := bitbucket.MissingScopes(err); len(scopes) > 0 {
+		h.Reason = tether.ReasonScopeMissing
+		h.Detail = fmt.Sprintf("Bitbucket refused to show %s: %s's grant lacks the %s permission (scope). %s must grant access again.",
+			what, p.OwnerName, strings.Join(scopes, ", "), p.OwnerName)
+		return h
+	}
+	var be *bitbucket.Error
+	words := ""
+	if errors.As(err, &be) && be.Reason() != "" {
+		words = " Bitbucket said: “" + be.Reason() + "”."
+	}
+	h.Reason = tether.ReasonOwnerNoAccess
+	h.Detail = fmt.Sprintf("Bitbucket refused %s's token for %s (%d), although the account itself is connected.%s", p.OwnerName, what, statusOf(err), words)
+	return h
+}
+
+func statusOf(err error) int {
+	var be *bitbucket.Error
+	if errors.As(err, &be) {
+		return be.Status
+	}
+	return 0
+}
+
 // shared judges what both parts depend on: the owner's connection and
 // their access to the repository. ok is false when that decided the result.
 func (c *Checker) shared(part string, p tether.Project, r remote) (tether.Health, bool) {
@@ -427,6 +480,8 @@ func (c *Checker) shared(part string, p tether.Project, r remote) (tether.Health
 		h.Detail = fmt.Sprintf("%s's Bitbucket connection is Not Connected, so Tether cannot act on the repository. %s must grant access again on their account page.", p.OwnerName, p.OwnerName)
 	case bitbucket.IsTransient(r.err):
 		return transient(part, p, r.err, r.step), false
+	case len(bitbucket.MissingScopes(r.err)) > 0 || bitbucket.IsUnauthorized(r.err):
+		return resourceRefused(h, p, r.err, "the repository "+p.FullName), false
 	case bitbucket.IsNotFound(r.err) || bitbucket.IsForbidden(r.err):
 		h.Status, h.Reason = tether.Invalid, tether.ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("Bitbucket no longer shows %s to %s. Give them access again, or re-home the project to someone who has it.", p.FullName, p.OwnerName)
@@ -453,6 +508,8 @@ func (c *Checker) deployKeyHealth(ctx context.Context, p tether.Project, r remot
 	switch {
 	case bitbucket.IsTransient(err):
 		return transient(h.Part, p, err, "read the deploy key")
+	case len(bitbucket.MissingScopes(err)) > 0 || bitbucket.IsUnauthorized(err):
+		return resourceRefused(h, p, err, "the deploy keys of "+r.repo.FullName)
 	case bitbucket.IsForbidden(err):
 		h.Status, h.Reason = tether.Invalid, tether.ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("%s is no longer an admin of %s, and only admins can see its deploy keys.", p.OwnerName, r.repo.FullName)
@@ -477,11 +534,10 @@ func (c *Checker) deployKeyHealth(ctx context.Context, p tether.Project, r remot
 		return h
 	}
 	err = c.probeSSH(ctx, c.ssh.Addr, c.ssh.HostKeys, signer, r.repo.Workspace.Slug, r.repo.Slug)
+	var refusal *bitbucket.SSHRefusal
 	switch {
-	case errors.Is(err, bitbucket.ErrSSHPermissionDenied):
-		h.Status, h.Reason = tether.Invalid, tether.ReasonSSHDenied
-		h.Detail = fmt.Sprintf("Bitbucket lists the key, but refused it over SSH at %s.", c.ssh.Addr)
-		return h
+	case errors.As(err, &refusal):
+		return sshRefused(p, c.ssh.Addr, refusal, "Bitbucket lists the key, but")
 	case errors.Is(err, bitbucket.ErrSSHHostKeyMismatch):
 		h.Status, h.Reason = tether.Unknown, tether.ReasonCouldNotCheck
 		h.Detail = fmt.Sprintf("The SSH server at %s did not present a pinned host key (BITBUCKET_SSH_HOST_KEYS), so Tether did not trust it.", c.ssh.Addr)
@@ -511,6 +567,8 @@ func (c *Checker) webhookHealth(p tether.Project, r remote) tether.Health {
 	switch {
 	case bitbucket.IsTransient(err):
 		return transient(h.Part, p, err, "read the webhook")
+	case len(bitbucket.MissingScopes(err)) > 0 || bitbucket.IsUnauthorized(err):
+		return resourceRefused(h, p, err, "the webhooks of "+r.repo.FullName)
 	case bitbucket.IsForbidden(err):
 		h.Reason = tether.ReasonOwnerNoAccess
 		h.Detail = fmt.Sprintf("%s can no longer manage webhooks on %s (admin rights or the webhook permission are missing).", p.OwnerName, r.repo.FullName)

@@ -386,6 +386,7 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 
 	var results []tether.Health
 	explainKey, refused := false, false
+	var refusal *bitbucket.SSHRefusal
 	key, kerr := c.store.ActiveDeployKey(ctx, p.ID)
 	switch {
 	case errors.Is(kerr, tether.ErrNotFound):
@@ -397,12 +398,12 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 		if h.Part != "" {
 			results = append(results, h)
 		}
-		explainKey, refused = why != nil, errors.Is(why, bitbucket.ErrSSHPermissionDenied)
+		explainKey, refused = why != nil, errors.As(why, &refusal)
 		if explainKey {
 			// Still refused, and the API explained it lately: the
 			// explanation stands; ask again only on the webhook's cadence.
 			if old, err := c.store.Health(ctx, p.ID, tether.PartDeployKey); err == nil && old.Status == tether.Invalid &&
-				old.Reason != tether.ReasonSSHDenied && now.Sub(e.keyExplained) < hookEvery {
+				old.Reason != tether.ReasonSSHDenied && old.Reason != tether.ReasonSSHRefused && now.Sub(e.keyExplained) < hookEvery {
 				explainKey = false
 			}
 		}
@@ -449,7 +450,7 @@ func (c *Checker) look(ctx context.Context, e entry, now time.Time) lookResult {
 	if res.deferred != nil && refused {
 		// Bitbucket refused the key over SSH, and the API that would
 		// say why must wait: the refusal itself is the verdict.
-		results = append(results, sshDenied(p, c.ssh.Addr, res.deferred))
+		results = append(results, sshDenied(p, c.ssh.Addr, refusal, res.deferred))
 	}
 	c.logErr(p, c.record(ctx, results...))
 	return res
@@ -490,11 +491,11 @@ func (c *Checker) probeKey(ctx context.Context, p tether.Project, key tether.Dep
 }
 
 // sshDenied is the verdict of a refused SSH probe whose explanation waits
-// for the connection's API budget.
-func sshDenied(p tether.Project, addr string, d *bitbucket.BudgetError) tether.Health {
-	return tether.Health{ProjectID: p.ID, Part: tether.PartDeployKey, Status: tether.Invalid, Reason: tether.ReasonSSHDenied,
-		Detail: fmt.Sprintf("Bitbucket refused the key over SSH at %s. Tether asks the API why at %s, when %s's connection has budget again.",
-			addr, d.Until.UTC().Format("15:04 UTC"), p.OwnerName)}
+// for the connection's API budget: Bitbucket's refusal and its words.
+func sshDenied(p tether.Project, addr string, r *bitbucket.SSHRefusal, d *bitbucket.BudgetError) tether.Health {
+	h := sshRefused(p, addr, r, "Bitbucket")
+	h.Detail += fmt.Sprintf(" Tether asks the API for more at %s, when %s's connection has budget again.", d.Until.UTC().Format("15:04 UTC"), p.OwnerName)
+	return h
 }
 
 // hookByDeliveries judges the webhook without the API when deliveries

@@ -27,12 +27,21 @@ const (
 	Unavailable
 )
 
+// Actions a problem can offer next to its message.
+const (
+	// ActionGrant offers "Grant access": the fix is a new Bitbucket grant
+	// (e.g. Bitbucket answered 403 naming a scope the grant lacks).
+	ActionGrant = "grant"
+)
+
 // Error is a problem with a message meant for people. Field names the form
-// field the message belongs to, when there is one.
+// field the message belongs to, when there is one; Action, when set, is
+// the fix to offer beside the message (ActionGrant).
 type Error struct {
 	Kind    Kind
 	Field   string
 	Message string
+	Action  string
 	Err     error // the cause, for logs; never shown
 }
 
@@ -58,6 +67,12 @@ func Field(field, format string, args ...any) *Error {
 // Wrap returns a problem of the given kind that keeps cause for the logs.
 func Wrap(kind Kind, cause error, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// Grant returns a problem whose fix is to grant access again, offered as
+// a "Grant access" button beside the message.
+func Grant(kind Kind, cause error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...), Action: ActionGrant, Err: cause}
 }
 
 // As returns the problem in err's chain, if any.

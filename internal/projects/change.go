@@ -44,6 +44,8 @@ func (s *Lifecycle) ChangeRepository(ctx context.Context, actorID int64, p tethe
 		return err
 	})
 	switch {
+	case len(bitbucket.MissingScopes(err)) > 0:
+		return ChangeResult{}, scopeProblem(err, "look up "+named.FullName())
 	case bitbucket.IsNotFound(err):
 		return ChangeResult{}, problem.Field("url", "Bitbucket has no repository %s that %s can see. Check the URL, and that %s has access to it.",
 			named.FullName(), p.OwnerName, p.OwnerName)

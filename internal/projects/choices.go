@@ -2,6 +2,8 @@ package projects
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +41,7 @@ type Choices struct {
 
 type repoList struct {
 	repos   []bitbucket.Repository
+	unread  []Unread
 	fetched time.Time
 }
 
@@ -58,6 +61,22 @@ type Choice struct {
 	Used bool // a project for it exists
 }
 
+// Unread is a workspace the picker could not read, and why, for people.
+type Unread struct {
+	Workspace string // its slug
+	Reason    string // e.g. "Bitbucket answered 403: …"
+	Transient bool   // Bitbucket could not be asked: trying again may help
+	Grant     bool   // the grant lacks a scope: the fix is Grant access
+}
+
+// Listing is what the picker shows: the repositories it could read, and
+// the workspaces it could not (one workspace's answer decides that
+// workspace only).
+type Listing struct {
+	Choices []Choice
+	Unread  []Unread
+}
+
 // MaxSearch bounds the picker's search: "workspace/slug" is at most 191
 // characters, and a search that long finds the one repository.
 const MaxSearch = 200
@@ -65,33 +84,33 @@ const MaxSearch = 200
 // Repositories lists the repositories of every workspace the user belongs
 // to, each marked with whether they administer it and whether it already
 // has a project, filtered by a case-insensitive name search of at most
-// MaxSearch characters. fresh skips the short-lived cache. A listing costs
-// the user's Bitbucket budget 1 + two paged calls per workspace (see
-// bitbucket.RepositoriesWithAdmin).
-func (s *Choices) Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]Choice, error) {
+// MaxSearch characters, and the workspaces that could not be read. fresh
+// skips the short-lived cache. A listing costs the user's Bitbucket budget
+// 1 + two paged calls per workspace (see bitbucket.RepositoriesWithAdmin).
+func (s *Choices) Repositories(ctx context.Context, userID int64, search string, fresh bool) (Listing, error) {
 	if utf8.RuneCountInString(search) > MaxSearch {
-		return nil, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
+		return Listing{}, problem.Field("q", "Search for at most %d characters of a repository's name.", MaxSearch)
 	}
-	repos, err := s.repositories(ctx, userID, fresh)
+	list, err := s.repositories(ctx, userID, fresh)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
 	used, err := s.store.UsedRepositories(ctx)
 	if err != nil {
-		return nil, err
+		return Listing{}, err
 	}
 	search = strings.ToLower(strings.TrimSpace(search))
-	var out []Choice
-	for _, r := range repos {
+	out := Listing{Unread: list.unread}
+	for _, r := range list.repos {
 		if search != "" && !strings.Contains(strings.ToLower(r.FullName), search) {
 			continue
 		}
-		out = append(out, Choice{Repository: r, Used: used[r.UUID]})
+		out.Choices = append(out.Choices, Choice{Repository: r, Used: used[r.UUID]})
 	}
 	return out, nil
 }
 
-func (s *Choices) repositories(ctx context.Context, userID int64, fresh bool) ([]bitbucket.Repository, error) {
+func (s *Choices) repositories(ctx context.Context, userID int64, fresh bool) (repoList, error) {
 	s.mu.Lock()
 	cached, ok := s.cache[userID]
 	s.mu.Unlock()
@@ -100,29 +119,60 @@ func (s *Choices) repositories(ctx context.Context, userID int64, fresh bool) ([
 		maxAge = s.ListFresh
 	}
 	if ok && time.Since(cached.fetched) < maxAge {
-		return cached.repos, nil
+		return cached, nil
 	}
 	// People typing, and several tabs, share one listing in flight.
 	v, err, _ := s.listing.Do(strconv.FormatInt(userID, 10), func() (any, error) {
 		var repos []bitbucket.Repository
+		var partial *bitbucket.PartialError
 		err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
 			var err error
 			repos, err = s.bb.RepositoriesWithAdmin(ctx, token)
+			if errors.As(err, &partial) {
+				return nil // what was read is the answer; partial says the rest
+			}
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
 		sort.Slice(repos, func(i, j int) bool { return repos[i].FullName < repos[j].FullName })
+		list := repoList{repos: repos, fetched: time.Now()}
+		if partial != nil {
+			for _, u := range partial.Unread {
+				list.unread = append(list.unread, Unread{Workspace: u.Workspace.Slug, Reason: unreadReason(u.Err),
+					Transient: bitbucket.IsTransient(u.Err), Grant: len(bitbucket.MissingScopes(u.Err)) > 0})
+			}
+		}
 		s.mu.Lock()
-		s.cache[userID] = repoList{repos: repos, fetched: time.Now()}
+		s.cache[userID] = list
 		s.mu.Unlock()
-		return repos, nil
+		return list, nil
 	})
 	if err != nil {
-		return nil, bitbucketProblem(err, "list your repositories")
+		return repoList{}, bitbucketProblem(err, "list your repositories")
 	}
-	return v.([]bitbucket.Repository), nil
+	return v.(repoList), nil
+}
+
+// unreadReason says why a workspace could not be listed, in Bitbucket's
+// words where it gave some.
+func unreadReason(err error) string {
+	var budget *bitbucket.BudgetError
+	var be *bitbucket.Error
+	switch {
+	case errors.As(err, &budget) && budget.Paused:
+		return "Bitbucket is rate limiting this connection until " + budget.Until.UTC().Format("15:04 UTC")
+	case errors.As(err, &budget):
+		return "this connection's hourly Bitbucket API budget is spent until " + budget.Until.UTC().Format("15:04 UTC")
+	case len(bitbucket.MissingScopes(err)) > 0:
+		return "the grant lacks the " + strings.Join(bitbucket.MissingScopes(err), ", ") + " permission"
+	case errors.As(err, &be) && be.Reason() != "":
+		return fmt.Sprintf("Bitbucket answered %d: %s", be.Status, be.Reason())
+	case errors.As(err, &be):
+		return fmt.Sprintf("Bitbucket answered %d", be.Status)
+	}
+	return "Bitbucket did not answer"
 }
 
 // forget drops the user's cached list: a project was just made from it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
@@ -44,19 +43,26 @@ type Lifecycle struct {
 }
 
 // Create makes a project of organization orgID from the repository
-// "workspace/slug": it looks the repository up with the user's connection,
-// registers a new deploy key and webhook on it, and stores all of it. When
-// a step fails what was added to Bitbucket is taken off again, so nothing
-// is left half made.
+// "workspace/slug" (or any URL of it; both in Bitbucket's canonical form
+// first, see repourl.Name): it looks the repository up with the user's
+// connection, registers a new deploy key and webhook on it, and stores all
+// of it. When a step fails what was added to Bitbucket is taken off again,
+// so nothing is left half made.
 func (s *Lifecycle) Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error) {
-	ws, slug, ok := strings.Cut(strings.TrimSpace(fullName), "/")
-	// Bitbucket's workspace and slug limits (62 and 128): anything longer
-	// is no repository and not worth a call on the person's budget.
-	if !ok || ws == "" || slug == "" || strings.Contains(slug, "/") || len(ws) > 62 || len(slug) > 128 {
-		return tether.Project{}, problem.Field("repository", "Choose a repository from the list.")
+	// A name Bitbucket cannot have is not worth a call on the person's
+	// budget; any other is looked up as Bitbucket writes it.
+	named, err := repourl.Name(fullName, s.hosts)
+	var perr *repourl.Error
+	if errors.As(err, &perr) {
+		return tether.Project{}, problem.Field("repository", "%s", perr.Message)
 	}
+	if err != nil {
+		return tether.Project{}, err
+	}
+	ws, slug := named.Workspace, named.Slug
+	fullName = named.FullName()
 	var p tether.Project
-	err := s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
+	err = s.conns.Do(ctx, userID, func(ctx context.Context, token string) error {
 		repo, err := s.bb.Repository(ctx, token, ws, slug)
 		switch {
 		case bitbucket.IsUnauthorized(err):

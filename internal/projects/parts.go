@@ -1,6 +1,7 @@
 package projects
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -496,8 +497,11 @@ func createProblem(part string, err error, o order, note string) error {
 	switch {
 	case part == tether.PartDeployKey && bitbucket.IsForbidden(err) && o.keyRefused != nil:
 		return o.keyRefused
-	case errors.As(err, &be) && be.Status == 403 && slices.Contains(be.Required, "webhook"):
-		return problem.New(problem.Forbidden, "The Bitbucket grant lacks the webhook permission, so Tether cannot create the webhook on %s. %s", repo, tail)
+	case len(bitbucket.MissingScopes(err)) > 0:
+		names := strings.Join(bitbucket.MissingScopes(err), ", ")
+		return problem.Grant(problem.Forbidden, err, "The Bitbucket grant lacks the %s permission (scope), so Tether cannot create the %s on %s. %s Grant access again.", names, what, repo, tail)
+	case part == tether.PartWebhook && errors.As(err, &be) && be.FieldReason("url") != "":
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused the webhook URL Tether gave it (url: %s) on %s. The URL is Tether's public URL (TETHER_PUBLIC_URL) and must be one Bitbucket accepts and can reach. %s", be.FieldReason("url"), repo, tail)
 	case bitbucket.IsForbidden(err):
 		return problem.New(problem.Forbidden, "Admin rights on %s are needed to create its %s. %s", repo, what, tail)
 	case bitbucket.IsMoved(err):
@@ -509,7 +513,7 @@ func createProblem(part string, err error, o order, note string) error {
 	case errors.As(err, &be) && be.Status >= 500:
 		return problem.Wrap(problem.Unavailable, err, "Bitbucket answered %d when Tether created the %s on %s, and it is not there. %s", be.Status, what, repo, tail)
 	case errors.As(err, &be) && be.Status != 429:
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the %s on %s: %s %s", what, repo, be.Message, tail)
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to create the %s on %s: %s. %s", what, repo, cmp.Or(be.Reason(), fmt.Sprint(be.Status)), tail)
 	}
 	return bitbucketProblem(err, "create the "+what+" on "+repo)
 }

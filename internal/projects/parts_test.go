@@ -19,6 +19,7 @@ import (
 	"tether/internal/bitbucket"
 	"tether/internal/bitbucket/emulator"
 	"tether/internal/problem"
+	"tether/internal/repourl"
 	"tether/internal/secrets"
 	"tether/internal/tether"
 	"tether/internal/webhooks"
@@ -91,7 +92,7 @@ func newRig(t *testing.T) *rig {
 	}
 	clock := clockwork.NewFakeClockAt(time.Now())
 	svc := New(slog.New(slog.NewTextHandler(io.Discard, nil)), store, conns{token}, bb, noCheck{},
-		Config{HookBase: "https://ci.example.com/hooks/bitbucket/", Instance: "ci.example.com", Clock: clock})
+		Config{HookBase: "https://ci.example.com/hooks/bitbucket/", Instance: "ci.example.com", Hosts: repourl.Hosts{WebURL: srv.URL, SSHAddr: "127.0.0.1:7999"}, Clock: clock})
 	p, err := svc.Create(ctx, org.ID, u.ID, "alice/api")
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@
 package projects
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -25,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +141,9 @@ func bitbucketProblem(err error, doing string) error {
 	if _, ok := problem.As(err); ok {
 		return err
 	}
+	if p := scopeProblem(err, doing); p != nil {
+		return p
+	}
 	var budget *bitbucket.BudgetError
 	switch {
 	case errors.As(err, &budget) && budget.Paused:
@@ -152,9 +157,20 @@ func bitbucketProblem(err error, doing string) error {
 	}
 	var be *bitbucket.Error
 	if errors.As(err, &be) {
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to %s: %s", doing, be.Message)
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket refused to %s: %s", doing, cmp.Or(be.Reason(), fmt.Sprint(be.Status)))
 	}
 	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// scopeProblem explains a 403 naming scopes the grant lacks, with Grant
+// access as the fix; nil for any other error.
+func scopeProblem(err error, doing string) error {
+	scopes := bitbucket.MissingScopes(err)
+	if len(scopes) == 0 {
+		return nil
+	}
+	names := strings.Join(scopes, ", ")
+	return problem.Grant(problem.Forbidden, err, "Bitbucket refused to %s: the grant lacks the %s permission (scope). Grant access again; the OAuth consumer must include %s.", doing, names, names)
 }
 
 // audit starts an audit entry about the project by actor.

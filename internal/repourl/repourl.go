@@ -1,8 +1,13 @@
 // Package repourl turns the repository URL a person pastes — a web page,
 // an https clone URL or an SSH clone URL — into the Bitbucket workspace and
-// repository slug it names. The Bitbucket host comes from Tether's
-// configuration rather than being bitbucket.org, so the same code serves
-// production, the emulator and reverse-proxied test setups.
+// repository slug it names, in Bitbucket's canonical form: lower case (the
+// workspace ID and slug Bitbucket puts in full_name and every link), with
+// no trailing slash, ".git", user info or default port. Anything looked up
+// or compared goes through it, so "…/ACME/API-Server.git/" and
+// "git@bitbucket.org:acme/api-server.git" are the same repository. The
+// Bitbucket host comes from Tether's configuration rather than being
+// bitbucket.org, so the same code serves production, the emulator and
+// reverse-proxied test setups.
 //
 // Parsing is strict on purpose: the result decides which repository Tether
 // connects a project to, so anything ambiguous (another host, dot segments,
@@ -27,7 +32,8 @@ type Hosts struct {
 	SSHAddr string // BITBUCKET_SSH_ADDR, host:port
 }
 
-// Repo is what a URL names.
+// Repo is what a URL names: a workspace ID and a repository slug, both in
+// Bitbucket's canonical lower case.
 type Repo struct{ Workspace, Slug string }
 
 // FullName is the "workspace/slug" form Bitbucket's API uses.
@@ -39,10 +45,14 @@ type Error struct{ Message string }
 func (e *Error) Error() string { return e.Message }
 
 // Bitbucket's own limits; longer names cannot exist, so they are typos or
-// pasted junk.
+// pasted junk. A repository slug is at most 62 characters
+// (https://support.atlassian.com/bitbucket-cloud/docs/what-is-a-slug/;
+// longer names are cut to 62 in the slug, bitbucket.org/site/master
+// issue 13403). Bitbucket documents no length for workspace IDs; 62, the
+// slug's, bounds them too.
 const (
 	maxWorkspace = 62
-	maxSlug      = 128
+	maxSlug      = 62
 )
 
 // MaxInput bounds what Parse reads: a repository page URL with a long
@@ -50,11 +60,16 @@ const (
 const MaxInput = 2048
 
 // repoPages are the third path segments of pages inside a repository that
-// people copy from the address bar. What follows them names a file, branch,
-// commit or pull request and does not change which repository is meant.
+// people copy from the address bar (compared in lower case). What follows
+// them names a file, branch, commit or pull request and does not change
+// which repository is meant: /src/main/x.go, /branch/feature, /commits/…,
+// /pull-requests/12/diff, /raw/…, /downloads/, /pipelines/results/3, ….
 var repoPages = map[string]bool{
-	"src": true, "branches": true, "commits": true,
-	"pull-requests": true, "admin": true, "overview": true,
+	"src": true, "raw": true, "annotate": true, "history-node": true,
+	"branch": true, "branches": true, "commits": true, "commit": true,
+	"pull-requests": true, "pullrequests": true, "downloads": true, "get": true,
+	"issues": true, "wiki": true, "pipelines": true, "deployments": true,
+	"addon": true, "jira": true, "security": true, "admin": true, "overview": true,
 }
 
 // defaultPorts lets an explicit default port (https://host:443) compare
@@ -170,7 +185,7 @@ func (s *site) parseWeb(scheme, rest string) (Repo, error) {
 		return Repo{}, err
 	}
 	if len(segs) > 2 {
-		if !repoPages[segs[2]] {
+		if !repoPages[strings.ToLower(segs[2])] {
 			return Repo{}, refuse("That's a page inside the repository. Use the repository's own URL, like %s.", s.webExample)
 		}
 		segs = segs[:2]
@@ -286,7 +301,8 @@ func segments(path, example string) ([]string, error) {
 	return segs, nil
 }
 
-// repo checks the workspace and slug in the first two segments.
+// repo checks the workspace and slug in the first two segments and
+// returns them in canonical lower case.
 func repo(segs []string, example string) (Repo, error) {
 	switch {
 	case len(segs) == 0 || segs[0] == "":
@@ -294,39 +310,78 @@ func repo(segs []string, example string) (Repo, error) {
 	case len(segs) == 1 || strings.TrimSuffix(segs[1], ".git") == "":
 		return Repo{}, refuse("The URL names a workspace but no repository. Add the repository, like %s.", example)
 	}
-	r := Repo{Workspace: segs[0], Slug: strings.TrimSuffix(segs[1], ".git")}
+	r := Repo{Workspace: strings.ToLower(segs[0]), Slug: strings.ToLower(strings.TrimSuffix(segs[1], ".git"))}
 	if strings.ContainsRune(r.Workspace, '%') || strings.ContainsRune(r.Slug, '%') {
 		return Repo{}, refuseEncoded(example)
 	}
-	for _, p := range []struct {
-		name, value string
-		max         int
-	}{{"workspace", r.Workspace, maxWorkspace}, {"repository", r.Slug, maxSlug}} {
-		if len(p.value) > p.max {
-			return Repo{}, refuse("Bitbucket %s names are at most %d characters. Use a URL like %s.", p.name, p.max, example)
-		}
-		if !validName(p.value) {
-			return Repo{}, refuse("Workspace and repository names use only letters, digits, -, _ and ., and don't start with a dot. Use a URL like %s.", example)
-		}
+	switch {
+	case len(r.Workspace) > maxWorkspace:
+		return Repo{}, refuse("Bitbucket workspace IDs are at most %d characters. Use a URL like %s.", maxWorkspace, example)
+	case !validWorkspace(r.Workspace):
+		return Repo{}, refuse("A Bitbucket workspace ID uses only letters, digits, - and _. Use a URL like %s.", example)
+	case len(r.Slug) > maxSlug:
+		return Repo{}, refuse("Bitbucket repository slugs are at most %d characters. Use a URL like %s.", maxSlug, example)
+	case !validSlug(r.Slug):
+		return Repo{}, refuse("A Bitbucket repository slug uses only letters, digits, -, _ and ., with no -- and no - at either end. Use a URL like %s.", example)
 	}
 	return r, nil
 }
 
-// validName allows what Bitbucket allows in workspace and repository slugs,
-// keeping the case as typed: ASCII letters, digits, '-', '_' and '.', with
-// no leading dot and no "..".
-func validName(v string) bool {
-	if v == "" || v[0] == '.' || strings.Contains(v, "..") {
+// validWorkspace allows what Bitbucket allows in a workspace ID, in
+// canonical lower case: "Workspace IDs can only contain lowercase letters,
+// numbers, dashes, and underscores" (Atlassian KB "Fix workspace creation
+// errors in Bitbucket Cloud").
+func validWorkspace(v string) bool {
+	if v == "" {
 		return false
 	}
 	for _, c := range []byte(v) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '_' || c == '.'
-		if !ok {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}
 	return true
+}
+
+// validSlug allows what Bitbucket Cloud allows in a repository slug, in
+// canonical lower case (https://support.atlassian.com/bitbucket-cloud/docs/
+// what-is-a-slug/, and the API's "Slugs must be lowercase, alphanumerical,
+// and may also contain underscores, dashes, or dots"): ASCII letters and
+// digits, '_', '-' and '.'; it may start with '_' or '.'; it may start or
+// end with '-', or hold "--", only when it is all dashes. "." and ".."
+// would be dot segments in a path, so they are refused too.
+func validSlug(v string) bool {
+	if v == "" || v == "." || v == ".." {
+		return false
+	}
+	allDashes := strings.Trim(v, "-") == ""
+	if !allDashes && (v[0] == '-' || v[len(v)-1] == '-' || strings.Contains(v, "--")) {
+		return false
+	}
+	for _, c := range []byte(v) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Name reads what the New project form sends — "workspace/slug" as the
+// picker lists it, or any URL Parse accepts — and returns the repository
+// in canonical form, or an *Error for people.
+func Name(input string, h Hosts) (Repo, error) {
+	in := strings.TrimFunc(input, invisible)
+	if ws, slug, ok := strings.Cut(in, "/"); ok && !strings.ContainsAny(in, ":@\\?#%") && !strings.Contains(slug, "/") {
+		s, err := newSite(h)
+		if err != nil {
+			return Repo{}, err
+		}
+		if strings.IndexFunc(in, invisible) >= 0 {
+			return Repo{}, refuse("The name can't contain spaces or invisible characters. Use one like workspace/repository or %s.", s.webExample)
+		}
+		return repo([]string{ws, slug}, s.webExample)
+	}
+	return Parse(input, h)
 }
 
 func (s *site) refuseWebHost() error {

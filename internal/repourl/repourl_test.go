@@ -37,7 +37,9 @@ var webPaths = []string{
 	"/acme/api/src", "/acme/api/src/main/", "/acme/api/src/main/cmd/main.go?at=main",
 	"/acme/api/src/feature%2Fx/", "/acme/api/branches", "/acme/api/commits/abc123",
 	"/acme/api/pull-requests/12/diff", "/acme/api/admin/access-keys/",
-	"/acme/api/overview",
+	"/acme/api/overview", "/acme/api/branch/feature/x", "/acme/api/wiki",
+	"/acme/api/raw/main/README.md", "/acme/api/downloads/", "/acme/api/pipelines/results/3",
+	"/acme/api/SRC/main", "/ACME/API", "/Acme/Api.git/", "/acme/API/pull-requests/7",
 }
 
 type accept struct {
@@ -67,15 +69,20 @@ func accepted() []accept {
 		cases = append(cases,
 			accept{c, "  " + base + "/acme/api\n", acme},
 			accept{c, "\ufeff" + base + "/acme/api\u200b", acme},
-			accept{c, base + "/Acme-Corp/My.Repo_2", Repo{"Acme-Corp", "My.Repo_2"}},
-			accept{c, base + "/" + strings.Repeat("w", 62) + "/" + strings.Repeat("s", 128),
-				Repo{strings.Repeat("w", 62), strings.Repeat("s", 128)}},
+			accept{c, base + "/Acme-Corp/My.Repo_2", Repo{"acme-corp", "my.repo_2"}},
+			accept{c, base + "/ACME/API-Server", Repo{"acme", "api-server"}},
+			accept{c, base + "/" + strings.Repeat("w", 62) + "/" + strings.Repeat("s", 62),
+				Repo{strings.Repeat("w", 62), strings.Repeat("s", 62)}},
 			accept{c, base + "/acme/api.git.git", Repo{"acme", "api.git"}},
+			accept{c, base + "/acme/.hidden", Repo{"acme", ".hidden"}},
+			accept{c, base + "/acme/_private", Repo{"acme", "_private"}},
+			accept{c, base + "/acme/---", Repo{"acme", "---"}},
 		)
 	}
 	for _, in := range []string{
 		"git@bitbucket.org:acme/api.git", "git@bitbucket.org:acme/api", "git@bitbucket.org:acme/api.git/",
-		"git@BitBucket.ORG:acme/api.git", "git@bitbucket.org:/acme/api.git",
+		"git@BitBucket.ORG:acme/api.git", "git@bitbucket.org:/acme/api.git", "git@bitbucket.org:ACME/Api.git",
+		"ssh://git@bitbucket.org/Acme/API.git", "https://alice@bitbucket.org/acme/api.git", "https://x-token-auth@bitbucket.org/ACME/api.git/",
 		"ssh://git@bitbucket.org/acme/api.git", "ssh://git@bitbucket.org/acme/api",
 		"ssh://git@bitbucket.org:22/acme/api.git", "SSH://git@bitbucket.org:022/acme/api.git",
 		"https://bitbucket.org:443/acme/api", "http://bitbucket.org:80/acme/api",
@@ -192,16 +199,18 @@ var refusals = []refusal{
 	{production, "https://bitbucket.org/acme/api/src/%zz", []string{"%-encoded"}},
 	{production, "git@bitbucket.org:acme/api%2f.git", []string{"%-encoded"}},
 
-	// Characters Bitbucket never allows.
-	{production, "https://bitbucket.org/acme/a..b", []string{"letters, digits"}},
-	{production, "https://bitbucket.org/acme/.hidden", []string{"letters, digits", "dot"}},
-	{production, "https://bitbucket.org/acme/ap!i", []string{"letters, digits"}},
-	{production, "https://bitbucket.org/acme/\u00fcber", []string{"letters, digits"}},
+	// Characters Bitbucket never allows (what-is-a-slug; workspace IDs).
+	{production, "https://bitbucket.org/acme/ap!i", []string{"slug", "letters, digits"}},
+	{production, "https://bitbucket.org/acme/\u00fcber", []string{"slug", "letters, digits"}},
+	{production, "https://bitbucket.org/acme/-api", []string{"slug", "no - at either end"}},
+	{production, "https://bitbucket.org/acme/api-", []string{"slug", "no - at either end"}},
+	{production, "https://bitbucket.org/acme/my--api", []string{"slug", "no --"}},
+	{production, "https://bitbucket.org/ac.me/api", []string{"workspace id", "letters, digits, - and _"}},
 	{production, "git@bitbucket.org:acme/api?x.git", []string{"letters, digits"}},
 	{production, "git@bitbucket.org:ac#me/api.git", []string{"letters, digits"}},
 	{production, "ssh://git@bitbucket.org/acme/api.git?x", []string{"letters, digits"}},
 	{production, "https://bitbucket.org/" + strings.Repeat("w", 63) + "/api", []string{"workspace", "62"}},
-	{production, "https://bitbucket.org/acme/" + strings.Repeat("s", 129), []string{"repository", "128"}},
+	{production, "https://bitbucket.org/acme/" + strings.Repeat("s", 63), []string{"slug", "62"}},
 
 	// Schemes, users and passwords.
 	{production, "ftp://bitbucket.org/acme/api", []string{"https://", "ssh://"}},
@@ -230,8 +239,8 @@ var refusals = []refusal{
 	{production, "git@bitbucket.org:22/acme/api.git", []string{"just the workspace and repository"}},
 	{production, "ssh://git@bitbucket.org/acme/api/src/main", []string{"just the workspace and repository"}},
 	{emulator, "ssh://git@127.0.0.1:2222/acme/api/x.git", []string{"just the workspace and repository"}},
-	{production, "https://bitbucket.org/acme/api/wiki", []string{"page inside the repository"}},
-	{production, "https://bitbucket.org/acme/api/SRC/main", []string{"page inside the repository"}},
+	{production, "https://bitbucket.org/acme/api/settings", []string{"page inside the repository"}},
+	{production, "https://bitbucket.org/acme/api/foo/bar", []string{"page inside the repository"}},
 }
 
 func TestParseRefuses(t *testing.T) {
@@ -276,6 +285,28 @@ func TestParseBadHosts(t *testing.T) {
 		var e *Error
 		if err == nil || errors.As(err, &e) {
 			t.Errorf("Parse with %+v: err = %v, want a configuration error", h, err)
+		}
+	}
+}
+
+// Name takes the picker's "workspace/slug" or any URL, in canonical form.
+func TestName(t *testing.T) {
+	for in, want := range map[string]Repo{
+		"acme/api":                     {"acme", "api"},
+		"ACME/API-Server":              {"acme", "api-server"},
+		" Acme/Api.git ":               {"acme", "api"},
+		"https://bitbucket.org/ACME/x": {"acme", "x"},
+		"git@bitbucket.org:acme/y.git": {"acme", "y"},
+	} {
+		got, err := Name(in, production.hosts)
+		if err != nil || got != want {
+			t.Errorf("Name(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "acme", "acme/", "/api", "a cme/api", "acme/api/x", "ac.me/api", "acme/a--b", "acme/ap%69"} {
+		var e *Error
+		if _, err := Name(in, production.hosts); !errors.As(err, &e) {
+			t.Errorf("Name(%q) = %v; want an *Error", in, err)
 		}
 	}
 }
@@ -338,10 +369,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		for _, part := range []string{r.Workspace, r.Slug} {
-			if part == "" || strings.ContainsAny(part, "/\\?#%") || strings.Contains(part, "..") || !validName(part) {
-				t.Fatalf("Parse(%q) = %+v: invalid part %q", in, r, part)
-			}
+		if !validWorkspace(r.Workspace) || !validSlug(r.Slug) || r.Workspace != strings.ToLower(r.Workspace) || r.Slug != strings.ToLower(r.Slug) {
+			t.Fatalf("Parse(%q) = %+v: not a canonical workspace ID and slug", in, r)
 		}
 		// Whatever was accepted must name the same repository when written
 		// back in the canonical clone form.

@@ -34,6 +34,8 @@ const (
 	ReasonOwnerNoAccess = "owner no longer has access to the repository"
 	ReasonKeyDiffers    = "key on Bitbucket differs from ours"
 	ReasonSSHDenied     = "SSH Permission denied (publickey)"
+	ReasonSSHRefused    = "refused over SSH" // Bitbucket's reason is in the detail
+	ReasonScopeMissing  = "the grant lacks a permission"
 	ReasonCouldNotCheck = "could not check"
 	ReasonNoDeployKey   = "no deploy key"
 	ReasonHookDeleted   = "deleted on Bitbucket"

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Webhook is the hook Tether created on a project's repository.
@@ -33,7 +34,10 @@ type Delivery struct {
 	ReceivedAt  time.Time
 }
 
-// Workflow is a run a delivery started.
+// Workflow is a run a delivery started. It is keyed by what it would
+// build — project, trigger, ref (type and name) and commit — in the
+// database: a second delivery naming the same build starts nothing (see
+// AlreadyBuilt).
 type Workflow struct {
 	ID          int64
 	ProjectID   int64
@@ -46,6 +50,42 @@ type Workflow struct {
 	Author      string
 	CommittedAt time.Time
 	CreatedAt   time.Time
+}
+
+// AlreadyBuilt is the delivery note for a workflow that was not started
+// because the same build exists: "no new commit: branch main at 141977f
+// was already built".
+func (w Workflow) AlreadyBuilt() string {
+	what := w.RefType + " " + w.RefName
+	if w.Trigger == TriggerPullRequest {
+		what = "pull request source " + w.RefName
+	}
+	return "no new commit: " + what + " at " + ShortHash(w.CommitHash) + " was already built"
+}
+
+// ShortHash is the first 7 characters of a commit hash, as Git shows it.
+func ShortHash(h string) string {
+	if len(h) > 7 {
+		return h[:7]
+	}
+	return h
+}
+
+// MaxReason bounds a delivery's reason: a push can name many refs.
+const MaxReason = 300
+
+// JoinReasons joins the notes on why parts of a delivery started nothing
+// into one reason of at most MaxReason bytes.
+func JoinReasons(notes []string) string {
+	s := strings.Join(notes, "; ")
+	if len(s) <= MaxReason {
+		return s
+	}
+	cut := MaxReason - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Delivery statuses.
@@ -70,8 +110,10 @@ type Accept struct {
 
 // AcceptResult says what happened to one Accept.
 type AcceptResult struct {
-	Duplicate bool // an accepted delivery with this request uuid exists
-	Replay    bool // the project accepted this very body within ReplayWindow
+	Duplicate bool   // an accepted delivery with this request uuid exists
+	Replay    bool   // the project accepted this very body within ReplayWindow
+	Started   int    // workflows started (the others were built already)
+	Reason    string // the delivery's reason as stored, notes on what started nothing
 	Err       error
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"tether/internal/bitbucket"
@@ -82,7 +83,7 @@ type Viewer struct {
 // Projects lists the repositories and projects a person sees and what
 // their webhooks brought in.
 type Projects interface {
-	Repositories(ctx context.Context, userID int64, search string, fresh bool) ([]projects.Choice, error)
+	Repositories(ctx context.Context, userID int64, search string, fresh bool) (projects.Listing, error)
 	List(ctx context.Context, orgID int64) ([]tether.Project, error)
 	Activity(ctx context.Context, p tether.Project) (projects.Activity, error)
 	Reload(ctx context.Context, p tether.Project) (tether.Project, error)
@@ -267,6 +268,10 @@ func fix(reason string, p tether.Project, what string) (string, string) {
 		return fmt.Sprintf("%s must grant Tether access to Bitbucket again; %s itself may be fine.", p.OwnerName, what), ""
 	case tether.ReasonOwnerNoAccess:
 		return fmt.Sprintf("Give %s admin access to %s on Bitbucket again, then check again.", p.OwnerName, p.FullName), ""
+	case tether.ReasonScopeMissing:
+		return fmt.Sprintf("%s must grant Tether access again, with the permission Bitbucket named.", p.OwnerName), "grant"
+	case tether.ReasonSSHRefused:
+		return "Do what Bitbucket's reason above asks on Bitbucket (for example add Tether's address to the workspace's IP allowlist), then check again; a new key would be refused the same way.", ""
 	default:
 		return fmt.Sprintf("Regenerate %s: Tether creates a new one on the repository first, then removes the old one.", what), "regenerate"
 	}
@@ -343,7 +348,8 @@ func (s *Service) connection(ctx context.Context, userID int64) Step {
 func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step {
 	// The picker's listing answers when it is seconds old: "Check again"
 	// pressed again and again lists every workspace once.
-	repos, err := s.projects.Repositories(ctx, userID, "", true)
+	list, err := s.projects.Repositories(ctx, userID, "", true)
+	repos := list.Choices
 	switch {
 	case errors.Is(err, connections.ErrNotConnected):
 		st.State, st.Detail = Failed, "Bitbucket refused the connection while listing repositories."
@@ -356,6 +362,15 @@ func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step 
 	case err != nil:
 		s.log.Error("troubleshooting: list repositories", "user_id", userID, "err", err)
 		st.State, st.Detail, st.Fix = Unknown, "Bitbucket answered in a way Tether did not expect.", "Check again in a minute."
+	case len(repos) == 0 && len(list.Unread) > 0:
+		st.State, st.Detail = Failed, "Tether could not read "+unreadList(list.Unread)+"."
+		st.Fix = "Each workspace's answer is Bitbucket's; fix what it names on Bitbucket (its access controls, your membership), then check again."
+		if !slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return !u.Transient }) {
+			st.State, st.Fix = Unknown, "Bitbucket did not answer just now; check again in a minute."
+		}
+		if slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return u.Grant }) {
+			st.Fix, st.Action = "Grant access again, with the permission Bitbucket named.", "grant"
+		}
 	case len(repos) == 0:
 		st.State = Failed
 		st.Detail = "Tether sees no repositories in any workspace you belong to."
@@ -369,8 +384,21 @@ func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step 
 			}
 			st.Items = append(st.Items, r.FullName)
 		}
+		if len(list.Unread) > 0 {
+			st.Detail += " Tether could not read " + unreadList(list.Unread) + "."
+			st.Fix = "The other workspaces are listed; fix what Bitbucket names for the ones it refused, then check again."
+		}
 	}
 	return st
+}
+
+// unreadList names the workspaces not read and why, in one sentence.
+func unreadList(unread []projects.Unread) string {
+	parts := make([]string, len(unread))
+	for i, u := range unread {
+		parts[i] = "the workspace " + u.Workspace + " (" + u.Reason + ")"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func plural(n int, one, many string) string {

@@ -17,6 +17,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -308,44 +309,166 @@ func (r *Receiver) verify(ctx context.Context, token string, h http.Header, body
 	return tether.Accept{Delivery: *d, BodySHA256: sum[:], Workflows: workflows}, nil
 }
 
-// workflowsOf turns a verified payload into the workflows it starts.
+// workflowsOf turns a verified payload into the workflows it would start
+// and a note on each part that starts none, for the delivery's reason.
+// Every event Bitbucket documents is read for what it is (the Bitbucket
+// Cloud "Event payloads" page): only repo:push and an open pull request's
+// created/updated name code to build; the others — approvals, comments,
+// merges, declines, forks, settings, build statuses, issues — are
+// answered 2xx with a note and start nothing. A payload about another
+// repository is refused; for a pull request that is the destination
+// (where the hook lives), while the source may be a fork.
 func workflowsOf(event string, raw []byte, p tether.Project) ([]tether.Workflow, string, error) {
 	var (
-		repoUUID string
-		out      []tether.Workflow
+		out   []tether.Workflow
+		notes []string
 	)
-	switch event {
-	case "repo:push":
+	malformed := func(err error) error {
+		return &refusal{status: http.StatusBadRequest, reason: ReasonMalformed, detail: err.Error()}
+	}
+	switch {
+	case event == "repo:push":
 		push, err := bitbucket.ParsePush(raw)
 		if err != nil {
-			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonMalformed, detail: err.Error()}
+			return nil, "", malformed(err)
 		}
-		repoUUID = push.Repository.UUID
-		for _, c := range push.Changes {
-			if c.New == nil || (c.New.Type != "branch" && c.New.Type != "tag") {
-				continue // a deletion starts nothing
-			}
-			out = append(out, tether.Workflow{Trigger: "push", RefType: c.New.Type, RefName: c.New.Name,
-				CommitHash: c.New.Target.Hash, Message: c.New.Target.Message, Author: c.New.Target.Author, CommittedAt: c.New.Target.Date})
+		if !sameRepo(push.Repository, p) {
+			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonOtherRepo}
 		}
-	case "pullrequest:created", "pullrequest:updated":
+		out, notes = pushWorkflows(push)
+	case strings.HasPrefix(event, "pullrequest:"):
 		pr, err := bitbucket.ParsePullRequest(raw)
 		if err != nil {
-			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonMalformed, detail: err.Error()}
+			return nil, "", malformed(err)
 		}
-		repoUUID = pr.Repository.UUID
-		out = append(out, tether.Workflow{Trigger: "pull_request", RefType: "branch", RefName: pr.Source.Name,
-			CommitHash: pr.Source.Target.Hash, Message: fmt.Sprintf("#%d %s", pr.ID, pr.Title), Author: pr.Actor.DisplayName, CommittedAt: pr.UpdatedOn})
+		target := pr.Destination.Repository
+		if target.UUID == "" {
+			target = pr.Repository
+		}
+		if !sameRepo(target, p) {
+			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonOtherRepo}
+		}
+		w, note := pullRequestWorkflow(event, pr)
+		if note != "" {
+			notes = append(notes, note)
+		} else {
+			out = append(out, w)
+		}
 	default:
-		return nil, "event not used by Tether", nil
+		env, err := bitbucket.ParseEnvelope(raw)
+		if err != nil {
+			return nil, "", malformed(err)
+		}
+		if env.Repository.UUID != "" && !sameRepo(env.Repository, p) {
+			return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonOtherRepo}
+		}
+		notes = append(notes, otherEvent(event, env))
 	}
-	if !strings.EqualFold(repoUUID, p.RepoUUID) {
-		return nil, "", &refusal{status: http.StatusBadRequest, reason: ReasonOtherRepo}
+	return out, tether.JoinReasons(notes), nil
+}
+
+func sameRepo(r bitbucket.RepoRef, p tether.Project) bool {
+	return strings.EqualFold(r.UUID, p.RepoUUID)
+}
+
+// pushWorkflows reads a push's changes: a branch or tag that points at a
+// commit is a workflow; a deleted ref, a change naming no ref, a ref that
+// is neither branch nor tag, or an empty list of changes is a note.
+func pushWorkflows(push bitbucket.Push) ([]tether.Workflow, []string) {
+	if len(push.Changes) == 0 {
+		return nil, []string{"the push lists no branch or tag changes"}
 	}
-	if len(out) == 0 {
-		return nil, "no branch or tag to build (a deletion)", nil
+	var out []tether.Workflow
+	var notes []string
+	for _, c := range push.Changes {
+		switch {
+		case c.New == nil && c.Old == nil:
+			notes = append(notes, "a change names no branch or tag (new and old are both null)")
+		case c.New == nil:
+			notes = append(notes, refWords(c.Old)+" deleted")
+		case c.New.Type != "branch" && c.New.Type != "tag":
+			notes = append(notes, fmt.Sprintf("%s is a %s, not a branch or tag", clipName(c.New.Name), clipName(c.New.Type)))
+		case c.New.Target.Hash == "":
+			notes = append(notes, refWords(c.New)+" names no commit")
+		default:
+			out = append(out, tether.Workflow{Trigger: tether.TriggerPush, RefType: c.New.Type, RefName: c.New.Name,
+				CommitHash: strings.ToLower(c.New.Target.Hash), Message: c.New.Target.Message, Author: c.New.Target.Author, CommittedAt: c.New.Target.Date})
+		}
 	}
-	return out, "", nil
+	return out, notes
+}
+
+func refWords(r *bitbucket.Ref) string { return clipName(r.Type) + " " + clipName(r.Name) }
+
+// clipName keeps a name from a payload short enough for a reason.
+func clipName(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "…"
+	}
+	return s
+}
+
+// pullRequestWorkflow is the workflow a pull request event starts, or the
+// note on why it starts none. Only created and updated on an open pull
+// request name a commit to build; the source commit decides whether it
+// is new (a title or description edit names the one already built).
+func pullRequestWorkflow(event string, pr bitbucket.PullRequest) (tether.Workflow, string) {
+	n := fmt.Sprintf("pull request #%d", pr.ID)
+	action := strings.TrimPrefix(event, "pullrequest:")
+	switch action {
+	case "created", "updated":
+	case "approved":
+		return tether.Workflow{}, n + " approved: an approval is not a code change"
+	case "unapproved":
+		return tether.Workflow{}, n + ": approval removed, not a code change"
+	case "changes_request_created", "changes_request_removed":
+		return tether.Workflow{}, n + ": a change request is not a code change"
+	case "fulfilled":
+		return tether.Workflow{}, n + " merged: the merge commit arrives as a repo:push"
+	case "rejected":
+		return tether.Workflow{}, n + " declined: nothing to build"
+	case "comment_created", "comment_updated", "comment_deleted", "comment_resolved", "comment_reopened":
+		return tether.Workflow{}, "a comment on " + n + " is not a code change"
+	default:
+		return tether.Workflow{}, clipName(event) + " on " + n + " is not a code change"
+	}
+	switch {
+	case pr.State != "" && !strings.EqualFold(pr.State, "OPEN"):
+		return tether.Workflow{}, fmt.Sprintf("%s is %s: nothing to build", n, strings.ToLower(clipName(pr.State)))
+	case pr.FromFork():
+		return tether.Workflow{}, fmt.Sprintf("%s comes from the fork %s: its commits are not in this repository, so the deploy key cannot read them",
+			n, clipName(pr.Source.Repository.FullName))
+	case pr.Source.Commit == "" || pr.Source.Branch == "":
+		return tether.Workflow{}, n + " names no source branch and commit"
+	}
+	return tether.Workflow{Trigger: tether.TriggerPullRequest, RefType: "branch", RefName: pr.Source.Branch,
+		CommitHash: strings.ToLower(pr.Source.Commit), Message: fmt.Sprintf("#%d %s", pr.ID, pr.Title), Author: pr.Actor.DisplayName, CommittedAt: pr.UpdatedOn}, ""
+}
+
+// otherEvent is the note for an event that is not a push or a pull
+// request: none names code to build.
+func otherEvent(event string, env bitbucket.Envelope) string {
+	switch event {
+	case "repo:fork":
+		return "the repository was forked to " + clipName(cmp.Or(env.Fork.FullName, "another repository")) + ": a fork's pushes reach its own webhooks"
+	case "repo:updated":
+		if len(env.Changed) > 0 {
+			return "the repository's settings changed (" + clipName(strings.Join(env.Changed, ", ")) + "): not a code change"
+		}
+		return "the repository's settings changed: not a code change"
+	case "repo:transfer":
+		return "the repository was transferred to another workspace: not a code change (Tether follows moves by UUID)"
+	case "repo:commit_comment_created":
+		return "a commit comment is not a code change"
+	case "repo:commit_status_created", "repo:commit_status_updated":
+		return "a build status (" + clipName(env.Status.Key) + ": " + clipName(strings.ToLower(env.Status.State)) + ") is not a code change"
+	case "repo:created", "repo:imported", "repo:deleted":
+		return clipName(event) + ": not a code change"
+	}
+	if strings.HasPrefix(event, "issue:") {
+		return "an issue event is not a code change"
+	}
+	return clipName(event) + " is not an event Tether builds from"
 }
 
 // count changes the tally under the lock.
@@ -421,7 +544,11 @@ func (r *Receiver) store1(ctx context.Context, a tether.Accept) Answer {
 			return Answer{http.StatusOK, "Already received; not processed again."}
 		}
 		r.count(func(t *tally) { t.accepted++ })
-		return Answer{http.StatusAccepted, fmt.Sprintf("Accepted: %d workflow(s) started.", len(a.Workflows))}
+		msg := fmt.Sprintf("Accepted: %d workflow(s) started.", res.Started)
+		if res.Reason != "" {
+			msg = fmt.Sprintf("Accepted: %d workflow(s) started; %s.", res.Started, res.Reason)
+		}
+		return Answer{http.StatusAccepted, msg}
 	case <-ctx.Done():
 		// The commit may still land; a retry is then acknowledged as a
 		// duplicate, so answering 5xx here loses nothing.

@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"cmp"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -48,6 +50,17 @@ type Failure struct {
 	// normally, or with Status when it is set (done, yet answered as
 	// failed). The token endpoint ignores Status after a commit.
 	Commit bool
+	// Message, Fields and Detail shape the error body as Bitbucket's API
+	// does ({"type":"error","error":{"message","fields","detail"}}):
+	// Message replaces the status's usual message, Fields gives a reason
+	// per field (e.g. {"url": ["Enter a valid URL."]}), Detail is text or
+	// an object such as {"required": ["webhook"], "granted": [...]}. On
+	// the token endpoint Message is the error_description and the body is
+	// OAuth's {"error","error_description"}, with OAuthError as the code.
+	Message    string
+	Fields     map[string][]string
+	Detail     any
+	OAuthError string
 }
 
 type failure struct {
@@ -144,16 +157,38 @@ func (e *Emulator) injectFailure(w http.ResponseWriter, r *http.Request, path st
 	if f.Status == 0 {
 		return nil, true
 	}
-	writeFailure(w, f)
+	writeFailure(w, path, f)
 	return nil, false
 }
 
 // writeFailure answers with an injected failure's status.
-func writeFailure(w http.ResponseWriter, f *Failure) {
+func writeFailure(w http.ResponseWriter, path string, f *Failure) {
 	if f.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 	}
-	writeJSON(w, f.Status, errorBody(failureMessage(f.Status), nil))
+	if path == tokenPath {
+		writeJSON(w, f.Status, oauthError{cmp.Or(f.OAuthError, oauthFailureCode(f.Status)), cmp.Or(f.Message, failureMessage(f.Status))})
+		return
+	}
+	body := errorBody(cmp.Or(f.Message, failureMessage(f.Status)), f.Detail)
+	body.Error.Fields = f.Fields
+	writeJSON(w, f.Status, body)
+}
+
+// oauthFailureCode is the OAuth error code (RFC 6749 §5.2, and §4.1.2.1's
+// server_error / temporarily_unavailable) an injected status stands for.
+func oauthFailureCode(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return "rate_limited"
+	case status == http.StatusServiceUnavailable:
+		return "temporarily_unavailable"
+	case status >= 500:
+		return "server_error"
+	case status == http.StatusUnauthorized:
+		return "invalid_client"
+	}
+	return "invalid_request"
 }
 
 func failureMessage(status int) string {
@@ -348,7 +383,7 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request, s site) {
 	}
 	rep := e.call(w, r, s, o, params, body)
 	if committed != nil && committed.Status != 0 {
-		writeFailure(w, committed)
+		writeFailure(w, "", committed)
 		return
 	}
 	if rep.location != "" {
@@ -381,7 +416,32 @@ func (e *Emulator) call(w http.ResponseWriter, r *http.Request, s site, o op, pa
 			"required": {o.scope},
 		})}
 	}
+	if id, ok := params["workspace"]; ok {
+		if w := e.workspaceByID(id); w != nil && w.refusal.status != 0 {
+			return w.refusal
+		}
+	}
 	return o.serve(c)
+}
+
+// RefuseWorkspace makes every API call on the workspace slug (its
+// repositories and everything in them) answer status with message, as a
+// workspace whose access controls refuse the client, or whose shard is
+// down, does; the workspace still appears in GET /user/workspaces. Status
+// 0 serves it again.
+func (e *Emulator) RefuseWorkspace(slug string, status int, message string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.workspaceBySlug(slug)
+	if w == nil {
+		return fmt.Errorf("no workspace %s", slug)
+	}
+	if status == 0 {
+		w.refusal = reply{}
+		return nil
+	}
+	w.refusal = fail(status, cmp.Or(message, failureMessage(status)))
+	return nil
 }
 
 // bearer finds the live access token of the request, or says why not.
@@ -492,10 +552,14 @@ func (c *apiCall) page(values []any) reply {
 }
 
 // pageURL is the absolute URL of another page of the current collection,
-// keeping the client's other query parameters.
+// keeping the client's other query parameters. Its path is the canonical
+// lower-case one, whatever case the client wrote the workspace and slug
+// in, as Bitbucket's next links are (every collection path Tether lists
+// — workspaces, repositories, branches, keys, hooks, e-mails — names
+// nothing case-sensitive).
 func (c *apiCall) pageURL(n int) string {
 	q := c.r.URL.Query()
 	q.Del("access_token") // never echo a credential into a link
 	q.Set("page", strconv.Itoa(n))
-	return c.s.base + c.r.URL.EscapedPath() + "?" + q.Encode()
+	return c.s.base + strings.ToLower(c.r.URL.EscapedPath()) + "?" + q.Encode()
 }

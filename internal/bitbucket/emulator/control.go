@@ -34,6 +34,15 @@ type controlData struct {
 	SSHAddr    string
 	Calls      []CallCount
 	RateLimit  RateLimit
+	Pulls      []pullRow
+	// RefreshRefusals and SSHRefusals are the refusals the page offers.
+	RefreshRefusals []string
+	SSHRefusals     []string
+}
+
+type pullRow struct {
+	Repo string
+	PullRequest
 }
 
 type workspaceRow struct {
@@ -144,6 +153,9 @@ func (e *Emulator) controlData() controlData {
 		}
 		d.Repos = append(d.Repos, row)
 		d.RepoNames = append(d.RepoNames, r.fullName())
+		for _, pr := range r.pulls {
+			d.Pulls = append(d.Pulls, pullRow{r.fullName(), pr.public()})
+		}
 	}
 	for _, c := range e.consumers {
 		d.Consumers = append(d.Consumers, Consumer{Key: c.Key, Name: c.Name, CallbackURL: c.CallbackURL, Scopes: c.Scopes})
@@ -183,6 +195,14 @@ func (e *Emulator) controlData() controlData {
 	slices.Sort(d.Scopes)
 	d.Deliveries = e.deliveries
 	d.RateLimit = e.rateLimit
+	for name := range RefreshRefusals {
+		d.RefreshRefusals = append(d.RefreshRefusals, name)
+	}
+	slices.Sort(d.RefreshRefusals)
+	for _, msg := range SSHRefusals {
+		d.SSHRefusals = append(d.SSHRefusals, msg)
+	}
+	slices.Sort(d.SSHRefusals)
 	if e.ssh.ln != nil {
 		d.SSHAddr = e.ssh.ln.Addr().String()
 	}
@@ -288,8 +308,118 @@ var controlActions = map[string]controlAction{
 		if fl.Status != 0 && (fl.Status < 400 || fl.Status > 599) {
 			return "", fmt.Errorf("status %d is not an error status", fl.Status)
 		}
+		fl.Method = strings.ToUpper(strings.TrimSpace(f.Get("method")))
+		fl.Message = strings.TrimSpace(f.Get("message"))
+		if field := strings.TrimSpace(f.Get("field")); field != "" {
+			fl.Fields = map[string][]string{field: {cmp.Or(strings.TrimSpace(f.Get("field_message")), "This field is invalid.")}}
+		}
+		if scope := strings.TrimSpace(f.Get("required")); scope != "" {
+			fl.Detail = map[string][]string{"required": {scope}, "granted": {}}
+		}
 		e.FailAPI(fl)
 		return "Added a failure", nil
+	},
+	"open-pr": func(e *Emulator, f url.Values) (string, error) {
+		res, err := e.OpenPullRequest(f.Get("repo"), f.Get("source"), strings.TrimSpace(f.Get("source_branch")),
+			strings.TrimSpace(f.Get("dest_branch")), f.Get("title"), f.Get("author"))
+		if err != nil {
+			return "", err
+		}
+		return describeEvent(fmt.Sprintf("Opened pull request #%d on %s", res.ID, f.Get("repo")), res.Deliveries), nil
+	},
+	"pr-action": func(e *Emulator, f url.Values) (string, error) {
+		repo, actor, text := f.Get("repo"), f.Get("actor"), f.Get("text")
+		id, err := strconv.Atoi(f.Get("id"))
+		if err != nil {
+			return "", fmt.Errorf("invalid pull request number %q", f.Get("id"))
+		}
+		var res EventResult
+		switch action := f.Get("action"); action {
+		case "edit":
+			res, err = e.EditPullRequest(repo, id, cmp.Or(text, "A new title"), "", actor)
+		case "comment":
+			res, err = e.CommentPullRequest(repo, id, cmp.Or(text, "Looks good"), actor)
+		case "merge":
+			res, err = e.MergePullRequest(repo, id, actor)
+		case "decline":
+			res, err = e.DeclinePullRequest(repo, id, actor)
+		default:
+			res, err = e.ReviewPullRequest(repo, id, action, actor)
+		}
+		if err != nil {
+			return "", err
+		}
+		return describeEvent(fmt.Sprintf("%s #%d: %s", repo, id, f.Get("action")), res.Deliveries), nil
+	},
+	"fork": func(e *Emulator, f url.Values) (string, error) {
+		res, err := e.ForkRepository(f.Get("repo"), strings.TrimSpace(f.Get("workspace")), strings.TrimSpace(f.Get("slug")), f.Get("actor"))
+		if err != nil {
+			return "", err
+		}
+		return describeEvent("Forked "+f.Get("repo"), res.Deliveries), nil
+	},
+	"describe-repo": func(e *Emulator, f url.Values) (string, error) {
+		res, err := e.DescribeRepository(f.Get("repo"), f.Get("description"), f.Get("actor"))
+		if err != nil {
+			return "", err
+		}
+		return describeEvent("Changed the settings of "+f.Get("repo"), res.Deliveries), nil
+	},
+	"commit-status": func(e *Emulator, f url.Values) (string, error) {
+		res, err := e.SetCommitStatus(f.Get("repo"), strings.TrimSpace(f.Get("branch")), strings.TrimSpace(f.Get("key")), f.Get("state"), f.Get("actor"))
+		if err != nil {
+			return "", err
+		}
+		return describeEvent("Reported a build status on "+f.Get("repo"), res.Deliveries), nil
+	},
+	"refuse-refresh": func(e *Emulator, f url.Values) (string, error) {
+		if err := e.RefuseRefresh(f.Get("username"), f.Get("refusal")); err != nil {
+			return "", err
+		}
+		if f.Get("refusal") == "" {
+			return "The token endpoint refreshes " + f.Get("username") + "'s tokens again", nil
+		}
+		return "The token endpoint answers " + f.Get("username") + "'s refreshes with " + f.Get("refusal"), nil
+	},
+	"consumer-secret": func(e *Emulator, f url.Values) (string, error) {
+		key, secret := f.Get("consumer"), strings.TrimSpace(f.Get("secret"))
+		if f.Get("restore") != "" {
+			secret = e.originalSecret(key)
+		} else if secret == "" {
+			secret = randomToken(16)
+		}
+		if err := e.SetConsumerSecret(key, secret); err != nil {
+			return "", err
+		}
+		if f.Get("restore") != "" {
+			return "Restored the original secret of " + key, nil
+		}
+		return "Changed the secret of " + key + ": a client using the old one is now refused", nil
+	},
+	"refuse-ssh": func(e *Emulator, f url.Values) (string, error) {
+		if err := e.RefuseSSH(f.Get("repo"), f.Get("reason")); err != nil {
+			return "", err
+		}
+		if f.Get("reason") == "" {
+			return "Git over SSH serves " + f.Get("repo") + " again", nil
+		}
+		return "Git over SSH refuses " + f.Get("repo") + ": " + f.Get("reason"), nil
+	},
+	"refuse-workspace": func(e *Emulator, f url.Values) (string, error) {
+		status, err := formInt(f, "status")
+		if err != nil {
+			return "", err
+		}
+		if status != 0 && (status < 400 || status > 599) {
+			return "", fmt.Errorf("status %d is not an error status", status)
+		}
+		if err := e.RefuseWorkspace(f.Get("workspace"), status, strings.TrimSpace(f.Get("message"))); err != nil {
+			return "", err
+		}
+		if status == 0 {
+			return "The API serves the workspace " + f.Get("workspace") + " again", nil
+		}
+		return fmt.Sprintf("Every API call on the workspace %s answers %d", f.Get("workspace"), status), nil
 	},
 	"set-rate-limit": func(e *Emulator, f url.Values) (string, error) {
 		n, err := formInt(f, "per_hour")
@@ -410,6 +540,22 @@ var controlActions = map[string]controlAction{
 		}
 		return "Renamed workspace " + f.Get("workspace") + " to " + f.Get("new_slug"), nil
 	},
+}
+
+// describeEvent says what an action delivered, for the control page.
+func describeEvent(what string, ds []Delivery) string {
+	if len(ds) == 0 {
+		return what + "; no active webhook subscribes to the event"
+	}
+	var parts []string
+	for _, d := range ds {
+		outcome := fmt.Sprintf("HTTP %d", d.Status)
+		if d.Status == 0 {
+			outcome = d.Error
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", d.URL, outcome))
+	}
+	return what + "; delivered to " + strings.Join(parts, ", ")
 }
 
 func describePush(repo string, res PushResult) string {

@@ -85,9 +85,13 @@ type Emulator struct {
 	access     map[string]*token // by access token
 	refresh    map[string]*token // by refresh token
 	refreshes  map[string]int    // successful refresh_token grants per username
-	failures   []*failure
-	nextKeyID  int
-	deliveries []DeliveryLog // most recent first
+	// refreshRefusals is how the token endpoint answers a user's refresh
+	// grants instead of a token (RefuseRefresh).
+	refreshRefusals map[string]RefreshRefusal
+	refreshRequests int // refresh_token grants received, answered or not
+	failures        []*failure
+	nextKeyID       int
+	deliveries      []DeliveryLog // most recent first
 
 	clock         clockwork.Clock
 	calls         map[string]*userCalls // API requests per username
@@ -124,8 +128,10 @@ func New(cfg Config) *Emulator {
 		access:    map[string]*token{},
 		refresh:   map[string]*token{},
 		refreshes: map[string]int{},
-		nextKeyID: 1,
-		clock:     cfg.Clock,
+
+		refreshRefusals: map[string]RefreshRefusal{},
+		nextKeyID:       1,
+		clock:           cfg.Clock,
 
 		calls:         map[string]*userCalls{},
 		revokedTokens: map[string]string{},

@@ -58,6 +58,7 @@ type workspace struct {
 	created     time.Time
 	projectUUID string
 	members     map[string]bool // username → administrator
+	refusal     reply           // what every API call on it answers (RefuseWorkspace); status 0 when none
 }
 
 type repo struct {
@@ -78,8 +79,17 @@ type repo struct {
 	// and moves ("workspace/slug"): writes to them are redirected.
 	formerNames []string
 
-	keys    []*deployKey
-	hooks   []*Hook
+	keys  []*deployKey
+	hooks []*Hook
+	// sshRefusal, when set, is what the SSH endpoint writes on stderr
+	// instead of serving the repository (RefuseSSH).
+	sshRefusal string
+
+	description string
+	pulls       []*pullRequest  // pull requests into this repository
+	nextPR      int             // the last pull request id given
+	statuses    map[string]bool // "commit key" of the build statuses reported
+
 	refs    map[string]string  // "refs/heads/main" → commit hash
 	commits map[string]*commit // by hash
 }
@@ -261,9 +271,14 @@ func (e *Emulator) userByName(name string) *user {
 	return nil
 }
 
+// workspaceBySlug finds a workspace by its slug (workspace ID) whatever
+// the case it is written in: Bitbucket resolves workspace and repository
+// slugs case-insensitively and answers with the canonical lower-case form
+// (full_name, links, next pages), as clients that pass mixed case found
+// (simstudioai/sim#6883; drone/drone#1351 splits on full_name for it).
 func (e *Emulator) workspaceBySlug(slug string) *workspace {
 	for _, w := range e.workspaces {
-		if w.Slug == slug {
+		if strings.EqualFold(w.Slug, slug) {
 			return w
 		}
 	}
@@ -288,9 +303,11 @@ func (e *Emulator) workspaceByID(id string) *workspace {
 	return e.workspaceBySlug(id)
 }
 
+// repoByName finds a workspace's repository by slug, case-insensitively
+// (see workspaceBySlug).
 func (e *Emulator) repoByName(w *workspace, slug string) *repo {
 	for _, r := range e.repos {
-		if r.ws == w && r.slug == slug {
+		if r.ws == w && strings.EqualFold(r.slug, slug) {
 			return r
 		}
 	}

@@ -2,9 +2,11 @@ package emulator
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -217,6 +219,9 @@ func (e *Emulator) grantAccess(username string, c *Consumer, redirectURI string)
 		e.grants = append(e.grants, g)
 	}
 	g.scopes = append([]string(nil), c.Scopes...)
+	if r, ok := e.refreshRefusals[username]; ok && r.Status == http.StatusBadRequest {
+		delete(e.refreshRefusals, username) // a new grant, a new refresh token
+	}
 	code := randomToken(12)
 	e.codes[code] = &authCode{g: g, redirectURI: redirectURI, expires: time.Now().Add(codeTTL)}
 	return code
@@ -267,26 +272,98 @@ func (e *Emulator) handleAccessToken(w http.ResponseWriter, r *http.Request) {
 	if !basic {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	status, body := e.exchange(id, secret, r.PostForm)
+	status, body, retryAfter := e.exchange(id, secret, r.PostForm)
 	if status == http.StatusUnauthorized && basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Bitbucket.org HTTP"`)
 	}
-	if status == http.StatusUnauthorized && !basic {
-		// Without Basic credentials there is nothing to challenge; RFC 6749
-		// answers a plain 400 then.
-		status = http.StatusBadRequest
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	writeJSON(w, status, body)
 }
 
-const tokenPath = "/site/oauth2/access_token"
+// Bitbucket's answers to client credentials it does not accept: 400
+// unauthorized_client, not RFC 6749's 401 invalid_client (drone#1650,
+// p2/OAuth2#96).
+var (
+	badClient = oauthError{"unauthorized_client", "Invalid OAuth client credentials"}
+	noClient  = oauthError{"unauthorized_client", "Requests must be authenticated using OAuth client credentials"}
+)
 
-func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any) {
+// RefreshRefusal is how the token endpoint answers a user's refresh_token
+// grants (RefuseRefresh): an OAuth error with its status, or a 429.
+type RefreshRefusal struct {
+	Status      int    // 400, 401 or 429
+	Error       string // e.g. "invalid_request"
+	Description string // e.g. "Invalid refresh_token"
+	RetryAfter  int    // seconds, for a 429
+}
+
+// RefreshRefusals are the token endpoint's refusals of a refresh seen in
+// the field or defined by RFC 6749 §5.2, by name, for RefuseRefresh and
+// the control page.
+var RefreshRefusals = map[string]RefreshRefusal{
+	// The grant was revoked or the token used twice (Bitbucket's usual).
+	"invalid_grant": {Status: http.StatusBadRequest, Error: "invalid_grant", Description: "Invalid refresh_token"},
+	// Seen in the field (readthedocs/readthedocs.org#2992).
+	"invalid_request": {Status: http.StatusBadRequest, Error: "invalid_request", Description: "Invalid refresh_token"},
+	// RFC 6749 §5.2: the client may not use this grant type.
+	"unauthorized_client": {Status: http.StatusBadRequest, Error: "unauthorized_client", Description: "The authenticated client is not authorized to use this authorization grant type."},
+	// RFC 6749 §5.2: the scope asked for exceeds the grant.
+	"invalid_scope": {Status: http.StatusBadRequest, Error: "invalid_scope", Description: "The requested scope is invalid, unknown, or exceeds the scope granted by the resource owner."},
+	// RFC 6749 §5.2's answer to failed client authentication with Basic.
+	"invalid_client": {Status: http.StatusUnauthorized, Error: "invalid_client", Description: "Invalid OAuth client credentials"},
+	// Rate limited, with when to try again.
+	"rate_limited": {Status: http.StatusTooManyRequests, Error: "rate_limited", Description: "Rate limit for this resource has been exceeded", RetryAfter: 120},
+}
+
+// RefuseRefresh makes the token endpoint answer every refresh_token grant
+// of username's tokens with the named refusal (a key of RefreshRefusals);
+// "" stops it. A refused grant (invalid_grant, invalid_request,
+// unauthorized_client, invalid_scope) stays refused until the user grants
+// access again, as a dead refresh token does on Bitbucket.
+func (e *Emulator) RefuseRefresh(username, name string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if name == "" {
+		delete(e.refreshRefusals, username)
+		return nil
+	}
+	r, ok := RefreshRefusals[name]
+	if !ok {
+		return fmt.Errorf("unknown refusal %q", name)
+	}
+	e.refreshRefusals[username] = r
+	return nil
+}
+
+// SetConsumerSecret changes an OAuth consumer's secret, as its owner can
+// on Bitbucket: a client still using the old one is refused at the token
+// endpoint from then on.
+func (e *Emulator) SetConsumerSecret(key, secret string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.consumer(key)
+	if c == nil {
+		return fmt.Errorf("no consumer %s", key)
+	}
+	c.Secret = secret
+	return nil
+}
+
+const tokenPath = "/site/oauth2/access_token"
+
+// exchange answers a token request: status, body and, for a 429, the
+// Retry-After seconds.
+func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if clientID == "" {
+		return http.StatusBadRequest, noClient, 0
+	}
 	c := e.consumer(clientID)
 	if c == nil || c.Secret != secret {
-		return http.StatusUnauthorized, oauthError{"invalid_client", "Invalid OAuth client credentials"}
+		return http.StatusBadRequest, badClient, 0
 	}
 	var g *grant
 	state := form.Get("grant_type")
@@ -294,23 +371,27 @@ func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any)
 	case "authorization_code":
 		code, ok := e.codes[form.Get("code")]
 		if !ok || code.g.consumer != c.Key {
-			return http.StatusBadRequest, oauthError{"invalid_grant", "The specified code is not valid."}
+			return http.StatusBadRequest, oauthError{"invalid_grant", "The specified code is not valid."}, 0
 		}
 		delete(e.codes, form.Get("code"))
 		if time.Now().After(code.expires) {
-			return http.StatusBadRequest, oauthError{"invalid_grant", "The specified code is expired."}
+			return http.StatusBadRequest, oauthError{"invalid_grant", "The specified code is expired."}, 0
 		}
 		if ru := form.Get("redirect_uri"); ru != "" && code.redirectURI != "" && ru != code.redirectURI {
-			return http.StatusBadRequest, oauthError{"invalid_grant", "The redirect_uri does not match the one used to obtain the code."}
+			return http.StatusBadRequest, oauthError{"invalid_grant", "The redirect_uri does not match the one used to obtain the code."}, 0
 		}
 		if !slices.Contains(e.grants, code.g) {
-			return http.StatusBadRequest, oauthError{"invalid_grant", "The authorization was revoked."}
+			return http.StatusBadRequest, oauthError{"invalid_grant", "The authorization was revoked."}, 0
 		}
 		g = code.g
 	case "refresh_token":
+		e.refreshRequests++
 		old, ok := e.refresh[form.Get("refresh_token")]
 		if !ok || old.g.consumer != c.Key {
-			return http.StatusBadRequest, oauthError{"invalid_grant", "Invalid refresh_token"}
+			return http.StatusBadRequest, oauthError{"invalid_grant", "Invalid refresh_token"}, 0
+		}
+		if r, refused := e.refreshRefusals[old.g.username]; refused {
+			return r.Status, oauthError{r.Error, r.Description}, r.RetryAfter
 		}
 		// Refresh tokens rotate: the old pair dies with the exchange.
 		delete(e.refresh, old.refresh)
@@ -318,9 +399,9 @@ func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any)
 		g = old.g
 		e.refreshes[g.username]++
 	case "":
-		return http.StatusBadRequest, oauthError{"invalid_request", "Missing grant_type parameter"}
+		return http.StatusBadRequest, oauthError{"invalid_request", "Missing grant_type parameter"}, 0
 	default:
-		return http.StatusBadRequest, oauthError{"unsupported_grant_type", "Unsupported grant type: " + state}
+		return http.StatusBadRequest, oauthError{"unsupported_grant_type", "Unsupported grant type: " + state}, 0
 	}
 	t := &token{access: randomToken(32), refresh: randomToken(12), g: g, expires: time.Now().Add(e.cfg.AccessTokenTTL)}
 	e.access[t.access] = t
@@ -332,7 +413,7 @@ func (e *Emulator) exchange(clientID, secret string, form url.Values) (int, any)
 		RefreshToken: t.refresh,
 		TokenType:    "bearer",
 		State:        state,
-	}
+	}, 0
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -507,9 +588,28 @@ func (e *Emulator) ExpireTokens(username string) {
 	}
 }
 
+// RefreshRequests counts every refresh_token grant the token endpoint
+// received from a known consumer, answered or refused: a client that keeps
+// sending a dead refresh token shows here.
+func (e *Emulator) RefreshRequests() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.refreshRequests
+}
+
 // TokenRefreshes counts the successful refresh_token grants of the user.
 func (e *Emulator) TokenRefreshes(username string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.refreshes[username]
+}
+
+// originalSecret is the secret consumer key was configured with.
+func (e *Emulator) originalSecret(key string) string {
+	for _, c := range e.cfg.Consumers {
+		if c.Key == key {
+			return c.Secret
+		}
+	}
+	return ""
 }

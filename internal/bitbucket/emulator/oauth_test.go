@@ -145,7 +145,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 	}
 	var oe oauthError
 	_ = json.Unmarshal([]byte(readBody(t, resp)), &oe)
-	if resp.StatusCode != http.StatusUnauthorized || oe.Error != "invalid_client" {
+	// Bitbucket answers a wrong secret 400 unauthorized_client, not RFC
+	// 6749's 401 invalid_client (drone#1650).
+	if resp.StatusCode != http.StatusBadRequest || oe != badClient {
 		t.Errorf("bad secret: %d %+v", resp.StatusCode, oe)
 	}
 	if status, tok := v.tokenRequest(url.Values{"grant_type": {"password"}}); status != http.StatusBadRequest || tok.Error != "unsupported_grant_type" {

@@ -6,13 +6,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,22 +153,15 @@ func (e *Emulator) changeRef(fullName, ref, author string, move func(r *repo, a 
 		r.refs[ref] = next
 	}
 	r.updated = time.Now()
-	s := e.currentSite()
-	payload := e.pushPayload(s, r, a, ref, old, next)
-	var targets []Hook
-	for _, h := range r.hooks {
-		if h.Active && slices.Contains(h.Events, "repo:push") {
-			targets = append(targets, *h)
-		}
+	events := []delivery{e.event(r, "repo:push", e.pushPayload(e.currentSite(), r, a, ref, old, next))}
+	if branch, ok := strings.CutPrefix(ref, "refs/heads/"); ok && next != "" {
+		// Open pull requests from this branch now have a new source commit.
+		events = append(events, e.sourceUpdates(r, branch, a)...)
 	}
 	e.mu.Unlock()
 
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return PushResult{}, err
-	}
-	res := PushResult{Ref: ref, Old: old, New: next, Deliveries: e.deliver(fullName, "repo:push", body, targets)}
-	return res, nil
+	out, err := e.send(events...)
+	return PushResult{Ref: ref, Old: old, New: next, Deliveries: out}, err
 }
 
 // deliver posts body to every hook concurrently, so one slow receiver does
@@ -274,16 +265,9 @@ func (e *Emulator) pushPayload(s site, r *repo, actor *user, ref, old, next stri
 		links["diff"] = href(api + "/diff/" + next)
 		change["commits"] = []any{c}
 	}
-	repoObj := repoRef(s, r)
-	repoObj["scm"] = "git"
-	repoObj["website"] = ""
-	repoObj["is_private"] = r.private
-	repoObj["owner"] = e.ownerJSON(s, r.ws)
-	repoObj["workspace"] = workspaceRef(s, r.ws, "workspace")
-	repoObj["project"] = projectJSON(s, r.ws)
 	return map[string]any{
 		"push":       map[string]any{"changes": []any{change}},
-		"repository": repoObj,
+		"repository": e.payloadRepo(s, r),
 		"actor":      userRef(s, actor),
 	}
 }

@@ -37,6 +37,34 @@ const (
 	gitCapabilities = "multi_ack thin-pack side-band side-band-64k ofs-delta shallow deepen-since deepen-not deepen-relative no-progress include-tag multi_ack_detailed no-done object-format=sha1 agent=git/conq"
 )
 
+// SSHRefusals are Bitbucket's own words for refusing Git over SSH, by
+// name, for RefuseSSH and the control page. "not-found" and "not-this-repo"
+// are conq's; "ip-allowlist" and "two-step" are what Bitbucket Cloud writes
+// for a workspace's access controls (Atlassian KB "Error 403 when
+// performing Git operations"; workspace access controls require an
+// allowlisted IP or two-step verification for private content).
+var SSHRefusals = map[string]string{
+	"not-found":     strings.TrimSpace(sshNoRepo),
+	"not-this-repo": strings.TrimSpace(sshNotThisRepo),
+	"ip-allowlist":  "To access this repository, an admin must whitelist your IP.",
+	"two-step":      "To access this repository, enable two-step authentication.",
+}
+
+// RefuseSSH makes the SSH endpoint refuse git commands on the repository
+// fullName, writing reason (one of SSHRefusals' values, or any text) on
+// stderr and exiting 128, as Bitbucket does when a workspace's access
+// controls or the repository's state refuse a client; "" serves it again.
+func (e *Emulator) RefuseSSH(fullName, reason string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.repoByFullName(fullName)
+	if r == nil {
+		return fmt.Errorf("no repository %s", fullName)
+	}
+	r.sshRefusal = strings.TrimSpace(reason)
+	return nil
+}
+
 // StartSSH starts the SSH endpoint on addr (e.g. "127.0.0.1:0") and returns
 // its host key, which clients should pin. Repository ssh clone links point
 // at it from then on.
@@ -239,6 +267,12 @@ func (e *Emulator) sshExec(blob, cmd string, ch ssh.Channel) uint32 {
 		e.mu.Unlock()
 		_, _ = io.WriteString(ch.Stderr(), sshNoRepo)
 		return 1
+	}
+	if r.sshRefusal != "" {
+		msg := r.sshRefusal
+		e.mu.Unlock()
+		_, _ = io.WriteString(ch.Stderr(), msg+"\n")
+		return 128
 	}
 	i := slices.IndexFunc(r.keys, func(k *deployKey) bool { return k.blob == blob })
 	if i < 0 {
