@@ -106,7 +106,7 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 		`INSERT INTO workflows (project_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 'push', 'branch', 'x', 'def', datetime('now'))`,
 		`INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 5, 'recovered', 'branch', 'x', 'def', datetime('now'))`,
 	} {
-		if _, err := s.write.Exec(q); err == nil {
+		if _, err := s.write.ExecContext(context.Background(), q); err == nil {
 			t.Errorf("accepted: %s", q)
 		}
 	}

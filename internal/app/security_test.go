@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"tether/internal/app"
 	"tether/internal/apptest"
@@ -107,10 +108,12 @@ func TestSignedInLandsOnProjects(t *testing.T) {
 	}
 }
 
-// expireSessions ends every session as if its time ran out.
+// expireSessions ends every session as if its time ran out and retention
+// pruned it. It goes through Tether's own store, which caches sessions
+// and learns of a change only from its own writes.
 func expireSessions(t *testing.T, env *apptest.Env) {
 	t.Helper()
-	if _, err := writableDB(t, env).Exec(`UPDATE sessions SET expires_at = '2000-01-01 00:00:00'`); err != nil {
+	if _, err := env.App.Store.PruneSessions(context.Background(), time.Now().AddDate(100, 0, 0), 1000); err != nil {
 		t.Fatal(err)
 	}
 }
