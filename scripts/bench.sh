@@ -46,7 +46,11 @@ go build -o "$work/benchmark" ./internal/benchmark
 bench="$work/benchmark"
 
 echo "== machine"
-echo "commit:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "commit:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' (with uncommitted changes)')"
+else
+  echo "commit:  not a git checkout ($(pwd))"
+fi
 echo "cpus:    $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
 dd_out=$(dd if=/dev/zero of="$work/dd" bs=4k count=1000 oflag=dsync 2>&1 | tail -1)

@@ -149,6 +149,7 @@ func (h *hooked) waitRefused(t *testing.T, reason string, n int) {
 }
 
 func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	cases := []struct {
 		file, event        string
@@ -198,6 +199,7 @@ func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
 }
 
 func TestDeliveryRefusals(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	big := append(bytes.Repeat([]byte(" "), 256<<10), push...)
@@ -274,6 +276,7 @@ func TestDeliveryRefusals(t *testing.T) {
 const webhooksRecordEvery = 250 * time.Millisecond
 
 func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	for _, uuid := range []string{strings.Trim(h.hook.UUID, "{}"), h.hook.UUID, strings.ToUpper(h.hook.UUID)} {
@@ -285,6 +288,7 @@ func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
 }
 
 func TestDuplicateDeliveryProcessedOnce(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	request := newUUID()
@@ -303,6 +307,7 @@ func TestDuplicateDeliveryProcessedOnce(t *testing.T) {
 }
 
 func TestConcurrentDeliveriesAllStored(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	const n = 300
@@ -329,6 +334,7 @@ func TestConcurrentDeliveriesAllStored(t *testing.T) {
 
 // A push on Bitbucket reaches Tether and starts a workflow.
 func TestPushStartsWorkflow(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	res, err := h.env.Emulator.Push("alice/api", "main", "Fix the build", "alice")
 	if err != nil {
@@ -362,6 +368,7 @@ func checkHook(t *testing.T, c *apptest.Client, project *apptest.Page) *apptest.
 }
 
 func TestWebhookHealth(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name           string
 		breakIt        func(h *hooked)
@@ -396,6 +403,7 @@ func TestWebhookHealth(t *testing.T) {
 }
 
 func TestRegenerateWebhook(t *testing.T) {
+	t.Parallel()
 	regenerate := func(h *hooked) *apptest.Page {
 		return h.c.HTMX(http.MethodPost, h.project.URL.Path+"/webhook/regenerate", h.project, nil)
 	}
@@ -478,6 +486,7 @@ func TestRegenerateWebhook(t *testing.T) {
 }
 
 func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	page := h.c.Get("/troubleshooting")
 	step := func(p *apptest.Page, name string) (string, string) {
@@ -523,6 +532,7 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 // acknowledged (so a sender stops), counted, and it starts nothing — for a
 // day; after that the same body is a delivery again.
 func TestReplayedDeliveryStartsNothing(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := freshPush(h.recorded(t, "webhook_push.json"))
 	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
@@ -555,6 +565,7 @@ func TestReplayedDeliveryStartsNothing(t *testing.T) {
 // days, and beyond the configured most recent per project, in batches
 // while deliveries keep arriving, which all get stored.
 func TestRetentionPrunesWhileDeliveriesArrive(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{Env: map[string]string{"TETHER_RETENTION_DAYS": "7", "TETHER_RETENTION_PER_PROJECT": "300"}})
 	project := create(t, c, "alice/api")
 	hook := env.Emulator.Hooks("alice/api")[0]
