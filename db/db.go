@@ -33,10 +33,12 @@ var migrations embed.FS
 
 // Store reads through a pool of connections and writes through one.
 type Store struct {
-	write *sql.DB
-	read  *sql.DB
-	box   *secrets.Box
-	now   func() time.Time
+	write  *writer
+	read   *sql.DB
+	box    *secrets.Box
+	now    func() time.Time
+	hot    hotReads
+	ingest ingestStmts
 
 	// stmts caches the readers' prepared statements by query text: badge
 	// polls and webhook deliveries run the same few reads all the time,
@@ -56,23 +58,31 @@ func Open(ctx context.Context, path string, box *secrets.Box) (*Store, error) {
 	if err := private(path); err != nil {
 		return nil, err
 	}
-	write, err := sql.Open("sqlite", dsn(path, true))
-	if err != nil {
-		return nil, fmt.Errorf("db: open writer: %w", err)
-	}
+	v := newVersions()
+	write := openWriter(dsn(path, true), v)
 	// One writer: SQLite allows one at a time anyway, and queueing here
 	// instead of in busy_timeout keeps writes fair and "database is locked"
 	// out of the picture.
-	write.SetMaxOpenConns(1)
-	write.SetConnMaxIdleTime(0)
+	write.db.SetMaxOpenConns(1)
+	write.db.SetConnMaxIdleTime(0)
 	read, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
-		write.Close()
+		write.db.Close()
 		return nil, fmt.Errorf("db: open readers: %w", err)
 	}
-	read.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
-	s := &Store{write: write, read: read, box: box, now: func() time.Time { return time.Now().UTC() }}
+	readers := max(4, runtime.NumCPU()*2)
+	read.SetMaxOpenConns(readers)
+	// Keep every reader open: database/sql keeps two idle by default, and
+	// a reader opened anew reads the schema, runs the pragmas and prepares
+	// its statements again — under load that churn cost more than the
+	// queries themselves.
+	read.SetMaxIdleConns(readers)
+	s := &Store{write: write, read: read, box: box, now: func() time.Time { return time.Now().UTC() }, hot: newHotReads(v)}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.prepareIngest(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -130,7 +140,12 @@ func (s *Store) Close() error {
 		v.(*sql.Stmt).Close()
 		return true
 	})
-	return errors.Join(s.read.Close(), s.write.Close())
+	for _, st := range []*sql.Stmt{s.ingest.seen, s.ingest.claim, s.ingest.delivery, s.ingest.workflow} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return errors.Join(s.read.Close(), s.write.db.Close())
 }
 
 // prepared returns the cached reader statement for query.
@@ -173,18 +188,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx)
 
 // tx runs fn in a write transaction, committing when fn returns nil.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("db: begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("db: commit: %w", err)
-	}
-	return nil
+	return s.write.tx(ctx, fn)
 }
 
 func (s *Store) migrate(ctx context.Context) error {

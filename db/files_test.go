@@ -39,7 +39,7 @@ func TestOpenMakesFilesPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if _, err := s.write.Exec(`INSERT INTO users (name, created_at) VALUES ('x', ?)`, s.now()); err != nil {
+			if _, err := s.write.ExecContext(context.Background(), `INSERT INTO users (name, created_at) VALUES ('x', ?)`, s.now()); err != nil {
 				t.Fatal(err)
 			}
 			for _, name := range []string{"tether.db", "tether.db-wal", "tether.db-shm"} {

@@ -7,11 +7,13 @@ import (
 
 // Health returns the last check of a part; ErrNotFound before the first.
 func (s *Store) Health(ctx context.Context, projectID int64, part string) (tether.Health, error) {
-	var h tether.Health
-	err := s.readRow(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
-		FROM health WHERE project_id = ? AND part = ?`, projectID, part).
-		Scan(&h.ProjectID, &h.Part, &h.Status, &h.Reason, &h.Detail, &h.CheckedAt, &h.Since)
-	return h, notFound(err)
+	return s.hot.health.get(healthKey{projectID, part}, func() (tether.Health, error) {
+		var h tether.Health
+		err := s.readRow(ctx, `SELECT project_id, part, status, reason, detail, checked_at, since
+			FROM health WHERE project_id = ? AND part = ?`, projectID, part).
+			Scan(&h.ProjectID, &h.Part, &h.Status, &h.Reason, &h.Detail, &h.CheckedAt, &h.Since)
+		return h, notFound(err)
+	})
 }
 
 // RecordHealth stores a check's result; since moves only when the status

@@ -88,7 +88,7 @@ func TestMigrationKeepsWorkflows(t *testing.T) {
 		`INSERT INTO workflows (project_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 'push', 'branch', 'x', 'def', datetime('now'))`,
 		`INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at) VALUES (1, 5, 'recovered', 'branch', 'x', 'def', datetime('now'))`,
 	} {
-		if _, err := s.write.Exec(q); err == nil {
+		if _, err := s.write.ExecContext(context.Background(), q); err == nil {
 			t.Errorf("accepted: %s", q)
 		}
 	}
@@ -125,7 +125,7 @@ func TestMigrationKeysWorkflowsByBuild(t *testing.T) {
 	if err != nil || len(ws) != 2 || ws[0].ID != 11 || ws[1].ID != 9 {
 		t.Fatalf("workflows %+v %v", ws, err)
 	}
-	if _, err := s.write.Exec(`INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at)
+	if _, err := s.write.ExecContext(context.Background(), `INSERT INTO workflows (project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, created_at)
 		VALUES (1, 6, 'push', 'branch', 'develop', '0704fc5beccc', datetime('now'))`); err == nil {
 		t.Error("a second workflow of the same build was stored")
 	}

@@ -82,36 +82,43 @@ func (s *Store) CreateOrganization(ctx context.Context, userID int64, name strin
 
 // Memberships lists the organizations a person belongs to, by name.
 func (s *Store) Memberships(ctx context.Context, userID int64) ([]tether.Membership, error) {
-	rows, err := s.readRows(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
-		JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Membership
-	for rows.Next() {
-		var m tether.Membership
-		if err := rows.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt); err != nil {
+	ms, err := s.hot.memberships.get(userID, func() ([]tether.Membership, error) {
+		rows, err := s.readRows(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
+			JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		var out []tether.Membership
+		for rows.Next() {
+			var m tether.Membership
+			if err := rows.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt); err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+		return out, rows.Err()
+	})
+	return slices.Clone(ms), err
 }
 
 // Role returns a person's role in an organization; ErrNotFound if they
 // are not a member.
 func (s *Store) Role(ctx context.Context, orgID, userID int64) (string, error) {
-	var role string
-	err := s.readRow(ctx, `SELECT role FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&role)
-	return role, notFound(err)
+	return s.hot.roles.get([2]int64{orgID, userID}, func() (string, error) {
+		var role string
+		err := s.readRow(ctx, `SELECT role FROM memberships WHERE org_id = ? AND user_id = ?`, orgID, userID).Scan(&role)
+		return role, notFound(err)
+	})
 }
 
 // CurrentOrgID is the organization a person last looked at (0 if none).
 func (s *Store) CurrentOrgID(ctx context.Context, userID int64) (int64, error) {
-	var id sql.NullInt64
-	err := s.readRow(ctx, `SELECT current_org_id FROM users WHERE id = ?`, userID).Scan(&id)
-	return id.Int64, notFound(err)
+	return s.hot.currentOrg.get(userID, func() (int64, error) {
+		var id sql.NullInt64
+		err := s.readRow(ctx, `SELECT current_org_id FROM users WHERE id = ?`, userID).Scan(&id)
+		return id.Int64, notFound(err)
+	})
 }
 
 // SetCurrentOrg remembers the organization a person looks at.

@@ -107,8 +107,10 @@ func (s *Store) insertDeployKey(ctx context.Context, tx *sql.Tx, k tether.Deploy
 
 // Project returns a project by id.
 func (s *Store) Project(ctx context.Context, id int64) (tether.Project, error) {
-	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
-		JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
+	return s.hot.projects.get(id, func() (tether.Project, error) {
+		return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
+			JOIN users u ON u.id = p.owner_id WHERE p.id = ?`, id))
+	})
 }
 
 // ProjectsOf returns the projects a user backs with their connection.
@@ -192,11 +194,13 @@ func (s *Store) ActiveDeployKey(ctx context.Context, projectID int64) (tether.De
 // ActiveDeployKeyPublic returns the public half of the project's key in
 // force, without opening the sealed private key: what pages show.
 func (s *Store) ActiveDeployKeyPublic(ctx context.Context, projectID int64) (tether.DeployKey, error) {
-	var k tether.DeployKey
-	err := s.readRow(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
-		FROM deploy_keys WHERE project_id = ? AND state = 'active'`, projectID).
-		Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &k.State, &k.CreatedAt)
-	return k, notFound(err)
+	return s.hot.keys.get(projectID, func() (tether.DeployKey, error) {
+		var k tether.DeployKey
+		err := s.readRow(ctx, `SELECT id, project_id, bitbucket_key_id, public_key, fingerprint, state, created_at
+			FROM deploy_keys WHERE project_id = ? AND state = 'active'`, projectID).
+			Scan(&k.ID, &k.ProjectID, &k.BitbucketKeyID, &k.PublicKey, &k.Fingerprint, &k.State, &k.CreatedAt)
+		return k, notFound(err)
+	})
 }
 
 // SetMovedTo records the full name Bitbucket reports for the project's

@@ -15,8 +15,18 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, userID int6
 
 // SessionUser returns the user of an unexpired session.
 func (s *Store) SessionUser(ctx context.Context, tokenHash []byte) (tether.User, error) {
-	return scanUser(s.readRow(ctx, `SELECT `+userColumns+userFrom+`
-		JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = ? AND s.expires_at > ?`, tokenHash, s.now()))
+	now := s.now()
+	row, err := s.hot.sessions.get(string(tokenHash), func() (sessionRow, error) {
+		var r sessionRow
+		err := s.readRow(ctx, `SELECT `+userColumns+`, s.expires_at`+userFrom+`
+			JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = ? AND s.expires_at > ?`, tokenHash, now).
+			Scan(&r.user.ID, &r.user.Name, &r.user.Email, &r.user.CreatedAt, &r.expires)
+		return r, notFound(err)
+	})
+	if err == nil && !row.expires.After(now) {
+		return tether.User{}, tether.ErrNotFound
+	}
+	return row.user, err
 }
 
 // DeleteSession ends a session.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,10 +64,22 @@ func (s *Store) ActiveWebhookPublic(ctx context.Context, projectID int64) (tethe
 
 // DeliveryHook returns the project's hook with that uuid if it is active,
 // or was replaced after retiredSince (the grace window).
+// The hook is cached with its secret opened (the receiver asks for it on
+// every delivery); the grace window is applied to what was read.
 func (s *Store) DeliveryHook(ctx context.Context, projectID int64, hookUUID string, retiredSince time.Time) (tether.Webhook, error) {
-	return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
-		WHERE project_id = ? AND hook_uuid = ? AND (state = 'active' OR retired_at > ?)
-		ORDER BY state = 'active' DESC LIMIT 1`, projectID, tether.NormalizeHookUUID(hookUUID), retiredSince.UTC()))
+	uuid := tether.NormalizeHookUUID(hookUUID)
+	h, err := s.hot.hooks.get(hookKey{projectID, uuid}, func() (tether.Webhook, error) {
+		return s.scanWebhook(s.readRow(ctx, `SELECT `+webhookColumns+` FROM webhooks
+			WHERE project_id = ? AND hook_uuid = ? ORDER BY state = 'active' DESC, retired_at DESC LIMIT 1`, projectID, uuid))
+	})
+	if err != nil {
+		return tether.Webhook{}, err
+	}
+	if h.State != "active" && !h.RetiredAt.After(retiredSince) {
+		return tether.Webhook{}, tether.ErrNotFound
+	}
+	h.Events = slices.Clone(h.Events)
+	return h, nil
 }
 
 // ForgetRetiredWebhooks forgets hooks replaced before cutoff: past the
@@ -82,8 +95,45 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Pr
 	if token == "" {
 		return tether.Project{}, tether.ErrNotFound
 	}
-	return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
-		JOIN users u ON u.id = p.owner_id WHERE p.hook_token = ?`, token))
+	return s.hot.hookTokens.get(token, func() (tether.Project, error) {
+		return scanProject(s.readRow(ctx, `SELECT `+projectColumns+` FROM projects p
+			JOIN users u ON u.id = p.owner_id WHERE p.hook_token = ?`, token))
+	})
+}
+
+// The statements every accepted delivery runs, prepared once on the
+// writer (prepareIngest) so a group commit does not parse them again.
+const (
+	sqlDeliverySeen = `SELECT count(*) FROM deliveries WHERE request_uuid = ? AND status = 'accepted'`
+	// The digest is claimed unless it is younger than the replay window.
+	sqlClaimDigest = `INSERT INTO delivery_digests (project_id, body_sha256, received_at) VALUES (?, ?, ?)
+		ON CONFLICT (project_id, body_sha256) DO UPDATE SET received_at = excluded.received_at
+		WHERE delivery_digests.received_at <= ?`
+	sqlInsertDelivery = `INSERT INTO deliveries
+		(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
+		VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)`
+	sqlInsertWorkflow = `INSERT INTO workflows
+		(project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, message, author, committed_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (project_id, trigger, ref_type, ref_name, commit_hash) DO NOTHING`
+)
+
+// ingestStmts are those statements prepared on the writer.
+type ingestStmts struct{ seen, claim, delivery, workflow *sql.Stmt }
+
+func (s *Store) prepareIngest(ctx context.Context) error {
+	for _, p := range []struct {
+		st    **sql.Stmt
+		query string
+	}{{&s.ingest.seen, sqlDeliverySeen}, {&s.ingest.claim, sqlClaimDigest},
+		{&s.ingest.delivery, sqlInsertDelivery}, {&s.ingest.workflow, sqlInsertWorkflow}} {
+		st, err := s.write.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("db: prepare ingest: %w", err)
+		}
+		*p.st = st
+	}
+	return nil
 }
 
 // AcceptDeliveries stores accepted deliveries and their workflows, all in
@@ -95,26 +145,26 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Pr
 // (project, trigger, ref, commit: the workflows_build key) exists is not
 // started again; the delivery is stored with "no new commit" in its
 // reason (tether.Workflow.AlreadyBuilt).
+// Everything a delivery writes — its row, its workflows, its body's
+// digest — is in this one transaction: one fsync for the whole batch.
 func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error) {
 	results := make([]tether.AcceptResult, len(batch))
 	now := s.now()
 	replaySince := now.Add(-tether.ReplayWindow)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		seen, claim := tx.StmtContext(ctx, s.ingest.seen), tx.StmtContext(ctx, s.ingest.claim)
+		insertDelivery, insertWorkflow := tx.StmtContext(ctx, s.ingest.delivery), tx.StmtContext(ctx, s.ingest.workflow)
 		for i, a := range batch {
 			d := a.Delivery
-			var seen int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE request_uuid = ? AND status = 'accepted'`,
-				d.RequestUUID).Scan(&seen); err != nil {
+			var n int
+			if err := seen.QueryRowContext(ctx, d.RequestUUID).Scan(&n); err != nil {
 				return fmt.Errorf("db: find delivery: %w", err)
 			}
-			if seen > 0 {
+			if n > 0 {
 				results[i].Duplicate = true
 				continue
 			}
-			// The digest is claimed unless it is younger than the window.
-			res, err := tx.ExecContext(ctx, `INSERT INTO delivery_digests (project_id, body_sha256, received_at) VALUES (?, ?, ?)
-				ON CONFLICT (project_id, body_sha256) DO UPDATE SET received_at = excluded.received_at
-				WHERE delivery_digests.received_at <= ?`, d.ProjectID, a.BodySHA256, now, replaySince)
+			res, err := claim.ExecContext(ctx, d.ProjectID, a.BodySHA256, now, replaySince)
 			if err != nil {
 				return fmt.Errorf("db: claim delivery digest: %w", err)
 			}
@@ -122,9 +172,7 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]
 				results[i].Duplicate, results[i].Replay = true, true
 				continue
 			}
-			res, err = tx.ExecContext(ctx, `INSERT INTO deliveries
-				(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
-				VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)`,
+			res, err = insertDelivery.ExecContext(ctx,
 				d.ProjectID, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, now)
 			if err != nil {
 				return fmt.Errorf("db: insert delivery: %w", err)
@@ -135,10 +183,7 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]
 			}
 			var notes []string
 			for _, w := range a.Workflows {
-				res, err := tx.ExecContext(ctx, `INSERT INTO workflows
-					(project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, message, author, committed_at, created_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-					ON CONFLICT (project_id, trigger, ref_type, ref_name, commit_hash) DO NOTHING`,
+				res, err := insertWorkflow.ExecContext(ctx,
 					d.ProjectID, id, w.Trigger, w.RefType, w.RefName, w.CommitHash, w.Message, w.Author, nullTime(w.CommittedAt), now)
 				if err != nil {
 					return fmt.Errorf("db: insert workflow: %w", err)

@@ -32,8 +32,15 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
-echo "== go test"
-go test -count=1 -timeout 30m ./...
+# Every test but the browser ones runs under the race detector. The
+# browser tests (TestBrowser…, Chromium driving whole pages) run without
+# it: under -race Tether's pure-Go SQLite is several times slower, and
+# those sixteen tests alone would take the run past ten minutes on two
+# cores; the same flows run under -race in the HTTP tests.
+echo "== go test -race (all but the browser tests)"
+go test -race -count=1 -timeout 30m -skip '^TestBrowser' ./...
+echo "== browser tests (Chromium)"
+go test -count=1 -timeout 30m -run '^TestBrowser' ./...
 
 # A short run of each fuzz target (seeded from Bitbucket's recorded
 # payloads and the test tables); FUZZTIME lengthens it. A failing input is

@@ -23,6 +23,7 @@ import (
 // page shows the channel failing with the reason, and a recovery of the
 // server shows on the next alert. A 4xx is not retried.
 func TestWebhookDeliveryRetriedAndFailureShown(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	ae.chat.answer(http.StatusBadGateway)
 	ae.env.RunBackground()
@@ -81,6 +82,7 @@ func TestWebhookDeliveryRetriedAndFailureShown(t *testing.T) {
 // network are refused where they were typed, nothing is stored, and a
 // member can neither see nor change the channels.
 func TestWebhookURLsRefusedWhereTyped(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	team := c.Get("/team")
 	for _, typed := range []string{"http://127.0.0.1:9/hook", "https://127.0.0.1/hook", "https://localhost/hook", "https://10.0.0.8/hook",
@@ -116,6 +118,7 @@ func TestWebhookURLsRefusedWhereTyped(t *testing.T) {
 // Revoking the connection that backs a project is one incident, not one
 // per part: a single alert, and a single recovery notice once connected.
 func TestRevokedConnectionIsOneIncident(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	ae.checkWebhook(t)
 	ae.env.RunBackground()
@@ -139,6 +142,7 @@ func TestRevokedConnectionIsOneIncident(t *testing.T) {
 // over the same store neither repeats an open incident's alert nor misses
 // its recovery.
 func TestIncidentsSurviveRestart(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	ae.env.Emulator.DeleteHook("alice/api", ae.env.Emulator.Hooks("alice/api")[0].UUID)
 	ae.checkWebhook(t)
@@ -173,6 +177,7 @@ func TestIncidentsSurviveRestart(t *testing.T) {
 // project is compared once, paced one per tick; a quick restart compares
 // nothing.
 func TestRestartAfterDowntimeComparesEachProjectOnce(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	create(t, c, "alice/api")
 	create(t, c, "alice/site")
@@ -233,6 +238,7 @@ func TestRestartAfterDowntimeComparesEachProjectOnce(t *testing.T) {
 // once, logged once, counted every time, and shown to admins as a banner
 // naming the change and the endpoint — to admins only.
 func TestDeprecationBannerForAdmins(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	tm.join(t, tm.invite(t))
 	tm.env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/user/workspaces", Status: http.StatusGone})
@@ -283,6 +289,7 @@ func TestDeprecationBannerForAdmins(t *testing.T) {
 // In demo mode nothing leaves Tether: an alert is in the Outbox with where
 // it would have gone, and the chat server configured is never called.
 func TestDemoModeKeepsAlertsInTheOutbox(t *testing.T) {
+	t.Parallel()
 	chat := startReceiver(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -346,6 +353,7 @@ func TestDemoModeKeepsAlertsInTheOutbox(t *testing.T) {
 // "Could not check" is never an incident: Bitbucket failing or rate
 // limiting Tether alerts nobody, and does not close an open incident.
 func TestCouldNotCheckNeverAlerts(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	ae.env.Emulator.FailAPI(emulator.Failure{Status: http.StatusServiceUnavailable})
 	if s := ae.checkWebhook(t); s != "unknown" {
@@ -379,6 +387,7 @@ func TestCouldNotCheckNeverAlerts(t *testing.T) {
 // While an incident stays open it is alerted again once per Reminder (a
 // day in production), never more often.
 func TestReminderAtMostOncePerPeriod(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	ae.env.App.Alerts.Reminder = 400 * time.Millisecond
 	ae.env.Emulator.DeleteHook("alice/api", ae.env.Emulator.Hooks("alice/api")[0].UUID)

@@ -145,6 +145,7 @@ func (ae *alertEnv) outbox(t *testing.T) *apptest.Page {
 // branches offered; Start missed workflows → two workflows marked
 // recovered, and a second press starts none.
 func TestAlertsAndMissedWorkflows(t *testing.T) {
+	t.Parallel()
 	ae := startAlertEnv(t)
 	env, c := ae.env, ae.c
 	if s := ae.checkWebhook(t); s != "valid" {

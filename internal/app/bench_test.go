@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,6 +150,14 @@ func (f *firstFailure) String() string {
 	return ""
 }
 
+// cpuTime is the CPU time this process (Tether and its load, which share
+// it) has used: per op, a figure other load on the machine barely moves.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // pollersPerCPU × GOMAXPROCS browsers poll the badge at once.
 const pollersPerCPU = 4
 
@@ -175,6 +184,7 @@ func BenchmarkBadgePoll(b *testing.B) {
 	)
 	b.SetParallelism(pollersPerCPU)
 	b.ResetTimer()
+	cpu := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		took := make([]time.Duration, 0, 4096)
 		for pb.Next() {
@@ -200,6 +210,7 @@ func BenchmarkBadgePoll(b *testing.B) {
 		b.Fatalf("polls: %s", &failed)
 	}
 	lat.report(b, "req/s")
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(pollers), "pollers")
 }
 
@@ -278,6 +289,7 @@ func benchIngest(b *testing.B, perCPU, inflight int) {
 		ackedMu.Unlock()
 	}
 	b.ResetTimer()
+	cpu := cpuTime()
 	if inflight == 1 {
 		i := 0
 		sender(func() bool { i++; return i <= b.N })
@@ -331,6 +343,7 @@ func benchIngest(b *testing.B, perCPU, inflight int) {
 		b.Logf("not acknowledged: %s", &failed)
 	}
 	lat.report(b, "deliveries/s")
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(failed.n.Load()), "not-2xx")
 	b.ReportMetric(float64(deliveries)/float64(max(commits, 1)), "deliveries/commit")
 }

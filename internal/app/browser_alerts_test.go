@@ -14,6 +14,7 @@ import (
 // branches without a reload, and Start missed workflows lists them as
 // recovered in place. The Outbox shows the alert and the recovery.
 func TestBrowserMissedWorkflows(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{NoSchedule: true, Cadence: &fastCadence, Env: bigBudget})
 	env.App.Alerts.Every, env.App.Alerts.SendEvery, env.App.Recovery.Every = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 	env.AddUser("alice")

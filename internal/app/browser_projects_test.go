@@ -18,6 +18,7 @@ import (
 // Every POST here is an htmx request: it only succeeds because htmx sends
 // the CSRF header inherited from <body>.
 func TestBrowserProjectLifecycle(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{Cadence: &fastCadence, Env: bigBudget})
 	env.AddUser("alice")
 	env.Emulator.AddRepository("alice", "api", true)
@@ -85,6 +86,7 @@ func TestBrowserProjectLifecycle(t *testing.T) {
 // Change with a typed URL: a bad URL gets its message on the field, a
 // good one updates the project in place.
 func TestBrowserChangeRepositoryURL(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	env.Emulator.AddRepository("alice", "api", true)
@@ -114,6 +116,7 @@ func TestBrowserChangeRepositoryURL(t *testing.T) {
 // A second person, invited by link, sees the project's badges and no
 // Regenerate.
 func TestBrowserInvitedMemberSeesBadgesNotRegenerate(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	link := tm.invite(t)
 	b := apptest.NewBrowser(t)

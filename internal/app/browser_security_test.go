@@ -15,6 +15,7 @@ import (
 // poll sends the browser to the login page, and logging in with Bitbucket
 // brings it back to the project.
 func TestBrowserSessionExpiresOnProjectPage(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	env.Emulator.AddRepository("alice", "api", true)
@@ -51,6 +52,7 @@ func TestBrowserSessionExpiresOnProjectPage(t *testing.T) {
 // in the repository search does not submit a form, and Copy copies the
 // invitation link or selects it, saying which on the button.
 func TestBrowserPageScriptsUnderCSP(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	b := apptest.NewBrowser(t)

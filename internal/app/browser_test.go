@@ -10,6 +10,7 @@ import (
 // A new person clicks "Log in with Bitbucket", signs in to Bitbucket,
 // grants access and lands on their account page, signed in and connected.
 func TestBrowserSignUpWithBitbucket(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	b := apptest.NewBrowser(t)
@@ -39,6 +40,7 @@ func TestBrowserSignUpWithBitbucket(t *testing.T) {
 // Revoking the app on Bitbucket turns the badge Not Connected in place, by
 // the page's own polling: no reload, no navigation.
 func TestBrowserBadgeTurnsNotConnectedInPlace(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.App.Connections.Stale = 0
 	env.AddUser("alice")

@@ -39,6 +39,7 @@ func tick(env *apptest.Env, clock *clockwork.FakeClock) {
 // shows the emulator's count. The hour is simulated with a fake clock
 // shared by Tether and the emulator; SSH probes and HTTP are real.
 func TestWatchedProjectPageCostsAtMost30CallsAnHour(t *testing.T) {
+	t.Parallel()
 	clock := clockwork.NewFakeClockAt(time.Now())
 	env := apptest.Start(t, apptest.Options{Clock: clock})
 	c, _ := connected(t, env)
@@ -90,6 +91,7 @@ func TestWatchedProjectPageCostsAtMost30CallsAnHour(t *testing.T) {
 // The account badge polls every 15 s; for an hour that costs at most one
 // GET /user every five minutes, and the connection is still verified.
 func TestAccountBadgeCostsOneUserCallEveryFewMinutes(t *testing.T) {
+	t.Parallel()
 	clock := clockwork.NewFakeClockAt(time.Now())
 	env := apptest.Start(t, apptest.Options{Clock: clock})
 	c, page := connected(t, env)
@@ -117,6 +119,7 @@ func TestAccountBadgeCostsOneUserCallEveryFewMinutes(t *testing.T) {
 // finished answers every press. The presses run concurrently in real time
 // while the fake clock walks the three seconds.
 func TestCheckNowPressesCoalesce(t *testing.T) {
+	t.Parallel()
 	clock := clockwork.NewFakeClockAt(time.Now())
 	tm := newTeamWith(t, apptest.Options{Clock: clock})
 	tm.env.App.Health.Coalesce = 10 * time.Second
@@ -156,6 +159,7 @@ func TestCheckNowPressesCoalesce(t *testing.T) {
 // With the connection's budget spent, background work waits and the badge
 // says when it looks next; a person's Check now still goes through.
 func TestSpentBudgetShedsBackgroundFirst(t *testing.T) {
+	t.Parallel()
 	clock := clockwork.NewFakeClockAt(time.Now())
 	env := apptest.Start(t, apptest.Options{Clock: clock, Env: map[string]string{"TETHER_BITBUCKET_BUDGET": "400"}})
 	env.App.Health.Coalesce = 0
@@ -202,6 +206,7 @@ func TestSpentBudgetShedsBackgroundFirst(t *testing.T) {
 // connection that uses the same token), so it agrees with the emulator at
 // any moment, not only an hour later.
 func TestMeterAgreesWithEmulatorFromSignIn(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{NoSchedule: true})
 	c, _ := connected(t, env)
 	env.Emulator.AddRepository("alice", "api", true)

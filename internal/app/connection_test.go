@@ -41,6 +41,7 @@ func status(p *apptest.Page) string {
 }
 
 func TestGrantAccessFromPasswordAccount(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	c := env.Client()
@@ -70,6 +71,7 @@ func TestGrantAccessFromPasswordAccount(t *testing.T) {
 }
 
 func TestGrantAccessRefusedWhenLinkedElsewhere(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	connected(t, env) // alice's Bitbucket identity belongs to her Bitbucket account
 	db := rawDB(t, env)
@@ -95,6 +97,7 @@ func TestGrantAccessRefusedWhenLinkedElsewhere(t *testing.T) {
 }
 
 func TestRevocationDetectedOnNextCheck(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c, page := connected(t, env)
 	env.Emulator.RevokeAuthorization("alice", apptest.ClientID)
@@ -122,6 +125,7 @@ func TestRevocationDetectedOnNextCheck(t *testing.T) {
 }
 
 func TestBadgePollDetectsRevocation(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.App.Connections.Stale = 0
 	c, page := connected(t, env)
@@ -146,6 +150,7 @@ func TestBadgePollDetectsRevocation(t *testing.T) {
 }
 
 func TestExpiredTokenRefreshedAndRotated(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.App.Connections.Coalesce = 0 // the second press must ask again
 	c, page := connected(t, env)
@@ -178,6 +183,7 @@ func TestExpiredTokenRefreshedAndRotated(t *testing.T) {
 }
 
 func TestConcurrentChecksRefreshOnce(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c, page := connected(t, env)
 	env.Emulator.ExpireTokens("alice")
@@ -202,6 +208,7 @@ func TestConcurrentChecksRefreshOnce(t *testing.T) {
 
 // A 5xx, a 429 or a stall never flips a healthy connection.
 func TestTransientFailuresLeaveStatus(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		f      emulator.Failure
@@ -251,6 +258,7 @@ func TestTransientFailuresLeaveStatus(t *testing.T) {
 }
 
 func TestDisconnectForgetsTokens(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c, page := connected(t, env)
 	p := c.HTMX(http.MethodPost, "/account/bitbucket/disconnect", page, nil)
@@ -274,6 +282,7 @@ func TestDisconnectForgetsTokens(t *testing.T) {
 }
 
 func TestMissingScopeNamed(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c, page := connected(t, env)
 	env.Emulator.DropScope("alice", apptest.ClientID, "webhook")
@@ -285,6 +294,7 @@ func TestMissingScopeNamed(t *testing.T) {
 }
 
 func TestTroubleshootingChecklist(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	// The test breaks Bitbucket and reloads the checklist at once: every
 	// reload asks again.

@@ -17,6 +17,7 @@ import (
 // Behind https, every cookie Tether sets is Secure, HttpOnly and
 // SameSite=Lax.
 func TestCookiesAreSecureBehindHTTPS(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Load(nil, func(k string) string {
 		return map[string]string{
 			"TETHER_PUBLIC_URL":       "https://tether.example.com",

@@ -43,6 +43,7 @@ func labels(m *dto.Metric) map[string]string {
 // workspace, repository or id), deliveries by outcome, checks by result,
 // and badge polls and deliveries have latency histograms.
 func TestMetricsScrapeCleanly(t *testing.T) {
+	t.Parallel()
 	h := withHookOpts(t, apptest.Options{Env: map[string]string{"TETHER_METRICS_TOKEN": metricsToken}})
 	if status, _ := h.send(t, "repo:push", h.recorded(t, "webhook_push.json"), nil); status != http.StatusAccepted {
 		t.Fatalf("push: %d", status)
@@ -131,6 +132,7 @@ func TestMetricsScrapeCleanly(t *testing.T) {
 // Without TETHER_METRICS_TOKEN there is no /metrics at all: Tether's
 // plain "Not found" page, with nothing about metrics in it.
 func TestMetricsOffWithoutToken(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{NoSchedule: true})
 	status, body := scrape(t, env, "Bearer anything-at-all-here")
 	lower := strings.ToLower(body)
@@ -141,6 +143,7 @@ func TestMetricsOffWithoutToken(t *testing.T) {
 
 // /healthz pings the database: 200 while it answers, 503 once it is gone.
 func TestHealthzPingsTheDatabase(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{NoSchedule: true})
 	get := func() int {
 		resp, err := http.Get(env.URL + "/healthz")

@@ -33,6 +33,7 @@ func storedProject(t *testing.T, env *apptest.Env) projectRow {
 
 // Every form people paste names the same repository: Change keeps it.
 func TestChangeAcceptsEveryURLForm(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	web := h.env.BBURL
 	host := strings.TrimPrefix(web, "http://")
@@ -57,6 +58,7 @@ func TestChangeAcceptsEveryURLForm(t *testing.T) {
 }
 
 func TestChangeRejectsBadURLs(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	before := storedProject(t, h.env)
 	for _, tc := range []struct{ typed, says string }{
@@ -86,6 +88,7 @@ func TestChangeRejectsBadURLs(t *testing.T) {
 // moved renames, moves or re-homes the repository on Bitbucket, then
 // checks: the move is detected by UUID and Update URL fixes it.
 func TestMoveDetectedAndUpdated(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		move     func(e *emulator.Emulator)
@@ -166,6 +169,7 @@ func TestMoveDetectedAndUpdated(t *testing.T) {
 }
 
 func TestChangeToDifferentRepositoryNeedsConfirmation(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	before := storedProject(t, h.env)
 	oldKey := h.env.Emulator.DeployKeys("alice/api")[0]
@@ -206,6 +210,7 @@ func TestChangeToDifferentRepositoryNeedsConfirmation(t *testing.T) {
 }
 
 func TestChangeWithoutAccessOrWhileBitbucketFails(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	h.env.Emulator.AddWorkspace("secret", "Secret")
 	h.env.Emulator.AddRepository("secret", "vault", true)
@@ -240,6 +245,7 @@ func TestChangeWithoutAccessOrWhileBitbucketFails(t *testing.T) {
 }
 
 func TestTroubleshootingReportsMove(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	h.env.Emulator.RenameRepository("alice/api", "api-v2")
 	page := h.c.Get("/troubleshooting")

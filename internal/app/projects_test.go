@@ -58,6 +58,7 @@ func writableDB(t *testing.T, env *apptest.Env) *sql.DB {
 }
 
 func TestCreateProjectFromPrivateRepository(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	picker := c.Get("/projects/new")
 	rows := picker.Doc.Find(`[data-testid="repository"]`)
@@ -124,6 +125,7 @@ func TestCreateProjectFromPrivateRepository(t *testing.T) {
 }
 
 func TestPickerListsAllPages(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	env.Emulator.AddWorkspace("big", "Big")
 	env.Emulator.AddWorkspaceMember("big", "alice", false)
@@ -137,6 +139,7 @@ func TestPickerListsAllPages(t *testing.T) {
 }
 
 func TestCreateProjectErrors(t *testing.T) {
+	t.Parallel()
 	t.Run("no connection", func(t *testing.T) {
 		env := apptest.Start(t, apptest.Options{})
 		c := env.Client()
@@ -215,6 +218,7 @@ func checkKey(t *testing.T, c *apptest.Client, project *apptest.Page) *apptest.P
 }
 
 func TestDeployKeyHealth(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name           string
 		opts           apptest.Options
@@ -281,6 +285,7 @@ func TestDeployKeyHealth(t *testing.T) {
 // The badge poll reads stored state: it answers at once while Bitbucket
 // stalls.
 func TestBadgePollNeverWaitsOnBitbucket(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{Cadence: &fastCadence})
 	c, _ := connected(t, env)
 	env.Emulator.AddRepository("alice", "api", true)
@@ -296,6 +301,7 @@ func TestBadgePollNeverWaitsOnBitbucket(t *testing.T) {
 }
 
 func TestRegenerateDeployKey(t *testing.T) {
+	t.Parallel()
 	setup := func(t *testing.T) (*apptest.Env, *apptest.Client, *apptest.Page, emulator.DeployKey) {
 		env, c := withRepo(t, apptest.Options{})
 		project := create(t, c, "alice/api")
@@ -390,6 +396,7 @@ func TestRegenerateDeployKey(t *testing.T) {
 // Another person gets a plain 404 for every project route, and changes
 // nothing.
 func TestProjectsAreNotVisibleToOthers(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	project := create(t, c, "alice/api")
 	keyBefore := env.Emulator.DeployKeys("alice/api")[0].ID
@@ -412,6 +419,7 @@ func TestProjectsAreNotVisibleToOthers(t *testing.T) {
 }
 
 func TestTroubleshootingDeployKeyStep(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	project := create(t, c, "alice/api")
 	page := c.Get("/troubleshooting")

@@ -36,6 +36,7 @@ func count(t *testing.T, db *sql.DB, query string, args ...any) int {
 }
 
 func TestSignUpWithBitbucketThenLogInAgain(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	c := env.Client()
@@ -84,6 +85,7 @@ func TestSignUpWithBitbucketThenLogInAgain(t *testing.T) {
 }
 
 func TestSessionRotatedAtLogin(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c := env.Client()
 	c.SignUpWithPassword("Pat", "pat@example.com", "long-enough-password")
@@ -120,6 +122,7 @@ func sessionCookie(t *testing.T, c *apptest.Client, env *apptest.Env) string {
 }
 
 func TestOAuthStateMismatchRefused(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	c := env.Client()
@@ -146,6 +149,7 @@ func TestOAuthStateMismatchRefused(t *testing.T) {
 }
 
 func TestConsentDenied(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	c := env.Client()
@@ -162,6 +166,7 @@ func TestConsentDenied(t *testing.T) {
 // Bitbucket; Tether says so and creates nothing. Replaying a used callback
 // is refused too.
 func TestRevokedConsentRefused(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	c := env.Client()
@@ -188,6 +193,7 @@ func TestRevokedConsentRefused(t *testing.T) {
 // A Bitbucket identity is never merged into a password account because the
 // e-mail matches: signing up with Bitbucket makes a second account.
 func TestEmailCollisionNotMerged(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.AddUser("alice")
 	pw := env.Client()
@@ -214,6 +220,7 @@ func TestEmailCollisionNotMerged(t *testing.T) {
 }
 
 func TestSignUpFormErrors(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c := env.Client()
 	c.SignUpWithPassword("Taken", "taken@example.com", "long-enough-password")
@@ -253,6 +260,7 @@ func TestSignUpFormErrors(t *testing.T) {
 }
 
 func TestLoginDoesNotRevealAccounts(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	env.Client().SignUpWithPassword("Pat", "pat@example.com", "long-enough-password")
 	c := env.Client()
@@ -265,6 +273,7 @@ func TestLoginDoesNotRevealAccounts(t *testing.T) {
 }
 
 func TestStateChangingRequestsNeedCSRF(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c := env.Client()
 	c.Get("/signup") // has the CSRF cookie now, but will not send the token
@@ -286,6 +295,7 @@ func TestStateChangingRequestsNeedCSRF(t *testing.T) {
 // A Bitbucket account whose e-mail Tether cannot read (none confirmed, or
 // no email scope) still signs up, without an e-mail.
 func TestSignUpWithoutReadableEmail(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{Scopes: []string{"account", "repository:admin", "webhook"}})
 	env.AddUser("alice")
 	p := env.Client().SignUpWithBitbucket("alice")

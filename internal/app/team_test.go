@@ -98,6 +98,7 @@ func dbState(t *testing.T, env *apptest.Env) string {
 // plain 404, and a member gets 403 on everything but reading and Check now,
 // with nothing changed on Bitbucket or in the database.
 func TestEveryProjectRouteIsAuthorized(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	outsiderPage := tm.bob.Get("/projects")
 	var projectRoutes, orgAdminRoutes int
@@ -153,6 +154,7 @@ func TestEveryProjectRouteIsAuthorized(t *testing.T) {
 }
 
 func TestInvitations(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	// A person not signed in opens the link, signs up with Bitbucket and
 	// comes back to it — no setup step of their own — and accepts.
@@ -210,6 +212,7 @@ func TestInvitations(t *testing.T) {
 }
 
 func TestLastAdminRule(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	page := tm.alice.Get("/team")
 	alice := page.Attr(`[data-testid="member"][data-role="admin"]`, "data-user")
@@ -236,6 +239,7 @@ func TestLastAdminRule(t *testing.T) {
 // The person who set the project up loses access; Bob, made admin and
 // connected with admin rights, re-homes it to himself.
 func TestRehome(t *testing.T) {
+	t.Parallel()
 	setup := func(t *testing.T) (*team, *apptest.Page) {
 		tm := newTeam(t)
 		tm.join(t, tm.invite(t))
@@ -317,6 +321,7 @@ func TestRehome(t *testing.T) {
 
 // Removing a member who backs projects lists them first.
 func TestRemovingABackerListsProjects(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	tm.join(t, tm.invite(t))
 	page := tm.alice.Get("/team")
@@ -342,6 +347,7 @@ func TestRemovingABackerListsProjects(t *testing.T) {
 // Every kind of change lands in the audit log, with who did it, and no
 // secret Tether holds appears in the log, on any page, or in the logs.
 func TestAuditLogAndNoSecrets(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	h := &hooked{env: tm.env, c: tm.alice, project: tm.project}
 	hooks := tm.env.Emulator.Hooks("acme/api")
@@ -445,6 +451,7 @@ func TestAuditLogAndNoSecrets(t *testing.T) {
 }
 
 func TestSwitchOrganizationKeepsProjectURLsWorking(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	tm.join(t, tm.invite(t))
 	page := tm.bob.Get("/projects")
@@ -472,6 +479,7 @@ func TestSwitchOrganizationKeepsProjectURLsWorking(t *testing.T) {
 }
 
 func TestSetupStepValidates(t *testing.T) {
+	t.Parallel()
 	env := apptest.Start(t, apptest.Options{})
 	c := env.Client()
 	p := c.Get("/signup")
@@ -498,6 +506,7 @@ func TestSetupStepValidates(t *testing.T) {
 // An admin deletes a project: its key and hook leave the repository, its
 // rows go, and the audit log keeps the deletion.
 func TestDeleteProject(t *testing.T) {
+	t.Parallel()
 	tm := newTeam(t)
 	p := tm.alice.HTMX(http.MethodPost, tm.id+"/delete", tm.project, nil)
 	if p.Status != http.StatusOK || p.Header.Get("HX-Redirect") != "/projects" {

@@ -156,6 +156,7 @@ func (h *hooked) waitRefused(t *testing.T, reason string, n int) {
 }
 
 func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	cases := []struct {
 		file, event        string
@@ -205,6 +206,7 @@ func TestRecordedPayloadsThroughTheReceiver(t *testing.T) {
 }
 
 func TestDeliveryRefusals(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	big := append(bytes.Repeat([]byte(" "), 256<<10), push...)
@@ -281,6 +283,7 @@ func TestDeliveryRefusals(t *testing.T) {
 const webhooksRecordEvery = 250 * time.Millisecond
 
 func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	for _, uuid := range []string{strings.Trim(h.hook.UUID, "{}"), h.hook.UUID, strings.ToUpper(h.hook.UUID)} {
@@ -292,6 +295,7 @@ func TestHookUUIDWithOrWithoutBraces(t *testing.T) {
 }
 
 func TestDuplicateDeliveryProcessedOnce(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	request := newUUID()
@@ -310,6 +314,7 @@ func TestDuplicateDeliveryProcessedOnce(t *testing.T) {
 }
 
 func TestConcurrentDeliveriesAllStored(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := h.recorded(t, "webhook_push.json")
 	const n = 300
@@ -336,6 +341,7 @@ func TestConcurrentDeliveriesAllStored(t *testing.T) {
 
 // A push on Bitbucket reaches Tether and starts a workflow.
 func TestPushStartsWorkflow(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	res, err := h.env.Emulator.Push("alice/api", "main", "Fix the build", "alice")
 	if err != nil {
@@ -369,6 +375,7 @@ func checkHook(t *testing.T, c *apptest.Client, project *apptest.Page) *apptest.
 }
 
 func TestWebhookHealth(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name           string
 		breakIt        func(h *hooked)
@@ -403,6 +410,7 @@ func TestWebhookHealth(t *testing.T) {
 }
 
 func TestRegenerateWebhook(t *testing.T) {
+	t.Parallel()
 	regenerate := func(h *hooked) *apptest.Page {
 		return h.c.HTMX(http.MethodPost, h.project.URL.Path+"/webhook/regenerate", h.project, nil)
 	}
@@ -485,6 +493,7 @@ func TestRegenerateWebhook(t *testing.T) {
 }
 
 func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	page := h.c.Get("/troubleshooting")
 	step := func(p *apptest.Page, name string) (string, string) {
@@ -531,6 +540,7 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 // day; after that the same body is a delivery again, which still starts
 // nothing: its commit was built (the workflow key).
 func TestReplayedDeliveryStartsNothing(t *testing.T) {
+	t.Parallel()
 	h := withHook(t)
 	push := freshPush(h.recorded(t, "webhook_push.json"))
 	if status, body := h.send(t, "repo:push", push, nil); status != http.StatusAccepted {
@@ -563,6 +573,7 @@ func TestReplayedDeliveryStartsNothing(t *testing.T) {
 // days, and beyond the configured most recent per project, in batches
 // while deliveries keep arriving, which all get stored.
 func TestRetentionPrunesWhileDeliveriesArrive(t *testing.T) {
+	t.Parallel()
 	env, c := withRepo(t, apptest.Options{Env: map[string]string{"TETHER_RETENTION_DAYS": "7", "TETHER_RETENTION_PER_PROJECT": "300"}})
 	project := create(t, c, "alice/api")
 	hook := env.Emulator.Hooks("alice/api")[0]

@@ -57,6 +57,16 @@ type SSHRefusal struct {
 
 func (e *SSHRefusal) Error() string { return "bitbucket: " + e.op + ": refused: " + e.Reason }
 
+// NewSSHRefusal is Bitbucket's refusal of op with reason, its words on
+// stderr (at most 200 bytes). The key itself was refused
+// (ErrSSHPermissionDenied) when the reason says "permission denied" or
+// "access denied", as Bitbucket's conq and OpenSSH write them.
+func NewSSHRefusal(op, reason string) *SSHRefusal {
+	lower := strings.ToLower(reason)
+	return &SSHRefusal{Reason: reason, op: op,
+		denied: strings.Contains(lower, "permission denied") || strings.Contains(lower, "access denied")}
+}
+
 // Is makes errors.Is(err, ErrSSHPermissionDenied) true for a refused key.
 func (e *SSHRefusal) Is(target error) bool { return e.denied && target == ErrSSHPermissionDenied }
 
@@ -114,7 +124,7 @@ func ProbeSSH(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer
 		case ctx.Err() != nil:
 			return &transientError{op: op, err: ctx.Err()}
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			return &SSHRefusal{Reason: "Permission denied (publickey).", denied: true, op: op}
+			return NewSSHRefusal(op, "Permission denied (publickey).")
 		case isNetworkError(err):
 			return &transientError{op: op, err: err}
 		}
@@ -163,12 +173,10 @@ func ProbeSSH(ctx context.Context, addr string, hostKeys []ssh.PublicKey, signer
 	}
 	var exit *ssh.ExitError
 	exited := errors.As(waitErr, &exit) && exit.ExitStatus() != 0
-	lower := strings.ToLower(msg)
-	denied := strings.Contains(lower, "permission denied") || strings.Contains(lower, "access denied")
 	switch {
 	case msg != "" && (exited || sentErr):
 		// Bitbucket said why, and ended the command: a verdict.
-		return &SSHRefusal{Reason: msg, denied: denied, op: op}
+		return NewSSHRefusal(op, msg)
 	case exited:
 		return fmt.Errorf("bitbucket: %s: git-upload-pack exited %d without a reason", op, exit.ExitStatus())
 	case msg != "":

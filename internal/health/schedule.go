@@ -113,7 +113,9 @@ func (s *schedule) entry(id, owner int64, now time.Time) *entry {
 
 // Watch marks the project as watched: someone has its page open. The
 // schedule looks at it first and every Cadence.Watched while the badge
-// polls keep coming.
+// polls keep coming. It wakes the schedule only when the project just
+// became due: every open page polls, and the schedule's own tick finds
+// what falls due later.
 func (c *Checker) Watch(p tether.Project) {
 	s := &c.sched
 	s.mu.Lock()
@@ -124,10 +126,14 @@ func (c *Checker) Watch(p tether.Project) {
 	if !e.probed.IsZero() {
 		next = e.probed.Add(c.Cadence.Watched)
 	}
+	wake := next.Before(e.due) && !next.After(now)
 	if next.Before(e.due) {
 		e.due = next
 	}
 	s.mu.Unlock()
+	if !wake {
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
