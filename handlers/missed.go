@@ -33,7 +33,7 @@ func (h *Handlers) missed(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.MissedSection(v))
+	return h.renderPart(c, http.StatusOK, views.MissedSection(v), views.ProjectURL(p.ID), views.Notice{})
 }
 
 // startMissed is Start missed workflows: the outcome shows in place and the
@@ -57,5 +57,5 @@ func (h *Handlers) startMissed(c echo.Context) error {
 		return err
 	}
 	v.Activity = &a
-	return renderComponent(c, status, views.MissedSection(v))
+	return h.renderPart(c, status, views.MissedSection(v), views.ProjectURL(p.ID), views.Notice{Kind: v.MessageKind, Message: v.Message})
 }

@@ -53,12 +53,14 @@ func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(
 		return err
 	}
 	status := http.StatusOK
+	var said views.Notice
 	if actErr != nil {
 		p, ok := problem.As(actErr)
 		if !ok {
 			return actErr
 		}
 		status, _ = statusOf(actErr)
+		said = views.Notice{Kind: "error", Message: p.Message}
 		if p.Field != "" {
 			v.Errors[p.Field] = p.Message
 		} else {
@@ -68,7 +70,10 @@ func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(
 	if edit != nil {
 		edit(v)
 	}
-	return renderComponent(c, status, views.NotificationsSection(*v))
+	if v.Message != "" {
+		said = views.Notice{Kind: v.MessageKind, Message: v.Message}
+	}
+	return h.renderPart(c, status, views.NotificationsSection(*v), "/team", said)
 }
 
 func (h *Handlers) alertChannels(c echo.Context) error {
@@ -76,7 +81,7 @@ func (h *Handlers) alertChannels(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.AlertChannels(v.Settings))
+	return h.renderPart(c, http.StatusOK, views.AlertChannels(v.Settings), "/team", views.Notice{})
 }
 
 func (h *Handlers) addEmailChannel(c echo.Context) error {

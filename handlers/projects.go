@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func (h *Handlers) projectList(c echo.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows, h.takeFlash(c)), nil)
+	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows), nil)
 }
 
 func (h *Handlers) newProject(c echo.Context) error {
@@ -114,15 +115,16 @@ func isProblem(err error) bool {
 
 // repositoryChoices is the picker's search, swapped in place.
 func (h *Handlers) repositoryChoices(c echo.Context) error {
+	page := "/projects/new?" + url.Values{"q": {c.QueryParam("q")}}.Encode()
 	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, c.QueryParam("q"), c.QueryParam("fresh") != "")
 	if err != nil {
 		if !isProblem(err) {
 			return err
 		}
 		status, msg := statusOf(err)
-		return renderComponent(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), projects.Listing{}, msg))
+		return h.renderPart(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), projects.Listing{}, msg), page, views.Notice{})
 	}
-	return renderComponent(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), list, ""))
+	return h.renderPart(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), list, ""), page, views.Notice{})
 }
 
 func (h *Handlers) createProject(c echo.Context) error {
@@ -270,11 +272,9 @@ func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, watch boo
 	return v, nil
 }
 
-func (h *Handlers) renderPart(c echo.Context, status int, p tether.Project, v views.Part) error {
-	if !wantsFragment(c.Request()) {
-		return h.projectPage(c)
-	}
-	return renderComponent(c, status, views.HealthRow(v))
+// renderHealthRow answers with a Deploy Key or Webhook row (renderPart).
+func (h *Handlers) renderHealthRow(c echo.Context, status int, p tether.Project, v views.Part) error {
+	return h.renderPart(c, status, views.HealthRow(v), views.ProjectURL(p.ID), views.Notice{Kind: v.MessageKind, Message: v.Message})
 }
 
 // healthRow is a row's poll: stored state only.
@@ -288,8 +288,7 @@ func (h *Handlers) healthRow(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Add("Vary", "HX-Request")
-		return h.renderPart(c, http.StatusOK, p, v)
+		return h.renderHealthRow(c, http.StatusOK, p, v)
 	}
 }
 
@@ -308,7 +307,7 @@ func (h *Handlers) checkPart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return h.renderPart(c, http.StatusOK, p, v)
+		return h.renderHealthRow(c, http.StatusOK, p, v)
 	}
 }
 
@@ -328,7 +327,7 @@ func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return h.renderPart(c, status, p, v)
+		return h.renderHealthRow(c, status, p, v)
 	}
 }
 
@@ -342,7 +341,7 @@ func (h *Handlers) projectActivity(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.ActivitySection(a))
+	return h.renderPart(c, http.StatusOK, views.ActivitySection(a), views.ProjectURL(p.ID), views.Notice{})
 }
 
 // receiveWebhook answers Bitbucket's deliveries: plain text, a status that
@@ -363,7 +362,7 @@ func (h *Handlers) repositorySection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.RepositorySection(h.repoView(c, p)))
+	return h.renderPart(c, http.StatusOK, views.RepositorySection(h.repoView(c, p)), views.ProjectURL(p.ID), views.Notice{})
 }
 
 // changeRepository is Change (and Update URL): it resolves the URL on
@@ -415,7 +414,11 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 			v.Refreshed = append(v.Refreshed, row)
 		}
 	}
-	return renderComponent(c, status, views.RepositorySection(v))
+	said := views.Notice{Kind: v.NoticeKind, Message: v.Notice}
+	if v.Error != "" {
+		said = views.Notice{Kind: "error", Message: v.Error}
+	}
+	return h.renderPart(c, status, views.RepositorySection(v), views.ProjectURL(p.ID), said)
 }
 
 // checklistOutcome is Update URL's answer on the troubleshooting page: a
@@ -435,7 +438,7 @@ func (h *Handlers) checklistOutcome(c echo.Context, p tether.Project, res projec
 	case res.Warning != "":
 		n = views.Notice{Kind: "warning", Message: res.Warning}
 	}
-	return renderComponent(c, status, views.NoticeLine(n, "repository-notice"))
+	return h.renderPart(c, status, views.NoticeLine(n, "repository-notice"), "/troubleshooting", n)
 }
 
 // movedBanner is the poll of the moved/renamed banner: stored state only.
@@ -444,7 +447,7 @@ func (h *Handlers) movedBanner(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.MovedBanner(h.repoView(c, p)))
+	return h.renderPart(c, http.StatusOK, views.MovedBanner(h.repoView(c, p)), views.ProjectURL(p.ID), views.Notice{})
 }
 
 // refreshedParts renders both health rows as they are stored now, to swap
@@ -488,7 +491,7 @@ func (h *Handlers) rehome(c echo.Context) error {
 	if rerr == nil {
 		b.Refreshed = rows
 	}
-	return renderComponent(c, status, views.BackingSection(b))
+	return h.renderPart(c, status, views.BackingSection(b), views.ProjectURL(p.ID), views.Notice{Kind: b.MessageKind, Message: b.Message})
 }
 
 // deleteProject removes the project and goes back to the list.
@@ -508,7 +511,7 @@ func (h *Handlers) deleteProject(c echo.Context) error {
 		h.log.Warn("project deleted with leftovers on Bitbucket", "project_id", p.ID, "warning", warning)
 		c.Response().Header().Set("HX-Retarget", "#main")
 		c.Response().Header().Set("HX-Reswap", "innerHTML")
-		return renderComponent(c, http.StatusOK, views.ProjectDeleted(p.Name, warning))
+		return h.renderPart(c, http.StatusOK, views.ProjectDeleted(p.Name, warning), landing, views.Notice{Kind: "warning", Message: warning})
 	}
 	h.setFlash(c, done)
 	return redirect(c, http.StatusOK, landing, landing)

@@ -37,6 +37,25 @@ func render(c echo.Context, status int, page, fragment templ.Component) error {
 	return renderComponent(c, status, comp)
 }
 
+// renderPart answers with part, a piece of the page at pageURL for htmx to
+// swap in place (a badge, a section, an action's outcome). Any other
+// request — the part's URL opened in a tab, a form posted without
+// JavaScript — is sent to the whole page (303 See Other), where outcome,
+// if it says anything, is shown as the page's notice. Like render, the
+// answer varies on HX-Request.
+func (h *Handlers) renderPart(c echo.Context, status int, part templ.Component, pageURL string, outcome views.Notice) error {
+	c.Response().Header().Add("Vary", "HX-Request")
+	if !wantsFragment(c.Request()) {
+		if outcome.Message != "" {
+			h.setFlash(c, outcome)
+		}
+		return c.Redirect(http.StatusSeeOther, pageURL)
+	}
+	return renderComponent(c, status, part)
+}
+
+// renderComponent writes comp; only render, renderPart and the error
+// handler call it.
 func renderComponent(c echo.Context, status int, comp templ.Component) error {
 	buf := templ.GetBuffer()
 	defer templ.ReleaseBuffer(buf)
@@ -59,6 +78,9 @@ func (h *Handlers) page(c echo.Context, title, nav string) views.Page {
 	}
 	if f, ok := h.connections.ClientFault(); ok && v.Admin() {
 		p.ClientFault = f.Reason
+	}
+	if p.User != nil {
+		p.Flash = h.takeFlash(c)
 	}
 	return p
 }

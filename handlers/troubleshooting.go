@@ -20,5 +20,5 @@ func (h *Handlers) troubleshootingChecks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderComponent(c, http.StatusOK, views.Checklist(csrfToken(c), v.Admin(), r))
+	return h.renderPart(c, http.StatusOK, views.Checklist(csrfToken(c), v.Admin(), r), "/troubleshooting", views.Notice{})
 }

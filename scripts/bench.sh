@@ -15,6 +15,8 @@
 # signs in as alice, creates a project from acme/api, runs the anchors and
 # sends the deliveries. BENCH_SECONDS (default 10) is each measurement's
 # length; BENCH_ROUNDS (default 1) repeats the four measurements.
+# TETHER_BIN measures another build of Tether (e.g. an older commit's, for
+# a before/after) with this tree's harness and anchors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +43,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== build"
-go build -o "$work/tether" .
+if [ -n "${TETHER_BIN:-}" ]; then
+  cp "$TETHER_BIN" "$work/tether"
+else
+  go build -o "$work/tether" .
+fi
 go build -o "$work/benchmark" ./internal/benchmark
 bench="$work/benchmark"
 

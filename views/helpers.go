@@ -51,7 +51,8 @@ func withNext(path, next string) string {
 	return path + "?" + url.Values{"next": {next}}.Encode()
 }
 
-func projectURL(id int64) string { return "/projects/" + strconv.FormatInt(id, 10) }
+// ProjectURL is the address of project id's page.
+func ProjectURL(id int64) string { return "/projects/" + strconv.FormatInt(id, 10) }
 
 // pollTrigger polls every 10 s, and once more soon while a check runs so
 // its result shows without waiting a whole interval.

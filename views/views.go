@@ -26,6 +26,10 @@ type Page struct {
 	// Tether's OAuth consumer key or secret (its words), "" when it does
 	// not.
 	ClientFault string
+	// Flash is the outcome of what the person did on the page before,
+	// carried across a redirect (setFlash): a deleted project, a form
+	// posted without JavaScript.
+	Flash Notice
 }
 
 // Notice is the outcome of an action shown as a message: Kind is "ok",
