@@ -67,7 +67,7 @@ func TestBrowserPageScriptsUnderCSP(t *testing.T) {
 	b.Eval(`const s = document.querySelector("#org-select");
 		s.value = [...s.options].find(o => o.textContent !== "Second team").value;
 		s.dispatchEvent(new Event("change", {bubbles: true})); "ok"`)
-	b.WaitFor(`document.querySelector("#org-select option:checked")?.textContent !== "Second team"`, 10*time.Second)
+	b.WaitFor(`document.readyState === "complete" && document.querySelector("#org-select option:checked")?.textContent !== "Second team"`, 10*time.Second)
 
 	// Enter in the search asks htmx, not a form submission.
 	b.Navigate(env.URL + "/projects/new")

@@ -113,10 +113,22 @@ func (b *Browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// Navigate opens url.
+// Navigate opens url. A navigation the page's own is still finishing
+// cuts short (Chromium's net::ERR_ABORTED: a form just submitted, a
+// redirect still arriving) is tried again once that one has landed.
 func (b *Browser) Navigate(url string) {
 	b.T.Helper()
-	b.do("navigate "+url, chromedp.Navigate(url))
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = chromedp.Do(b.Ctx, chromedp.Navigate(url)); err == nil || !strings.Contains(err.Error(), "ERR_ABORTED") {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err != nil {
+		b.Screenshot("failed-" + b.T.Name())
+		b.T.Fatalf("browser: navigate %s: %v", url, err)
+	}
 }
 
 // Click clicks the element matching the CSS selector.
@@ -129,8 +141,12 @@ func (b *Browser) Click(sel string) {
 // Use it for buttons in parts that poll and swap themselves: Click finds
 // the node first and then moves the mouse, and a poll in between leaves it
 // clicking a node that is gone.
+//
+// It waits for the page to have loaded first: before htmx has run (its
+// script is deferred) a button's hx-post does nothing when clicked.
 func (b *Browser) Press(sel string) {
 	b.T.Helper()
+	b.WaitFor(`document.readyState === "complete" && !!window.htmx`, 10*time.Second)
 	js := `(() => { const e = document.querySelector(` + strconv.Quote(sel) + `); if (!e) return false; e.click(); return true })()`
 	ok, err := chromedp.Run(b.Ctx, chromedp.Evaluate[bool](js))
 	if err != nil || !ok {
