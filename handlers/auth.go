@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
@@ -10,11 +11,14 @@ import (
 
 	"errors"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
 	"tether/internal/orgs"
 	"tether/internal/problem"
+	"tether/internal/tether"
+	"tether/internal/throttle"
 	"tether/views"
 )
 
@@ -74,35 +78,33 @@ var loginMessages = map[string]string{
 
 func (h *Handlers) signup(c echo.Context) error {
 	f := formOf(c, "name", "email", "next")
-	show := func(status int) func(views.Form) error {
-		return func(f views.Form) error {
-			return render(c, status, views.SignupPage(h.page(c, "Sign up", "signup"), f), nil)
-		}
-	}
-	if msg, ok := allow(c, h.limits.signupAddress, attempt{h.limits.signupEmail, accountKey(f.Value("email"))}); !ok {
-		f.Error = msg
-		return show(tooMany)(f)
-	}
-	release, err := h.limits.passwords.take(c.Request().Context(), clientKey(c))
-	if err != nil {
-		return err
-	}
-	defer release()
-	u, err := h.accounts.SignUp(c.Request().Context(), f.Value("name"), f.Value("email"), c.FormValue("password"))
-	if err != nil {
-		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))
-	}
-	return h.signIn(c, u.ID, f.Value("next"))
+	return h.passwordForm(c, f, h.limits.signupAddress, h.limits.signupEmail,
+		func(f views.Form) templ.Component { return views.SignupPage(h.page(c, "Sign up", "signup"), f) },
+		func(ctx context.Context) (tether.User, error) {
+			return h.accounts.SignUp(ctx, f.Value("name"), f.Value("email"), c.FormValue("password"))
+		})
 }
 
 func (h *Handlers) login(c echo.Context) error {
 	f := formOf(c, "email", "next")
+	return h.passwordForm(c, f, h.limits.loginAddress, h.limits.loginAccount,
+		func(f views.Form) templ.Component { return views.LoginPage(h.page(c, "Log in", "login"), f) },
+		func(ctx context.Context) (tether.User, error) {
+			return h.accounts.LogIn(ctx, f.Value("email"), c.FormValue("password"))
+		})
+}
+
+// passwordForm answers a form that takes a password (sign-up, log in):
+// refused while the client's address or the e-mail address has had too
+// many tries (429, said on the form), one password hash at a time per
+// client, then act; its refusal goes back on the form (page), its user is
+// signed in and sent on to the form's "next".
+func (h *Handlers) passwordForm(c echo.Context, f views.Form, byAddress, byEmail *throttle.Limiter,
+	page func(views.Form) templ.Component, act func(ctx context.Context) (tether.User, error)) error {
 	show := func(status int) func(views.Form) error {
-		return func(f views.Form) error {
-			return render(c, status, views.LoginPage(h.page(c, "Log in", "login"), f), nil)
-		}
+		return func(f views.Form) error { return render(c, status, page(f), nil) }
 	}
-	if msg, ok := allow(c, h.limits.loginAddress, attempt{h.limits.loginAccount, accountKey(f.Value("email"))}); !ok {
+	if msg, ok := allow(c, byAddress, attempt{byEmail, accountKey(f.Value("email"))}); !ok {
 		f.Error = msg
 		return show(tooMany)(f)
 	}
@@ -111,7 +113,7 @@ func (h *Handlers) login(c echo.Context) error {
 		return err
 	}
 	defer release()
-	u, err := h.accounts.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"))
+	u, err := act(c.Request().Context())
 	if err != nil {
 		return h.formError(c, err, f, show(http.StatusUnprocessableEntity))
 	}
