@@ -375,9 +375,7 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 	typed := c.FormValue("url")
 	res, cerr := h.projects.ChangeRepository(c.Request().Context(), currentUser(c).ID, p, typed, c.FormValue("confirm"))
 	if cerr == nil && res.Confirm == nil {
-		if p, _, err = h.projects.Get(c.Request().Context(), currentUser(c).ID, p.ID); err != nil {
-			return err
-		}
+		p = res.Project
 	}
 	if c.FormValue("from") == "checklist" {
 		return h.checklistOutcome(c, p, res, cerr)
@@ -473,8 +471,8 @@ func (h *Handlers) rehome(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	res, rerr := h.projects.Rehome(ctx, currentUser(c).ID, p)
-	if p, _, err = h.projects.Get(ctx, currentUser(c).ID, p.ID); err != nil {
-		return err
+	if rerr == nil {
+		p = res.Project
 	}
 	rows, err := h.refreshedParts(c, p)
 	if err != nil {

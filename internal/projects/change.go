@@ -20,6 +20,9 @@ type ChangeResult struct {
 	// with a new deploy key and webhook there.
 	Switched bool
 	Warning  string
+	// Project is the project as stored after the change (its new name
+	// and place); zero when nothing changed (Confirm, or an error).
+	Project tether.Project
 }
 
 // ChangeRepository points the project at the repository a pasted URL names,
@@ -29,6 +32,15 @@ type ChangeResult struct {
 // webhook are created there first, stored, and ours are removed from the
 // old repository. Anything refused leaves the project exactly as it was.
 func (s *Lifecycle) ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (ChangeResult, error) {
+	res, err := s.changeRepository(ctx, actorID, p, input, confirmUUID)
+	if err != nil || res.Confirm != nil {
+		return res, err
+	}
+	res.Project, err = s.store.Project(ctx, p.ID)
+	return res, err
+}
+
+func (s *Lifecycle) changeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (ChangeResult, error) {
 	named, err := repourl.Parse(input, s.hosts)
 	var perr *repourl.Error
 	if errors.As(err, &perr) {

@@ -120,6 +120,9 @@ type RegenerateResult struct {
 	// saying: the old one could not be removed from Bitbucket yet, or a
 	// late answer was found and kept.
 	Warning string
+	// Project is the project as stored after a Re-home (its new backer);
+	// zero for Regenerate and after an error.
+	Project tether.Project
 }
 
 // RegenerateKey replaces the project's deploy key: the new key is added to
@@ -261,7 +264,8 @@ func (s *Lifecycle) Rehome(ctx context.Context, actorID int64, p tether.Project)
 		return res, bitbucketProblem(err, "re-home the project")
 	}
 	s.recheck(ctx, p.ID)
-	return res, nil
+	res.Project, err = s.store.Project(ctx, p.ID)
+	return res, err
 }
 
 // Delete removes the project: everything Tether kept of it is forgotten,
