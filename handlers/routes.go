@@ -50,13 +50,16 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	app.GET("/auth/bitbucket/callback", h.bitbucketCallback)
 	app.GET("/invitations/:token", h.invitation)
 
-	// Signed in, in an organization (or on the way into one).
-	in := app.Group("", h.requireUser, h.loadViewer)
-	in.GET("/setup", h.setupPage)
-	in.POST("/setup", h.setup)
+	// Signed in, on the way into an organization.
+	joining := app.Group("", h.requireUser, h.loadViewer)
+	joining.GET("/setup", h.setupPage)
+	joining.POST("/setup", h.setup)
+	joining.POST("/invitations/:token/accept", h.acceptInvitation)
+	joining.GET("/account", h.account)
+
+	// Signed in, in an organization (anyone else is sent to the setup step).
+	in := joining.Group("", h.requireOrg)
 	in.POST("/orgs/switch", h.switchOrg)
-	in.POST("/invitations/:token/accept", h.acceptInvitation)
-	in.GET("/account", h.account)
 	in.GET("/account/bitbucket", h.bitbucketStatus, quiet, h.timed)
 	in.POST("/account/bitbucket/check", h.checkBitbucket)
 	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)

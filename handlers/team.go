@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -37,21 +36,24 @@ type Orgs interface {
 const viewerKey = "viewer"
 
 // loadViewer puts the person's current organization and role in the
-// context. Someone in no organization yet is sent to the setup step,
-// except on the pages that get them into one.
+// context; someone in no organization yet has a Viewer without one.
 func (h *Handlers) loadViewer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		v, err := h.orgs.ViewerOf(c.Request().Context(), currentUser(c).ID)
-		switch {
-		case errors.Is(err, orgs.ErrNoOrganization):
-			path := c.Path()
-			if path != "/setup" && !strings.HasPrefix(path, "/invitations/") && path != "/account" {
-				return redirect(c, http.StatusForbidden, "/setup", "/setup")
-			}
-		case err != nil:
+		if err != nil && !errors.Is(err, orgs.ErrNoOrganization) {
 			return err
 		}
 		c.Set(viewerKey, v)
+		return next(c)
+	}
+}
+
+// requireOrg sends someone in no organization yet to the setup step.
+func (h *Handlers) requireOrg(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if viewer(c).Org.ID == 0 {
+			return redirect(c, http.StatusForbidden, "/setup", "/setup")
+		}
 		return next(c)
 	}
 }
@@ -280,29 +282,13 @@ func (h *Handlers) auditLog(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := h.orgs.Team(ctx, v.Org.ID)
-	if err != nil {
-		return err
-	}
-	list, err := h.projects.List(ctx, v.Org.ID)
-	if err != nil {
-		return err
-	}
 	av := views.AuditView{Entries: pg.Entries, Total: pg.Total, ProjectID: f.ProjectID, ActorID: f.ActorID,
 		Filtered: f.ProjectID != 0 || f.ActorID != 0}
-	live := map[int64]bool{}
-	for _, p := range list {
-		live[p.ID] = true
-	}
 	for _, n := range pg.Projects {
-		av.Projects = append(av.Projects, views.AuditOption{ID: n.ID, Name: n.Name, Gone: !live[n.ID]})
-	}
-	member := map[int64]bool{}
-	for _, m := range t.Members {
-		member[m.UserID] = true
+		av.Projects = append(av.Projects, views.AuditOption{ID: n.ID, Name: n.Name, Gone: n.Gone})
 	}
 	for _, n := range pg.People {
-		av.People = append(av.People, views.AuditOption{ID: n.ID, Name: n.Name, Gone: !member[n.ID]})
+		av.People = append(av.People, views.AuditOption{ID: n.ID, Name: n.Name, Gone: n.Gone})
 	}
 	page := func(key string, id int64) string {
 		q := url.Values{}

@@ -291,7 +291,7 @@ type AuditPage struct {
 	Newer   bool // there are newer entries (a page before this one)
 	Older   bool // there are older entries (a page after this one)
 	// Projects and People are everything the log names, to filter by:
-	// deleted projects and people who left included.
+	// deleted projects and people who left included, marked Gone.
 	Projects, People []tether.AuditName
 }
 
@@ -350,8 +350,32 @@ func (s *Service) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilte
 	if pg.Projects, err = s.store.AuditProjects(ctx, orgID); err != nil {
 		return pg, err
 	}
-	pg.People, err = s.store.AuditActors(ctx, orgID)
-	return pg, err
+	if pg.People, err = s.store.AuditActors(ctx, orgID); err != nil {
+		return pg, err
+	}
+	projects, err := s.store.ProjectsInOrg(ctx, orgID)
+	if err != nil {
+		return pg, err
+	}
+	members, err := s.store.Members(ctx, orgID)
+	if err != nil {
+		return pg, err
+	}
+	live := map[int64]bool{}
+	for _, p := range projects {
+		live[p.ID] = true
+	}
+	for i := range pg.Projects {
+		pg.Projects[i].Gone = !live[pg.Projects[i].ID]
+	}
+	clear(live)
+	for _, m := range members {
+		live[m.UserID] = true
+	}
+	for i := range pg.People {
+		pg.People[i].Gone = !live[pg.People[i].ID]
+	}
+	return pg, nil
 }
 
 func hash(token string) []byte {

@@ -85,4 +85,5 @@ type AuditFilter struct {
 type AuditName struct {
 	ID   int64
 	Name string
+	Gone bool // the project was deleted, or the person left the organization
 }
