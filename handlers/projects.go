@@ -35,7 +35,7 @@ type Projects interface {
 	MovedURL(p tether.Project) string
 	Rehome(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	Delete(ctx context.Context, actorID int64, p tether.Project) (string, error)
-	BackingOf(ctx context.Context, p tether.Project, lostAccess bool) (projects.Backing, error)
+	BackingOf(ctx context.Context, p tether.Project, viewerID int64, admin bool) (projects.Backing, error)
 }
 
 // Health reads and runs project health checks.
@@ -202,7 +202,7 @@ func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectV
 		}
 		v.Parts = append(v.Parts, row)
 	}
-	b, err := h.backingView(c, p, v.Parts)
+	b, err := h.backingView(c, p)
 	if err != nil {
 		return v, err
 	}
@@ -215,18 +215,12 @@ func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectV
 	return v, err
 }
 
-// backingView says who backs the project; lost access is what the health
-// rows found.
-func (h *Handlers) backingView(c echo.Context, p tether.Project, rows []views.Part) (views.BackingView, error) {
-	lost := false
-	for _, r := range rows {
-		lost = lost || r.Badge.Reason == tether.ReasonOwnerNoAccess
-	}
-	b, err := h.projects.BackingOf(c.Request().Context(), p, lost)
+// backingView says who backs the project.
+func (h *Handlers) backingView(c echo.Context, p tether.Project) (views.BackingView, error) {
+	b, err := h.projects.BackingOf(c.Request().Context(), p, currentUser(c).ID, projectAdmin(c))
 	return views.BackingView{
 		ProjectID: p.ID, OwnerName: b.OwnerName, Username: b.Username, Warnings: b.Warnings,
-		CanRehome: projectAdmin(c) && currentUser(c).ID != p.OwnerID,
-		Grant:     currentUser(c).ID == p.OwnerID && !b.Connected, CSRF: csrfToken(c),
+		CanRehome: b.CanRehome, Grant: b.Grant, CSRF: csrfToken(c),
 	}, err
 }
 
@@ -478,7 +472,7 @@ func (h *Handlers) rehome(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := h.backingView(c, p, rows)
+	b, err := h.backingView(c, p)
 	if err != nil {
 		return err
 	}

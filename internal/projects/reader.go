@@ -23,6 +23,7 @@ type readStore interface {
 	RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error)
 	LastAccepted(ctx context.Context, projectID int64) (time.Time, error)
 	Refusals(ctx context.Context, projectID int64) ([]tether.Refusal, error)
+	Health(ctx context.Context, projectID int64, part string) (tether.Health, error)
 }
 
 // Reader reads projects and what a project page shows of them, from the
@@ -116,17 +117,27 @@ func (s *Reader) Activity(ctx context.Context, p tether.Project) (Activity, erro
 	return a, err
 }
 
-// Backing says whose connection backs a project and what is wrong with it.
+// Backing says whose connection backs a project, what is wrong with it,
+// and what the person looking may do about it.
 type Backing struct {
 	OwnerName string
 	Username  string   // their Bitbucket username, if connected once
 	Connected bool     // their Bitbucket connection is Connected
 	Warnings  []string // left the organization, Not Connected, lost access
+	// CanRehome: the person is an admin of the project's organization and
+	// not its backer, so Re-home to me is theirs to press.
+	CanRehome bool
+	// Grant: the person is the backer and their connection is not
+	// Connected, so Grant access is theirs to press.
+	Grant bool
 }
 
-// BackingOf reads who backs the project and warns about what breaks it.
-// lostAccess is what the last health check found.
-func (s *Reader) BackingOf(ctx context.Context, p tether.Project, lostAccess bool) (Backing, error) {
+// BackingOf reads who backs the project and warns about what breaks it:
+// the backer left the organization, their connection is Not Connected, or
+// the last health check of the deploy key or webhook found they lost
+// access (tether.ReasonOwnerNoAccess). viewerID and admin are the person
+// looking and whether they administer the project's organization.
+func (s *Reader) BackingOf(ctx context.Context, p tether.Project, viewerID int64, admin bool) (Backing, error) {
 	b := Backing{OwnerName: p.OwnerName}
 	if _, err := s.store.Role(ctx, p.OrgID, p.OwnerID); errors.Is(err, tether.ErrNotFound) {
 		b.Warnings = append(b.Warnings, p.OwnerName+" has left the organization, but the deploy key and webhook still act with their Bitbucket connection.")
@@ -146,8 +157,17 @@ func (s *Reader) BackingOf(ctx context.Context, p tether.Project, lostAccess boo
 			b.Warnings = append(b.Warnings, fmt.Sprintf("%s's Bitbucket connection is Not Connected (%s).", p.OwnerName, ident.StatusReason))
 		}
 	}
-	if lostAccess {
-		b.Warnings = append(b.Warnings, p.OwnerName+" no longer has admin access to "+p.FullName+" on Bitbucket.")
+	for _, part := range []string{tether.PartDeployKey, tether.PartWebhook} {
+		h, err := s.store.Health(ctx, p.ID, part)
+		if err != nil && !errors.Is(err, tether.ErrNotFound) {
+			return b, err
+		}
+		if h.Reason == tether.ReasonOwnerNoAccess {
+			b.Warnings = append(b.Warnings, p.OwnerName+" no longer has admin access to "+p.FullName+" on Bitbucket.")
+			break
+		}
 	}
+	b.CanRehome = admin && viewerID != p.OwnerID
+	b.Grant = viewerID == p.OwnerID && !b.Connected
 	return b, nil
 }
