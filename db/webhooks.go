@@ -145,6 +145,7 @@ func (s *Store) prepareIngest(ctx context.Context) error {
 // (project, trigger, ref, commit: the workflows_build key) exists is not
 // started again; the delivery is stored with "no new commit" in its
 // reason (tether.Workflow.AlreadyBuilt).
+//
 // Everything a delivery writes — its row, its workflows, its body's
 // digest — is in this one transaction: one fsync for the whole batch.
 func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]tether.AcceptResult, error) {
