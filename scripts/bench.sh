@@ -25,13 +25,8 @@ rounds=${BENCH_ROUNDS:-1}
 connections=${BENCH_CONNECTIONS:-100}
 senders=${BENCH_SENDERS:-32}
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "== installing Debian's wrk"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
-fi
+. scripts/debian.sh
+need_deb wrk
 
 work=$(mktemp -d)
 pids=()

@@ -5,13 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing Debian's chromium for the browser tests"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-fi
+# Debian's chromium for the browser tests.
+. scripts/debian.sh
+need_deb chromium
 
 echo "== templ generate (generated files must be committed and fresh)"
 sum() { find . -name '*_templ.go' -not -path './.git/*' -print0 | sort -z | xargs -0 sha256sum; }
