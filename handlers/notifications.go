@@ -42,7 +42,7 @@ func (h *Handlers) notificationsView(c echo.Context) (*views.NotificationsView, 
 	if err != nil {
 		return nil, err
 	}
-	return &views.NotificationsView{Settings: s, Errors: map[string]string{}}, nil
+	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}, nil
 }
 
 // notificationsOutcome re-renders the section with the outcome of an
@@ -53,14 +53,12 @@ func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(
 		return err
 	}
 	status := http.StatusOK
-	var said views.Notice
 	if actErr != nil {
 		p, ok := problem.As(actErr)
 		if !ok {
 			return actErr
 		}
 		status, _ = statusOf(actErr)
-		said = views.Notice{Kind: "error", Message: p.Message}
 		if p.Field != "" {
 			v.Errors[p.Field] = p.Message
 		} else {
@@ -70,10 +68,17 @@ func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(
 	if edit != nil {
 		edit(v)
 	}
-	if v.Message != "" {
-		said = views.Notice{Kind: v.MessageKind, Message: v.Message}
+	if !wantsFragment(c.Request()) {
+		// Without htmx the whole Team page answers, as for the team's own
+		// actions: a signing secret Tether made is shown this once.
+		tv, err := h.teamView(c)
+		if err != nil {
+			return err
+		}
+		tv.Notifications = v
+		return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), nil)
 	}
-	return h.renderPart(c, status, views.NotificationsSection(*v), "/team", said)
+	return h.renderPart(c, status, views.NotificationsSection(*v), "/team", views.Notice{})
 }
 
 func (h *Handlers) alertChannels(c echo.Context) error {

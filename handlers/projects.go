@@ -116,6 +116,9 @@ func isProblem(err error) bool {
 // repositoryChoices is the picker's search, swapped in place.
 func (h *Handlers) repositoryChoices(c echo.Context) error {
 	page := "/projects/new?" + url.Values{"q": {c.QueryParam("q")}}.Encode()
+	if !wantsFragment(c.Request()) {
+		return h.renderPart(c, http.StatusOK, nil, page, views.Notice{}) // before asking Bitbucket
+	}
 	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, c.QueryParam("q"), c.QueryParam("fresh") != "")
 	if err != nil {
 		if !isProblem(err) {
@@ -347,7 +350,7 @@ func (h *Handlers) receiveWebhook(c echo.Context) error {
 }
 
 func (h *Handlers) repoView(c echo.Context, p tether.Project) views.RepoView {
-	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p), Admin: projectAdmin(c)}
+	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p), Admin: projectAdmin(c), CSRF: csrfToken(c)}
 }
 
 // repositorySection renders the Repository section alone (Cancel).
@@ -407,8 +410,12 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 		}
 	}
 	said := views.Notice{Kind: v.NoticeKind, Message: v.Notice}
-	if v.Error != "" {
+	switch {
+	case v.Error != "":
 		said = views.Notice{Kind: "error", Message: v.Error}
+	case v.Confirm != nil:
+		said = views.Notice{Kind: "warning", Message: v.Confirm.FullName + " is a different repository, not " + p.FullName +
+			" under a new name. Nothing was changed: press Change on this page to confirm using it."}
 	}
 	return h.renderPart(c, status, views.RepositorySection(v), views.ProjectURL(p.ID), said)
 }

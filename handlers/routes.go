@@ -56,13 +56,13 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	joining.POST("/setup", h.setup)
 	joining.POST("/invitations/:token/accept", h.acceptInvitation)
 	joining.GET("/account", h.account)
+	joining.GET("/account/bitbucket", h.bitbucketStatus, quiet, h.timed)
+	joining.POST("/account/bitbucket/check", h.checkBitbucket)
+	joining.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
 
 	// Signed in, in an organization (anyone else is sent to the setup step).
 	in := joining.Group("", h.requireOrg)
 	in.POST("/orgs/switch", h.switchOrg)
-	in.GET("/account/bitbucket", h.bitbucketStatus, quiet, h.timed)
-	in.POST("/account/bitbucket/check", h.checkBitbucket)
-	in.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
 	in.GET("/troubleshooting", h.troubleshooting)
 	in.GET("/troubleshooting/checks", h.troubleshootingChecks)
 	in.GET("/projects", h.projectList)

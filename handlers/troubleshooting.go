@@ -15,6 +15,9 @@ func (h *Handlers) troubleshooting(c echo.Context) error {
 
 // troubleshootingChecks runs the checklist against Bitbucket now.
 func (h *Handlers) troubleshootingChecks(c echo.Context) error {
+	if !wantsFragment(c.Request()) {
+		return h.renderPart(c, http.StatusOK, nil, "/troubleshooting", views.Notice{}) // before asking Bitbucket
+	}
 	v := viewer(c)
 	r, err := h.troubleshooter.Run(c.Request().Context(), troubleshooting.Viewer{UserID: currentUser(c).ID, OrgID: v.Org.ID, Admin: v.Admin()})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"tether/internal/apptest"
 )
 
@@ -78,5 +80,121 @@ func TestActionsWithoutHTMXEndOnThePage(t *testing.T) {
 	}
 	if again := c.Get(project.URL.Path); again.Has(`[data-testid="flash"]`) {
 		t.Errorf("the outcome is said again: %q", again.Text(`[data-testid="flash"]`))
+	}
+}
+
+// Every form that htmx posts also works as a plain form: it says where it
+// posts and carries the CSRF token, so without JavaScript (htmx not loaded
+// yet, or blocked) it is posted, not sent as a GET that puts what was
+// typed — a webhook URL, a signing secret — in the address bar. The
+// pages are read with an invitation link and a signing secret on them, so
+// what shows only once is checked too.
+func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	pages := map[string]*apptest.Page{}
+	for _, path := range []string{tm.id, "/team", "/account", "/projects/new", "/troubleshooting", "/team/audit"} {
+		pages[path] = tm.alice.Get(path)
+	}
+	pages["Invite's answer"] = tm.alice.HTMX(http.MethodPost, "/team/invitations", pages["/team"], nil)
+	pages["Add webhook's answer"] = tm.alice.HTMX(http.MethodPost, "/team/notifications/webhooks", pages["/team"],
+		url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}})
+	if !pages["Invite's answer"].Has(`[data-testid="invite-link"]`) || !pages["Add webhook's answer"].Has(`[data-testid="new-secret"]`) {
+		t.Fatal("no invitation link or signing secret to check")
+	}
+	for path, p := range pages {
+		if p.Status != http.StatusOK {
+			t.Fatalf("%s: %d", path, p.Status)
+		}
+		// No inline handlers either: the Content-Security-Policy runs
+		// only Tether's own script files (static/app.js).
+		p.Doc.Find("*").Each(func(_ int, e *goquery.Selection) {
+			for _, a := range e.Nodes[0].Attr {
+				if strings.HasPrefix(a.Key, "on") {
+					t.Errorf("%s: an inline handler %s=%q on <%s>", path, a.Key, a.Val, goquery.NodeName(e))
+				}
+			}
+		})
+		p.Doc.Find("form").Each(func(_ int, f *goquery.Selection) {
+			method, _ := f.Attr("method")
+			action, _ := f.Attr("action")
+			html, _ := goquery.OuterHtml(f)
+			if head, _, _ := strings.Cut(html, ">"); f.AttrOr("hx-post", "") != "" || method == "post" {
+				if method != "post" || action == "" || f.Find(`input[name="_csrf"]`).Length() == 0 {
+					t.Errorf("%s: a form htmx posts is not a plain post with the CSRF token: %s>", path, head)
+				}
+			} else if method != "get" || action == "" {
+				t.Errorf("%s: a form without method and action: %s>", path, head)
+			}
+		})
+	}
+}
+
+// Someone signed in who belongs to no organization yet can stay on their
+// Account page: its Bitbucket row polls without sending them to setup.
+func TestAccountPageBeforeAnyOrganization(t *testing.T) {
+	t.Parallel()
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	c := env.Client()
+	signup := c.Get("/signup")
+	if p := c.Submit(signup, `form[action="/signup"]`, map[string]string{"name": "Dave", "email": "dave@example.com", "password": "correct horse battery"}, ""); p.URL.Path != "/setup" {
+		t.Fatalf("sign-up ended at %s", p.URL)
+	}
+	account := c.Get("/account")
+	if account.URL.Path != "/account" {
+		t.Fatalf("the account page sent them to %s", account.URL)
+	}
+	poll := c.HTMX(http.MethodGet, "/account/bitbucket", account, nil)
+	if poll.Status != http.StatusOK || poll.Header.Get("HX-Redirect") != "" || !poll.Has(`[data-testid="bitbucket-status"]`) {
+		t.Fatalf("the Bitbucket row's poll: %d, HX-Redirect %q\n%s", poll.Status, poll.Header.Get("HX-Redirect"), poll.Body)
+	}
+	if p := c.Get("/projects"); p.URL.Path != "/setup" {
+		t.Errorf("Projects with no organization ended at %s, not the setup step", p.URL)
+	}
+}
+
+// A part that asks Bitbucket, opened directly, is sent to its page before
+// asking: nothing of anyone's budget is spent on an answer thrown away.
+func TestPartsOpenedDirectlySpendNoBitbucketCalls(t *testing.T) {
+	t.Parallel()
+	env, c := withRepo(t, apptest.Options{})
+	create(t, c, "alice/api")
+	noFollow := &http.Client{Jar: c.HTTP.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	before := env.Emulator.APICallsOf("alice").Total
+	for _, part := range []string{"/troubleshooting/checks", "/projects/new/repositories?fresh=1"} {
+		resp, err := noFollow.Get(env.URL + part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("GET %s: %d", part, resp.StatusCode)
+		}
+	}
+	if after := env.Emulator.APICallsOf("alice").Total; after != before {
+		t.Errorf("opening the parts directly cost %d Bitbucket calls", after-before)
+	}
+}
+
+// Without htmx, Change naming another repository says on the page that it
+// waits for confirmation, and adding an alert webhook shows the signing
+// secret Tether made, once, on the Team page.
+func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
+	t.Parallel()
+	env, c := withRepo(t, apptest.Options{})
+	project := create(t, c, "alice/api")
+	post := func(path string, form url.Values) *apptest.Page {
+		form.Set("_csrf", project.CSRF())
+		req, _ := http.NewRequest(http.MethodPost, env.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return c.Do(req)
+	}
+	p := post(project.URL.Path+"/repository", url.Values{"url": {env.BBURL + "/alice/site"}})
+	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || !strings.Contains(got, "different repository") || !strings.Contains(got, "Nothing was changed") {
+		t.Errorf("Change to another repository without htmx ended at %s saying %q", p.URL, got)
+	}
+	p = post("/team/notifications/webhooks", url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}})
+	if p.Status != http.StatusOK || !p.Has("html body main") || !p.Has(`[data-testid="new-secret"]`) {
+		t.Errorf("adding a webhook without htmx: %d, whole page %v, secret shown %v", p.Status, p.Has("html body main"), p.Has(`[data-testid="new-secret"]`))
 	}
 }
