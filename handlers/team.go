@@ -267,6 +267,9 @@ func (h *Handlers) acceptInvitation(c echo.Context) error {
 		status, msg := statusOf(err)
 		return render(c, status, views.InvitationPage(h.page(c, "Invitation", ""), inv, token, msg), nil)
 	}
+	if inv.OrgName != "" {
+		h.setFlash(c, views.Notice{Kind: "ok", Message: "You joined " + inv.OrgName + "; its projects are below."})
+	}
 	return redirect(c, http.StatusOK, landing, landing)
 }
 

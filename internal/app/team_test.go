@@ -117,7 +117,10 @@ func TestEveryProjectRouteIsAuthorized(t *testing.T) {
 		t.Fatalf("only %d project routes found", projectRoutes)
 	}
 
-	tm.join(t, tm.invite(t))
+	joined := tm.join(t, tm.invite(t))
+	if got := joined.Text(`[data-testid="flash"]`); joined.URL.Path != "/projects" || !strings.Contains(got, "You joined") {
+		t.Errorf("after Accept: %s saying %q", joined.URL, got)
+	}
 	memberPage := tm.bob.Get(tm.id)
 	if memberPage.Status != http.StatusOK {
 		t.Fatalf("member cannot open the project: %d", memberPage.Status)
