@@ -42,8 +42,9 @@ func render(c echo.Context, status int, page, fragment templ.Component) error {
 // request — the part's URL opened in a tab, a form posted without
 // JavaScript — is sent to the whole page (303 See Other), where outcome,
 // if it says anything, is shown as the page's notice. Like render, the
-// answer varies on HX-Request. A part that asks Bitbucket calls it before
-// asking (part nil), so a request that is sent away spends nothing.
+// answer varies on HX-Request. A part that asks Bitbucket calls
+// renderPart with a nil part before asking, so a request that is sent
+// away spends nothing of anyone's budget.
 func (h *Handlers) renderPart(c echo.Context, status int, part templ.Component, pageURL string, outcome views.Notice) error {
 	c.Response().Header().Add("Vary", "HX-Request")
 	if !wantsFragment(c.Request()) {
