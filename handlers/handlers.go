@@ -78,6 +78,7 @@ type Handlers struct {
 	orgs           Orgs
 	alerts         Alerts
 	recovery       Recovery
+	pages          Pages
 	deprecations   Deprecations
 	db             Pinger
 	budget         Budget
@@ -100,6 +101,7 @@ type Services struct {
 	Orgs           Orgs
 	Alerts         Alerts
 	Recovery       Recovery
+	Pages          Pages
 	Deprecations   Deprecations
 	Store          Pinger  // /healthz
 	Budget         Budget  // the Team page's meter
@@ -119,7 +121,7 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 		log: log, cfg: cfg, stateCookie: sc, limits: newLimits(),
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
 		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
-		alerts: s.Alerts, recovery: s.Recovery, deprecations: s.Deprecations,
+		alerts: s.Alerts, recovery: s.Recovery, pages: s.Pages, deprecations: s.Deprecations,
 		db: s.Store, budget: s.Budget, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
 	}
 }

@@ -20,7 +20,11 @@ type Recovery interface {
 
 func (h *Handlers) missedView(c echo.Context, p tether.Project) (views.MissedView, error) {
 	missed, err := h.recovery.Missed(c.Request().Context(), p)
-	return views.MissedView{ProjectID: p.ID, Branches: missed, Admin: projectAdmin(c)}, err
+	return missedViewOf(c, p, missed), err
+}
+
+func missedViewOf(c echo.Context, p tether.Project, missed []tether.MissedBranch) views.MissedView {
+	return views.MissedView{ProjectID: p.ID, Branches: missed, Admin: projectAdmin(c)}
 }
 
 // missed is the poll of the missed-workflows section: stored state only.

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/health"
+	"tether/internal/pages"
 	"tether/internal/problem"
 	"tether/internal/projects"
 	"tether/internal/tether"
@@ -25,9 +26,6 @@ type Projects interface {
 	Get(ctx context.Context, userID, projectID int64) (tether.Project, string, error)
 	Repositories(ctx context.Context, userID int64, search string, fresh bool) (projects.Listing, error)
 	Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error)
-	Key(ctx context.Context, p tether.Project) (tether.DeployKey, error)
-	Webhook(ctx context.Context, p tether.Project) (tether.Webhook, error)
-	HookURL(p tether.Project) string
 	RegenerateKey(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	RegenerateWebhook(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	Activity(ctx context.Context, p tether.Project) (projects.Activity, error)
@@ -36,6 +34,13 @@ type Projects interface {
 	Rehome(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	Delete(ctx context.Context, actorID int64, p tether.Project) (string, error)
 	BackingOf(ctx context.Context, p tether.Project, viewerID int64, admin bool) (projects.Backing, error)
+}
+
+// Pages reads what a project's page shows: the whole page, or one of its
+// Deploy Key and Webhook rows, in one call.
+type Pages interface {
+	Project(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Project, error)
+	Part(ctx context.Context, p tether.Project, name string, watch bool) (pages.Part, error)
 }
 
 // Health reads and runs project health checks.
@@ -197,76 +202,72 @@ func (h *Handlers) projectPage(c echo.Context) error {
 
 // projectView reads everything the project page shows, from the store.
 func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectView, error) {
-	v := views.ProjectView{Project: p, Admin: projectAdmin(c), Repository: h.repoView(c, p)}
-	for _, pt := range parts {
-		row, err := h.partView(c, p, pt, true)
-		if err != nil {
-			return v, err
-		}
-		v.Parts = append(v.Parts, row)
-	}
-	b, err := h.backingView(c, p)
+	pg, err := h.pages.Project(c.Request().Context(), p, pages.Viewer{UserID: currentUser(c).ID, Admin: projectAdmin(c)})
 	if err != nil {
-		return v, err
+		return views.ProjectView{}, err
 	}
-	v.Backing = b
-	if v.Missed, err = h.missedView(c, p); err != nil {
-		return v, err
+	v := views.ProjectView{Project: p, Admin: projectAdmin(c), Repository: h.repoViewOf(c, p, pg.MovedURL),
+		Backing: backingViewOf(c, p, pg.Backing), Missed: missedViewOf(c, p, pg.Missed), Activity: activityOf(p, pg.Activity)}
+	for _, pt := range parts {
+		for _, row := range pg.Parts {
+			if row.Name == pt.dbPart {
+				v.Parts = append(v.Parts, partViewOf(c, p, pt, row))
+			}
+		}
 	}
-	a, err := h.activity(c, p)
-	v.Activity = a
-	return v, err
+	return v, nil
 }
 
 // backingView says who backs the project.
 func (h *Handlers) backingView(c echo.Context, p tether.Project) (views.BackingView, error) {
 	b, err := h.projects.BackingOf(c.Request().Context(), p, currentUser(c).ID, projectAdmin(c))
+	return backingViewOf(c, p, b), err
+}
+
+func backingViewOf(c echo.Context, p tether.Project, b projects.Backing) views.BackingView {
 	return views.BackingView{
 		ProjectID: p.ID, OwnerName: b.OwnerName, Username: b.Username, Warnings: b.Warnings,
 		CanRehome: b.CanRehome, Grant: b.Grant, CSRF: csrfToken(c),
-	}, err
+	}
 }
 
 func (h *Handlers) activity(c echo.Context, p tether.Project) (views.Activity, error) {
 	a, err := h.projects.Activity(c.Request().Context(), p)
-	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted, Refusals: a.Refusals}, err
+	return activityOf(p, a), err
+}
+
+func activityOf(p tether.Project, a projects.Activity) views.Activity {
+	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted, Refusals: a.Refusals}
 }
 
 // partView reads one health row. watch marks the project as watched, so
 // the background schedule looks at it first and more often; it never
 // waits for Bitbucket.
 func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, watch bool) (views.Part, error) {
-	ctx := c.Request().Context()
-	b, err := h.health.Badge(ctx, p, pt.dbPart, watch)
-	if err != nil {
-		return views.Part{}, err
-	}
-	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: b, Confirm: pt.confirm, Admin: projectAdmin(c),
+	row, err := h.pages.Part(c.Request().Context(), p, pt.dbPart, watch)
+	return partViewOf(c, p, pt, row), err
+}
+
+// partViewOf shows a row as the person looking may act on it.
+func partViewOf(c echo.Context, p tether.Project, pt part, row pages.Part) views.Part {
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: row.Badge, Confirm: pt.confirm, Admin: projectAdmin(c),
 		Owner: currentUser(c).ID == p.OwnerID}
-	switch pt.slug {
-	case deployKeyPart.slug:
-		k, err := h.projects.Key(ctx, p)
-		if err != nil {
-			return v, err
-		}
-		if k.PublicKey != "" {
+	switch pt.dbPart {
+	case tether.PartDeployKey:
+		if k := row.Key; k.PublicKey != "" {
 			v.Facts = []views.Fact{
 				{Label: "Fingerprint", Value: k.Fingerprint, TestID: "fingerprint", Code: true},
 				{Label: "Public key", Value: k.PublicKey, TestID: "public-key", Code: true},
 			}
 		}
-	case webhookPart.slug:
-		w, err := h.projects.Webhook(ctx, p)
-		if err != nil {
-			return v, err
-		}
-		v.Facts = []views.Fact{{Label: "URL", Value: h.projects.HookURL(p), TestID: "hook-url", Code: true}}
-		if w.UUID != "" {
+	case tether.PartWebhook:
+		v.Facts = []views.Fact{{Label: "URL", Value: row.HookURL, TestID: "hook-url", Code: true}}
+		if w := row.Hook; w.UUID != "" {
 			v.Facts = append(v.Facts, views.Fact{Label: "Hook", Value: "{" + w.UUID + "}", TestID: "hook-uuid", Code: true},
 				views.Fact{Label: "Events", Value: strings.Join(w.Events, ", "), TestID: "hook-events"})
 		}
 	}
-	return v, nil
+	return v
 }
 
 // renderHealthRow answers with a Deploy Key or Webhook row (renderPart).
@@ -350,7 +351,11 @@ func (h *Handlers) receiveWebhook(c echo.Context) error {
 }
 
 func (h *Handlers) repoView(c echo.Context, p tether.Project) views.RepoView {
-	return views.RepoView{Project: p, MovedURL: h.projects.MovedURL(p), Admin: projectAdmin(c), CSRF: csrfToken(c)}
+	return h.repoViewOf(c, p, h.projects.MovedURL(p))
+}
+
+func (h *Handlers) repoViewOf(c echo.Context, p tether.Project, movedURL string) views.RepoView {
+	return views.RepoView{Project: p, MovedURL: movedURL, Admin: projectAdmin(c), CSRF: csrfToken(c)}
 }
 
 // repositorySection renders the Repository section alone (Cancel).

@@ -34,6 +34,7 @@ import (
 	"tether/internal/health"
 	"tether/internal/metrics"
 	"tether/internal/orgs"
+	"tether/internal/pages"
 	"tether/internal/projects"
 	"tether/internal/recovery"
 	"tether/internal/repourl"
@@ -259,6 +260,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Orgs:           orgs.New(log, store),
 		Alerts:         a.Alerts,
 		Recovery:       a.Recovery,
+		Pages:          pages.New(projectService, checker, a.Recovery),
 		Deprecations:   deps,
 		Store:          store,
 		Budget:         a.Budget,
