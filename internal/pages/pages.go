@@ -67,8 +67,8 @@ type Part struct {
 // Project is everything a project's page shows.
 type Project struct {
 	Project  tether.Project
-	MovedURL string        // the repository's address after a move, "" when it has not moved
-	Parts    []Part        // the deploy key, then the webhook
+	MovedURL string // the repository's address after a move, "" when it has not moved
+	Parts    []Part // the deploy key, then the webhook
 	Backing  projects.Backing
 	Missed   []tether.MissedBranch
 	Activity projects.Activity
