@@ -67,7 +67,7 @@ type Part struct {
 // Project is everything a project's page shows.
 type Project struct {
 	Project  tether.Project
-	MovedURL string // the repository's address after a move, "" when it has not moved
+	MovedURL string // the web URL of the name a moved repository has now (p.MovedTo), for Update URL
 	Parts    []Part // the deploy key, then the webhook
 	Backing  projects.Backing
 	Missed   []tether.MissedBranch
