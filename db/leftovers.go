@@ -20,11 +20,19 @@ func scanLeftover(row interface{ Scan(...any) error }) (tether.Leftover, error) 
 }
 
 // insertLeftovers records leftovers due at once (or at their NextAt); one
-// already recorded for the same key or hook is kept as it is.
+// already recorded for the same key or hook is kept as it is. A found part
+// (a remote id) with a Match ends the watch for the unanswered create it
+// is (remote id "", the same Match): one part is one leftover.
 func (s *Store) insertLeftovers(ctx context.Context, tx *sql.Tx, now time.Time, ls ...tether.Leftover) error {
 	for _, l := range ls {
 		if l.Part == tether.PartWebhook && l.RemoteID != "" {
 			l.RemoteID = tether.NormalizeHookUUID(l.RemoteID)
+		}
+		if l.RemoteID != "" && l.Match != "" {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM leftovers WHERE remote_id = '' AND repo_uuid = ? AND part = ? AND match_on = ?`,
+				l.RepoUUID, l.Part, l.Match); err != nil {
+				return fmt.Errorf("db: end the watch for a found leftover: %w", err)
+			}
 		}
 		next := l.NextAt
 		if next.IsZero() {

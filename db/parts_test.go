@@ -127,3 +127,45 @@ func TestMigrationDropsPartsWithoutTheirRemote(t *testing.T) {
 		t.Errorf("first id after the migration: %d %v, want 3", id, err)
 	}
 }
+
+// A create Tether stopped waiting for is watched for (a leftover with no
+// remote id); when a check finds the part it was (the same marker attempt
+// or key fingerprint), that one part is one leftover: the watch ends,
+// and another project's or another attempt's watch stays.
+func TestFoundPartEndsItsWatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTemp(t)
+	u, _ := s.CreatePasswordUser(ctx, "A", "a@example.com", "x")
+	org, err := s.CreateOrganization(ctx, u.ID, "Org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := func(part, match string) tether.Leftover {
+		return tether.Leftover{OrgID: org.ID, ProjectID: 7, ProjectName: "ws/r", RepoUUID: "{r}", FullName: "ws/r", Part: part,
+			Label: "Tether: ws/r [tether:ci/projects/7#" + match + "]", Match: match, Why: "the create never answered"}
+	}
+	if err := s.AddLeftovers(ctx, []tether.Leftover{watch(tether.PartWebhook, "1f8dfd7a"), watch(tether.PartWebhook, "2222aaaa"),
+		watch(tether.PartDeployKey, "SHA256:abc")}); err != nil {
+		t.Fatal(err)
+	}
+	found := watch(tether.PartWebhook, "1f8dfd7a")
+	found.RemoteID, found.Why = "{"+hookUUID+"}", "found on the repository by a check"
+	key := watch(tether.PartDeployKey, "SHA256:abc")
+	key.RemoteID, key.Why = "42", "found on the repository by a check"
+	if err := s.AddLeftovers(ctx, []tether.Leftover{found, key}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := s.ProjectLeftovers(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range ls {
+		got = append(got, l.Part+" "+l.RemoteID+" "+l.Match)
+	}
+	want := []string{"webhook  2222aaaa", "webhook " + hookUUID + " 1f8dfd7a", "deploy_key 42 SHA256:abc"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("leftovers\n%q\nwant\n%q", got, want)
+	}
+}

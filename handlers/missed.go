@@ -52,7 +52,7 @@ func (h *Handlers) startMissed(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status, err := outcome(serr, "", fmt.Sprintf("Started %d workflow(s) marked recovered.", len(started)), &v.Message, &v.MessageKind)
+	status, err := outcome(serr, "", startedSaying(len(started)), &v.Message, &v.MessageKind)
 	if err != nil {
 		return err
 	}
@@ -62,4 +62,13 @@ func (h *Handlers) startMissed(c echo.Context) error {
 	}
 	v.Activity = &a
 	return h.renderPart(c, status, views.MissedSection(v), views.ProjectURL(p.ID), views.Notice{Kind: v.MessageKind, Message: v.Message})
+}
+
+// startedSaying says how many recovered workflows Start missed workflows
+// started.
+func startedSaying(n int) string {
+	if n == 1 {
+		return "Started 1 workflow, marked recovered."
+	}
+	return fmt.Sprintf("Started %d workflows, marked recovered.", n)
 }

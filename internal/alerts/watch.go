@@ -109,12 +109,21 @@ func (s *Service) link(p tether.Project) string {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
+// named is how an alert names the project: its name, and its repository
+// when the name is not that already.
+func named(p tether.Project) string {
+	if p.FullName == "" || p.FullName == p.Name {
+		return p.Name
+	}
+	return p.Name + " (" + p.FullName + ")"
+}
+
 func (s *Service) open(ctx context.Context, p tether.Project, subject string, v verdict) error {
 	a := tether.Alert{
 		OrgID: p.OrgID, ProjectID: p.ID, Kind: tether.AlertBroken, Subject: subject, ProjectName: p.Name, Link: s.link(p),
 		Title: fmt.Sprintf("Tether: %s of %s is invalid — %s", subjectName(subject), p.Name, v.reason),
-		Text: fmt.Sprintf("The %s of %s (%s) is invalid: %s.\n%s\nSince %s.\nOpen the project: %s",
-			subjectName(subject), p.Name, p.FullName, v.reason, v.detail, stamp(s.now()), s.link(p)),
+		Text: fmt.Sprintf("The %s of %s is invalid: %s.\n%s\nSince %s.\nOpen the project: %s",
+			subjectName(subject), named(p), v.reason, v.detail, stamp(s.now()), s.link(p)),
 	}
 	if subject == tether.PartWebhook || subject == tether.SubjectConnection {
 		a.Text += "\nPushes made while it is broken do not start workflows; once it is repaired Tether offers the ones missed."
@@ -134,8 +143,8 @@ func (s *Service) close(ctx context.Context, p tether.Project, inc tether.Incide
 	a := tether.Alert{
 		OrgID: p.OrgID, ProjectID: p.ID, Kind: tether.AlertRecovered, Subject: inc.Subject, ProjectName: p.Name, Link: s.link(p),
 		Title: fmt.Sprintf("Tether: %s of %s is valid again", subjectName(inc.Subject), p.Name),
-		Text: fmt.Sprintf("The %s of %s (%s) is valid again. It was invalid for %s (%s), since %s.\nOpen the project: %s",
-			subjectName(inc.Subject), p.Name, p.FullName, since(inc.OpenedAt, now), inc.Reason, stamp(inc.OpenedAt), s.link(p)),
+		Text: fmt.Sprintf("The %s of %s is valid again. It was invalid for %s (%s), since %s.\nOpen the project: %s",
+			subjectName(inc.Subject), named(p), since(inc.OpenedAt, now), inc.Reason, stamp(inc.OpenedAt), s.link(p)),
 	}
 	var check *tether.RecoveryCheck
 	if inc.Subject == tether.PartWebhook || inc.Subject == tether.SubjectConnection {
@@ -160,8 +169,8 @@ func (s *Service) remind(ctx context.Context, p tether.Project, inc tether.Incid
 	a := tether.Alert{
 		OrgID: p.OrgID, ProjectID: p.ID, Kind: tether.AlertReminder, Subject: inc.Subject, ProjectName: p.Name, Link: s.link(p),
 		Title: fmt.Sprintf("Tether: %s of %s is still invalid — %s", subjectName(inc.Subject), p.Name, v.reason),
-		Text: fmt.Sprintf("Reminder: the %s of %s (%s) has been invalid for %s: %s.\n%s\nOpen the project: %s",
-			subjectName(inc.Subject), p.Name, p.FullName, since(inc.OpenedAt, now), v.reason, v.detail, s.link(p)),
+		Text: fmt.Sprintf("Reminder: the %s of %s has been invalid for %s: %s.\n%s\nOpen the project: %s",
+			subjectName(inc.Subject), named(p), since(inc.OpenedAt, now), v.reason, v.detail, s.link(p)),
 	}
 	a, audit, err := s.address(ctx, a, p)
 	if err != nil {

@@ -233,7 +233,7 @@ func TestAlertsAndMissedWorkflows(t *testing.T) {
 	}
 	started := c.HTMX(http.MethodPost, ae.project.URL.Path+"/missed/start", page, nil)
 	apptest.MustStatus(t, started, http.StatusOK)
-	if !strings.Contains(started.Text(`[data-testid="missed-message"]`), "Started 2 workflow(s) marked recovered") ||
+	if !strings.Contains(started.Text(`[data-testid="missed-message"]`), "Started 2 workflows, marked recovered") ||
 		started.Doc.Find(`#activity [data-testid="workflow"][data-trigger="recovered"]`).Length() != 2 {
 		t.Fatalf("after Start:\n%s", started.Body)
 	}

@@ -48,7 +48,7 @@ func TestBrowserMissedWorkflows(t *testing.T) {
 
 	b.Click(`[data-testid="start-missed"]`)
 	b.WaitFor(`document.querySelectorAll('#activity [data-testid="workflow"][data-trigger="recovered"]').length === 2`, 15*time.Second)
-	if got := b.Text(`[data-testid="missed-message"]`); !strings.Contains(got, "Started 2 workflow(s) marked recovered") {
+	if got := b.Text(`[data-testid="missed-message"]`); !strings.Contains(got, "Started 2 workflows, marked recovered") {
 		t.Fatalf("outcome %q", got)
 	}
 	if b.Eval(`String(!!document.querySelector('[data-testid="start-missed"]'))`) != "false" {

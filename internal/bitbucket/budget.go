@@ -550,3 +550,13 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	}
 	return resp, err
 }
+
+// WaitEnd says when a wait ends (a 429's Retry-After, a spent budget) as
+// people read it: UTC to the minute, rounded up, so "until 10:13 UTC" is
+// never still in force at 10:13.
+func WaitEnd(t time.Time) string {
+	if r := t.Truncate(time.Minute); r.Before(t) {
+		t = r.Add(time.Minute)
+	}
+	return t.UTC().Format("15:04 UTC")
+}

@@ -281,3 +281,21 @@ func TestClientSpendsTheConnectionsBudget(t *testing.T) {
 		t.Fatalf("status %d", calls[3].Status)
 	}
 }
+
+// A wait's end is said to the minute, rounded up: "until 10:13" is never
+// still in force at 10:13.
+func TestWaitEnd(t *testing.T) {
+	for _, tc := range []struct {
+		at   time.Time
+		says string
+	}{
+		{time.Date(2026, 11, 30, 10, 12, 22, 0, time.UTC), "10:13 UTC"},
+		{time.Date(2026, 11, 30, 10, 12, 0, 0, time.UTC), "10:12 UTC"},
+		{time.Date(2026, 11, 30, 10, 12, 0, 1, time.UTC), "10:13 UTC"},
+		{time.Date(2026, 11, 30, 23, 59, 30, 0, time.FixedZone("CET", 3600)), "23:00 UTC"},
+	} {
+		if got := bitbucket.WaitEnd(tc.at); got != tc.says {
+			t.Errorf("WaitEnd(%s) = %q, want %q", tc.at, got, tc.says)
+		}
+	}
+}

@@ -420,11 +420,11 @@ func (s *Service) couldNotCheck(err error) string {
 	case errors.Is(err, ErrClientRefused):
 		return "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET (your grant is unchanged)"
 	case errors.As(err, &budget) && budget.Paused:
-		return "Bitbucket is rate limiting Tether until " + budget.Until.UTC().Format("15:04 UTC") + "; Tether checks again then"
+		return "Bitbucket is rate limiting Tether until " + bitbucket.WaitEnd(budget.Until) + "; Tether checks again then"
 	case errors.As(err, &budget):
-		return "this connection has spent its hourly Bitbucket API budget; Tether checks again at " + budget.Until.UTC().Format("15:04 UTC")
+		return "this connection has spent its hourly Bitbucket API budget; Tether checks again at " + bitbucket.WaitEnd(budget.Until)
 	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests && be.RetryAfter > 0:
-		return "Bitbucket is rate limiting Tether until " + s.now().Add(be.RetryAfter).UTC().Format("15:04 UTC") + "; Tether checks again then"
+		return "Bitbucket is rate limiting Tether until " + bitbucket.WaitEnd(s.now().Add(be.RetryAfter)) + "; Tether checks again then"
 	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests:
 		return "Bitbucket is rate limiting Tether; Tether checks again in a few minutes"
 	case errors.As(err, &be) && be.Status >= 500:

@@ -64,3 +64,14 @@ func SameKey(a, b string) bool {
 	}
 	return ssh.FingerprintSHA256(ka) == ssh.FingerprintSHA256(kb)
 }
+
+// Fingerprint is the SHA256 fingerprint ("SHA256:…", as ssh-keygen -l
+// and Bitbucket show it) of an authorized_keys line, "" when the line
+// holds no key.
+func Fingerprint(authorizedKey string) string {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(k)
+}

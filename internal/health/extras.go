@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"tether/internal/bitbucket"
+	"tether/internal/deploykeys"
 	"tether/internal/tether"
 )
 
@@ -82,28 +83,32 @@ func withExtras(h tether.Health, r remote) tether.Health {
 	if len(names) == 0 {
 		return h
 	}
-	s := ""
+	s, them := "", "it"
 	if len(names) > 1 {
-		s = "s"
+		s, them = "s", "them"
 	}
-	h.Detail = strings.TrimSpace(h.Detail + fmt.Sprintf(" Bitbucket also has %d more %s%s Tether made for this project (%s), left over from a create or delete that did not finish; Tether removes them.",
-		len(names), what, s, strings.Join(names, ", ")))
+	h.Detail = strings.TrimSpace(h.Detail + fmt.Sprintf(" Bitbucket also has %d more %s%s Tether made for this project (%s), left over from a create or delete that did not finish; Tether removes %s.",
+		len(names), what, s, strings.Join(names, ", "), them))
 	return h
 }
 
 // recordExtras records r's extra keys and hooks as leftovers (each once).
 func (c *Checker) recordExtras(ctx context.Context, p tether.Project, r remote) error {
 	var ls []tether.Leftover
-	extra := func(part, id, label string) {
+	// Match is what a create Tether stopped waiting for is watched for
+	// by (the key's fingerprint, the hook's marker attempt): the store
+	// closes that watch when the part it waited for is found here.
+	extra := func(part, id, label, match string) {
 		ls = append(ls, tether.Leftover{OrgID: p.OrgID, ProjectID: p.ID, ProjectName: p.Name, OwnerID: p.OwnerID,
-			RepoUUID: p.RepoUUID, FullName: r.repo.FullName, Part: part, RemoteID: id, Label: label,
+			RepoUUID: p.RepoUUID, FullName: r.repo.FullName, Part: part, RemoteID: id, Label: label, Match: match,
 			Why: "found on the repository by a check", NextAt: c.clock.Now()})
 	}
 	for _, k := range r.extraKeys {
-		extra(tether.PartDeployKey, strconv.Itoa(k.ID), k.Label)
+		extra(tether.PartDeployKey, strconv.Itoa(k.ID), k.Label, deploykeys.Fingerprint(k.Key))
 	}
 	for _, h := range r.extraHooks {
-		extra(tether.PartWebhook, h.UUID, h.Description)
+		m, _ := tether.ParseMarker(h.Description)
+		extra(tether.PartWebhook, h.UUID, h.Description, m.Attempt)
 	}
 	if len(ls) == 0 || p.OrgID == 0 {
 		return nil

@@ -412,9 +412,9 @@ func transient(part string, p tether.Project, err error, what string) tether.Hea
 	case errors.Is(err, connections.ErrClientRefused):
 		h.Detail = "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access to check; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET."
 	case errors.As(err, &budget) && budget.Paused:
-		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, budget.Until.UTC().Format("15:04 UTC"))
+		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, bitbucket.WaitEnd(budget.Until))
 	case errors.As(err, &budget):
-		h.Detail = fmt.Sprintf("%s's connection has spent its hourly Bitbucket API budget for now; Tether asks again at %s.", p.OwnerName, budget.Until.UTC().Format("15:04 UTC"))
+		h.Detail = fmt.Sprintf("%s's connection has spent its hourly Bitbucket API budget for now; Tether asks again at %s.", p.OwnerName, bitbucket.WaitEnd(budget.Until))
 	case errors.As(err, &be) && be.Status == 429:
 		h.Detail = detailRateLimited
 	case errors.As(err, &be) && be.Status >= 500:

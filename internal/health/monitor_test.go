@@ -173,7 +173,7 @@ func TestBackgroundLook(t *testing.T) {
 			w.accepted, w.probe = now, bitbucket.NewSSHRefusal("probe", "Permission denied (publickey).")
 			w.budget = &bitbucket.BudgetError{Until: until}
 		}, hookAsked: time.Hour, key: "invalid/" + tether.ReasonSSHDenied, hook: "valid", calls: "", deferred: true,
-			detailSays: "Tether asks the API for more at " + until.UTC().Format("15:04 UTC")},
+			detailSays: "Tether asks the API for more at " + bitbucket.WaitEnd(until)},
 		{name: "SSH unreachable: could not check, nothing asked", setup: func(w *world) {
 			w.accepted, w.probe = now, context.DeadlineExceeded
 		}, hookAsked: time.Hour, key: "unknown/" + tether.ReasonCouldNotCheck, hook: "valid", calls: ""},

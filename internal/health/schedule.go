@@ -500,7 +500,7 @@ func (c *Checker) probeKey(ctx context.Context, p tether.Project, key tether.Dep
 // for the connection's API budget: Bitbucket's refusal and its words.
 func sshDenied(p tether.Project, addr string, r *bitbucket.SSHRefusal, d *bitbucket.BudgetError) tether.Health {
 	h := sshRefused(p, addr, r, "Bitbucket")
-	h.Detail += fmt.Sprintf(" Tether asks the API for more at %s, when %s's connection has budget again.", d.Until.UTC().Format("15:04 UTC"), p.OwnerName)
+	h.Detail += fmt.Sprintf(" Tether asks the API for more at %s, when %s's connection has budget again.", bitbucket.WaitEnd(d.Until), p.OwnerName)
 	return h
 }
 

@@ -162,9 +162,9 @@ func unreadReason(err error) string {
 	var be *bitbucket.Error
 	switch {
 	case errors.As(err, &budget) && budget.Paused:
-		return "Bitbucket is rate limiting this connection until " + budget.Until.UTC().Format("15:04 UTC")
+		return "Bitbucket is rate limiting this connection until " + bitbucket.WaitEnd(budget.Until)
 	case errors.As(err, &budget):
-		return "this connection's hourly Bitbucket API budget is spent until " + budget.Until.UTC().Format("15:04 UTC")
+		return "this connection's hourly Bitbucket API budget is spent until " + bitbucket.WaitEnd(budget.Until)
 	case len(bitbucket.MissingScopes(err)) > 0:
 		return "the grant lacks the " + strings.Join(bitbucket.MissingScopes(err), ", ") + " permission"
 	case errors.As(err, &be) && be.Reason() != "":

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"tether/internal/bitbucket"
 	"tether/internal/connections"
 	"tether/internal/deploykeys"
@@ -321,7 +319,11 @@ func (f *parts) stays(ctx context.Context, o order, l tether.Leftover, recorded 
 	if serr != nil {
 		f.log.Error("record leftover", "project_id", l.ProjectID, "err", serr)
 	}
-	return fmt.Sprintf("%s %s from %s yet (%s)", o.its, l.Name(), l.FullName, why)
+	name := l.Name()
+	if l.RemoteID != "" {
+		name = o.its + " " + name // a part this change let go of; a create never answered names itself
+	}
+	return fmt.Sprintf("%s from %s yet (%s)", name, l.FullName, why)
 }
 
 func sameRemote(a, b tether.Leftover) bool {
@@ -406,21 +408,11 @@ func (f *parts) findLeft(ctx context.Context, token string, pl place, l tether.L
 	}
 	keys, err := f.bb.DeployKeys(ctx, token, pl.workspace, pl.uuid)
 	for _, k := range keys {
-		if fingerprint(k.Key) == l.Match {
+		if deploykeys.Fingerprint(k.Key) == l.Match {
 			ids = append(ids, strconv.Itoa(k.ID))
 		}
 	}
 	return ids, err
-}
-
-// fingerprint is the SHA256 fingerprint of an authorized_keys line, "" if
-// it is none.
-func fingerprint(line string) string {
-	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-	if err != nil {
-		return ""
-	}
-	return ssh.FingerprintSHA256(pub)
 }
 
 // unanswered reports a request that got no answer at all — a timeout, a
@@ -457,7 +449,7 @@ func reason(err error) string {
 		return fmt.Sprintf("Bitbucket answered %d %s", be.Status, http.StatusText(be.Status))
 	}
 	if until, deferred := bitbucket.Deferred(err); deferred {
-		return "the connection's API budget is spent until " + until.UTC().Format("15:04 UTC")
+		return "the connection's API budget is spent until " + bitbucket.WaitEnd(until)
 	}
 	if unanswered(err) {
 		return "Bitbucket did not answer in time"

@@ -147,9 +147,9 @@ func bitbucketProblem(err error, doing string) error {
 	var budget *bitbucket.BudgetError
 	switch {
 	case errors.As(err, &budget) && budget.Paused:
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection, so Tether did not ask it to %s. Nothing was changed; try again after %s.", doing, budget.Until.UTC().Format("15:04 UTC"))
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection, so Tether did not ask it to %s. Nothing was changed; try again after %s.", doing, bitbucket.WaitEnd(budget.Until))
 	case errors.As(err, &budget):
-		return problem.Wrap(problem.Unavailable, err, "This connection has spent its hourly Bitbucket API budget for now, so Tether did not ask Bitbucket to %s. Nothing was changed; try again after %s.", doing, budget.Until.UTC().Format("15:04 UTC"))
+		return problem.Wrap(problem.Unavailable, err, "This connection has spent its hourly Bitbucket API budget for now, so Tether did not ask Bitbucket to %s. Nothing was changed; try again after %s.", doing, bitbucket.WaitEnd(budget.Until))
 	case errors.Is(err, connections.ErrNotConnected):
 		return connections.ErrNotConnected
 	case bitbucket.IsTransient(err):
