@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Actor is the Bitbucket user who caused a webhook event.
@@ -292,13 +290,11 @@ func VerifySignature(secret, body []byte, header string) bool {
 	return hmac.Equal(got, m.Sum(nil))
 }
 
-// decodePayload reads a webhook body into w with the JSON decoder that
-// becomes Go's encoding/json/v2 (github.com/go-json-experiment/json): it
-// reads the body once, where encoding/json scans it whole to validate it
-// and then again to decode, about five times faster on Bitbucket's 10 KB
-// pushes, and every accepted delivery is parsed. It is stricter in what
-// Bitbucket never sends: names match exactly (Bitbucket's are lower-case),
-// a name twice or invalid UTF-8 is an error. Unknown fields are skipped.
+// decodePayload reads a webhook body into w with encoding/json. (The
+// encoding/json/v2 prototype, github.com/go-json-experiment/json, parsed
+// Bitbucket's 10 KB pushes five times faster, but under the fuzzer's
+// coverage instrumentation its workers stalled for seconds at a time, so
+// the payload fuzz targets barely ran: kept out until it is in Go.)
 func decodePayload(body []byte, w any) error {
-	return jsonv2.Unmarshal(body, w)
+	return json.Unmarshal(body, w)
 }
