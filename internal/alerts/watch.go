@@ -94,13 +94,10 @@ func (s *Service) Watch(ctx context.Context) error {
 
 // subjectName is how messages name a subject.
 func subjectName(subject string) string {
-	switch subject {
-	case tether.PartDeployKey:
-		return "deploy key"
-	case tether.PartWebhook:
-		return "webhook"
+	if subject == tether.SubjectConnection {
+		return "Bitbucket connection"
 	}
-	return "Bitbucket connection"
+	return tether.PartName(subject)
 }
 
 func (s *Service) link(p tether.Project) string {

@@ -41,3 +41,32 @@ func TestBrowserDeleteSaysWhatIsLeft(t *testing.T) {
 	b.Click(`[data-testid="back-to-projects"]`)
 	b.WaitFor(`location.pathname === "/projects"`, 10*time.Second)
 }
+
+// A Delete that went through, in a real browser: the person lands on
+// Projects, which says what was deleted and removed, once.
+func TestBrowserDeleteLandsOnProjectsSayingSo(t *testing.T) {
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	env.AddUser("alice")
+	env.Emulator.AddRepository("alice", "api", true)
+	b := apptest.NewBrowser(t)
+	b.SignUpWithBitbucket(env, "alice")
+	b.Navigate(env.URL + "/projects/new")
+	b.WaitVisible(`[data-repository="alice/api"] [data-testid="create"]`)
+	b.Click(`[data-repository="alice/api"] [data-testid="create"]`)
+	b.WaitVisible(`[data-testid="delete-project"]`)
+	b.Eval(`window.confirm = () => true; "ok"`)
+	b.Click(`[data-testid="delete-project"]`)
+	b.WaitFor(`location.pathname === "/projects" && !!document.querySelector('main > [data-testid="flash"]')`, 15*time.Second)
+	b.Screenshot("project-deleted")
+	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "alice/api was deleted") {
+		t.Errorf("the Projects page says %q", got)
+	}
+	if n := len(env.Emulator.DeployKeys("alice/api")) + len(env.Emulator.Hooks("alice/api")); n != 0 {
+		t.Errorf("%d keys and hooks left on the repository", n)
+	}
+	b.Navigate(env.URL + "/projects")
+	b.WaitVisible(`[data-testid="no-projects"]`)
+	if b.Eval(`String(!!document.querySelector('[data-testid="flash"]'))`) != "false" {
+		t.Error("the outcome is said again on the next visit")
+	}
+}

@@ -276,32 +276,38 @@ func (c *Client) repositories(ctx context.Context, accessToken, role string, mar
 	var out []Repository
 	var unread []Unread
 	var held error // the budget's refusal, once it refused
-	for _, ws := range workspaces {
-		if held != nil {
-			unread = append(unread, Unread{ws, held})
-			continue
-		}
+	// list lists one workspace's repositories for role; an error leaves
+	// the workspace unread, and once the budget held a call back the
+	// workspaces after it are not asked.
+	list := func(ws Workspace, role string) ([]Repository, bool) {
 		repos, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, role, "")
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		if _, deferred := Deferred(err); deferred {
 			held = err
 		}
 		if err != nil {
 			unread = append(unread, Unread{ws, err})
+			return nil, false
+		}
+		return repos, true
+	}
+	for _, ws := range workspaces {
+		if held != nil {
+			unread = append(unread, Unread{ws, held})
+			continue
+		}
+		repos, ok := list(ws, role)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !ok {
 			continue
 		}
 		if markAdmin && len(repos) > 0 {
-			admin, err := c.WorkspaceRepositories(ctx, accessToken, ws.Slug, "admin", "")
+			admin, ok := list(ws, "admin")
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if _, deferred := Deferred(err); deferred {
-				held = err
-			}
-			if err != nil {
-				unread = append(unread, Unread{ws, err})
+			if !ok {
 				continue
 			}
 			administered := map[string]bool{}

@@ -244,7 +244,7 @@ func (f *parts) create(ctx context.Context, token string, o order, want tether.L
 	if !ambiguous(err) {
 		return "", nil, createProblem(want.Part, err, o, "")
 	}
-	what := partName(want.Part)
+	what := tether.PartName(want.Part)
 	found, ferr := find(context.WithoutCancel(ctx))
 	if ferr == nil && found != "" {
 		f.log.Warn("adopted a part whose create answered unclearly", "project_id", o.project.ID, "part", want.Part, "err", err)
@@ -336,7 +336,7 @@ func sameRemote(a, b tether.Leftover) bool {
 // removedEntry is the audit entry for a leftover Bitbucket confirmed gone.
 func removedEntry(l tether.Leftover, actor int64) tether.Audit {
 	return tether.Audit{OrgID: l.OrgID, ActorID: actor, ProjectID: l.ProjectID, ProjectName: l.ProjectName,
-		Action: partName(l.Part) + " removed", Detail: fmt.Sprintf("%s from %s (%s)", l.Name(), l.FullName, l.Why)}
+		Action: tether.PartName(l.Part) + " removed", Detail: fmt.Sprintf("%s from %s (%s)", l.Name(), l.FullName, l.Why)}
 }
 
 // remove takes one leftover off its repository, by its id or uuid, or —
@@ -457,13 +457,6 @@ func reason(err error) string {
 	return "Tether could not ask Bitbucket"
 }
 
-func partName(part string) string {
-	if part == tether.PartWebhook {
-		return "webhook"
-	}
-	return "deploy key"
-}
-
 // remains tells the person what is left on Bitbucket, or "".
 func remains(left []string) string {
 	switch len(left) {
@@ -482,7 +475,7 @@ func createProblem(part string, err error, o order, note string) error {
 	if bitbucket.IsUnauthorized(err) {
 		return err // connections.Do refreshes the token and tries again
 	}
-	what, repo := partName(part), o.to.fullName
+	what, repo := tether.PartName(part), o.to.fullName
 	tail := strings.TrimSpace(o.keep + " " + note)
 	var be *bitbucket.Error
 	var inc *bitbucket.IncompleteError

@@ -8,6 +8,14 @@ const (
 	PartWebhook   = "webhook"
 )
 
+// PartName is how messages name a part: "deploy key" or "webhook".
+func PartName(part string) string {
+	if part == PartWebhook {
+		return "webhook"
+	}
+	return "deploy key"
+}
+
 // Health statuses.
 const (
 	Valid   = "valid"

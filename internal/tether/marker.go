@@ -125,10 +125,7 @@ type Leftover struct {
 // Name says which part a leftover is, for people: "deploy key 12
 // (Tether: acme/api …)", "webhook {…}", or "the webhook Tether asked for".
 func (l Leftover) Name() string {
-	what := "deploy key"
-	if l.Part == PartWebhook {
-		what = "webhook"
-	}
+	what := PartName(l.Part)
 	switch {
 	case l.RemoteID == "":
 		return "the " + what + " Tether asked Bitbucket to create (" + l.Label + ")"
