@@ -45,12 +45,27 @@ func (s *Store) DropRecoveryCheck(ctx context.Context, projectID int64) error {
 	return err
 }
 
+// anyTrigger names every trigger the workflows table allows, so a query
+// about a ref walks the build key, workflows_build (project_id, trigger,
+// ref_type, ref_name, commit_hash), once per trigger: the only index on
+// refs, since migration 0016 (each delivery writes one random-key index
+// fewer).
+const anyTrigger = `trigger IN ('push', 'pull_request', 'recovered')`
+
+// branchBuildsQuery answers (built, seen) for (commit, project, branch);
+// branchBuiltQuery finds a workflow for (project, branch, commit).
+const (
+	branchBuildsQuery = `SELECT coalesce(max(commit_hash = ?), 0), count(*) FROM workflows
+		WHERE project_id = ? AND ` + anyTrigger + ` AND ref_type = 'branch' AND ref_name = ?`
+	branchBuiltQuery = `SELECT 1 FROM workflows WHERE project_id = ? AND ` + anyTrigger + `
+		AND ref_type = 'branch' AND ref_name = ? AND commit_hash = ?`
+)
+
 // BranchBuilds says whether a workflow was started for commit on branch,
 // and whether any was for that branch at all.
 func (s *Store) BranchBuilds(ctx context.Context, projectID int64, branch, commit string) (built, seen bool, err error) {
 	var b, n int
-	err = s.readRow(ctx, `SELECT coalesce(max(commit_hash = ?), 0), count(*) FROM workflows
-		WHERE project_id = ? AND ref_type = 'branch' AND ref_name = ?`, commit, projectID, branch).Scan(&b, &n)
+	err = s.readRow(ctx, branchBuildsQuery, commit, projectID, branch).Scan(&b, &n)
 	return b == 1, n > 0, err
 }
 
@@ -131,7 +146,7 @@ func (s *Store) StartMissedWorkflows(ctx context.Context, projectID int64, a tet
 			res, err := tx.ExecContext(ctx, `INSERT INTO workflows
 				(project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, message, author, committed_at, created_at)
 				SELECT ?, NULL, 'recovered', 'branch', ?, ?, ?, ?, ?, ?
-				WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE project_id = ? AND ref_type = 'branch' AND ref_name = ? AND commit_hash = ?)
+				WHERE NOT EXISTS (`+branchBuiltQuery+`)
 				ON CONFLICT DO NOTHING`,
 				projectID, w.RefName, w.CommitHash, w.Message, w.Author, nullTime(w.CommittedAt.UTC()), now,
 				projectID, w.RefName, w.CommitHash)
