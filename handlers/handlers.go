@@ -14,6 +14,9 @@ import (
 
 	"tether/internal/accounts"
 	"tether/internal/connections"
+	"tether/internal/orgs"
+	"tether/internal/pages"
+	"tether/internal/projects"
 	"tether/internal/tether"
 	"tether/internal/troubleshooting"
 )
@@ -45,6 +48,21 @@ type Connections interface {
 	ClientFault() (connections.ClientFault, bool)
 }
 
+// Pages reads what a page shows in one call — the Projects page, a
+// project's page or one of its rows, the Team page — and does a project
+// page's actions, answering with the rows they changed (internal/pages).
+type Pages interface {
+	Projects(ctx context.Context, orgID int64) ([]pages.ProjectRow, error)
+	Project(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Project, error)
+	Part(ctx context.Context, p tether.Project, name string, watch bool) (pages.Part, error)
+	Team(ctx context.Context, v orgs.Viewer) (pages.Team, error)
+	CheckNow(ctx context.Context, p tether.Project, name string) (pages.Part, error)
+	Regenerate(ctx context.Context, actorID int64, p tether.Project, name string) (pages.Part, projects.RegenerateResult, error)
+	Rehome(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Rehomed, error)
+	ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (pages.Changed, error)
+	StartMissed(ctx context.Context, actorID int64, p tether.Project) (pages.Started, error)
+}
+
 // Troubleshooter walks the troubleshooting checklist.
 type Troubleshooter interface {
 	Run(ctx context.Context, v troubleshooting.Viewer) (troubleshooting.Report, error)
@@ -73,7 +91,6 @@ type Handlers struct {
 	connections    Connections
 	troubleshooter Troubleshooter
 	projects       Projects
-	health         Health
 	receiver       Receiver
 	orgs           Orgs
 	alerts         Alerts
@@ -81,7 +98,6 @@ type Handlers struct {
 	pages          Pages
 	deprecations   Deprecations
 	db             Pinger
-	budget         Budget
 	metrics        Metrics
 	metricsHandler http.Handler
 	stateCookie    *securecookie.SecureCookie
@@ -96,7 +112,6 @@ type Services struct {
 	Connections    Connections
 	Troubleshooter Troubleshooter
 	Projects       Projects
-	Health         Health
 	Receiver       Receiver
 	Orgs           Orgs
 	Alerts         Alerts
@@ -104,7 +119,6 @@ type Services struct {
 	Pages          Pages
 	Deprecations   Deprecations
 	Store          Pinger  // /healthz
-	Budget         Budget  // the Team page's meter
 	Metrics        Metrics // deliveries and latencies
 	// MetricsHandler serves /metrics; nil (no TETHER_METRICS_TOKEN) means
 	// /metrics is not found.
@@ -120,8 +134,8 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 	return &Handlers{
 		log: log, cfg: cfg, stateCookie: sc, limits: newLimits(),
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
-		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
+		troubleshooter: s.Troubleshooter, projects: s.Projects, receiver: s.Receiver, orgs: s.Orgs,
 		alerts: s.Alerts, recovery: s.Recovery, pages: s.Pages, deprecations: s.Deprecations,
-		db: s.Store, budget: s.Budget, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
+		db: s.Store, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
 	}
 }

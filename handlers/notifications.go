@@ -42,7 +42,11 @@ func (h *Handlers) notificationsView(c echo.Context) (*views.NotificationsView, 
 	if err != nil {
 		return nil, err
 	}
-	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}, nil
+	return notificationsViewOf(c, s), nil
+}
+
+func notificationsViewOf(c echo.Context, s alerts.Settings) *views.NotificationsView {
+	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}
 }
 
 // notificationsOutcome re-renders the section with the outcome of an

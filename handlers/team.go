@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/internal/bitbucket"
 	"tether/internal/orgs"
 	"tether/internal/problem"
 	"tether/internal/tether"
@@ -23,7 +22,6 @@ type Orgs interface {
 	ViewerOf(ctx context.Context, userID int64) (orgs.Viewer, error)
 	Create(ctx context.Context, userID int64, name string) (tether.Organization, error)
 	Switch(ctx context.Context, userID, orgID int64) error
-	Team(ctx context.Context, orgID int64) (orgs.Team, error)
 	Invite(ctx context.Context, v orgs.Viewer) (string, tether.Invitation, error)
 	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) error
 	Invitation(ctx context.Context, token string) (tether.Invitation, error)
@@ -99,39 +97,25 @@ func (h *Handlers) switchOrg(c echo.Context) error {
 	return redirect(c, http.StatusOK, landing, landing)
 }
 
-// teamView reads what the Team page shows.
+// teamView reads what the Team page shows (pages.Team).
 func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
 	v := viewer(c)
-	t, err := h.orgs.Team(c.Request().Context(), v.Org.ID)
+	t, err := h.pages.Team(c.Request().Context(), v)
 	if err != nil {
 		return views.TeamView{}, err
 	}
 	tv := views.TeamView{Org: v.Org, Admin: v.Admin(), Invitations: t.Invitations}
-	if tv.Notifications, err = h.notificationsView(c); err != nil {
-		return tv, err
+	if t.Notifications != nil {
+		tv.Notifications = notificationsViewOf(c, *t.Notifications)
 	}
-	admins := 0
 	for _, m := range t.Members {
-		if m.Role == tether.RoleAdmin {
-			admins++
-		}
+		tv.Members = append(tv.Members, views.MemberRow{Member: m.Member, Backing: m.Backing, You: m.UserID == v.UserID, OnlyAdmin: m.OnlyAdmin})
 	}
 	now := time.Now()
-	for _, m := range t.Members {
-		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID,
-			OnlyAdmin: m.Role == tether.RoleAdmin && admins == 1})
-		if tv.Admin && m.BitbucketUsername != "" {
-			tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.BitbucketUsername,
-				Usage: h.budget.Usage(m.UserID), NextCheck: h.health.NextCheck(m.UserID), Now: now})
-		}
+	for _, m := range t.Meter {
+		tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.Username, Usage: m.Usage, NextCheck: m.NextCheck, Now: now})
 	}
 	return tv, nil
-}
-
-// Budget reads each connection's Bitbucket API meter (the connection of a
-// Tether user).
-type Budget interface {
-	Usage(conn int64) bitbucket.Usage
 }
 
 func (h *Handlers) team(c echo.Context) error {
