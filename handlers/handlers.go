@@ -38,13 +38,13 @@ type OAuth interface {
 	Complete(ctx context.Context, code string) (accounts.Profile, tether.Token, error)
 }
 
-// Connections reports and checks Bitbucket connections.
+// Connections reports, checks and disconnects Bitbucket connections,
+// each answering with the connection's Status as the account page shows
+// it.
 type Connections interface {
-	Identity(ctx context.Context, userID int64) (tether.Identity, error)
-	Check(ctx context.Context, userID int64) (tether.Identity, error)
-	CheckIfStale(ident tether.Identity) bool
-	Checking(userID int64) bool
-	Disconnect(ctx context.Context, userID int64) error
+	Status(ctx context.Context, userID int64, poll bool) (connections.Status, error)
+	CheckNow(ctx context.Context, userID int64) (connections.Status, error)
+	Disconnect(ctx context.Context, userID int64) (connections.Status, error)
 	ClientFault() (connections.ClientFault, bool)
 }
 
