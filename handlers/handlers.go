@@ -27,7 +27,7 @@ type Accounts interface {
 	LogIn(ctx context.Context, email, password string) (tether.User, error)
 	LogInWithBitbucket(ctx context.Context, p accounts.Profile, tok tether.Token) (tether.User, bool, error)
 	Connect(ctx context.Context, userID int64, p accounts.Profile, tok tether.Token) error
-	StartSession(ctx context.Context, userID int64) (string, error)
+	SignIn(ctx context.Context, userID int64, previous string) (accounts.Session, error)
 	SessionUser(ctx context.Context, token string) (tether.User, error)
 	EndSession(ctx context.Context, token string) error
 }
