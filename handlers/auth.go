@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
+	"tether/internal/alerts"
 	"tether/internal/connections"
 	"tether/internal/orgs"
 	"tether/internal/pages"
@@ -61,6 +62,14 @@ type Pages interface {
 	Rehome(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Rehomed, error)
 	ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (pages.Changed, error)
 	StartMissed(ctx context.Context, actorID int64, p tether.Project) (pages.Started, error)
+	Invite(ctx context.Context, v orgs.Viewer) (pages.Team, string, error)
+	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) (pages.Team, error)
+	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) (pages.Team, error)
+	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) (pages.Removed, error)
+	AddEmailChannel(ctx context.Context, v orgs.Viewer, backer bool) (pages.Team, error)
+	AddWebhookChannel(ctx context.Context, v orgs.Viewer, url, secret string) (pages.Team, string, error)
+	TestChannel(ctx context.Context, v orgs.Viewer, channelID int64) (pages.Team, alerts.TestResult, error)
+	RemoveChannel(ctx context.Context, v orgs.Viewer, channelID int64) (pages.Team, error)
 }
 
 // Troubleshooter walks the troubleshooting checklist.
