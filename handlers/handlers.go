@@ -1,7 +1,12 @@
 // Package handlers is Tether's HTTP surface on Echo. Handlers are thin:
-// parse and validate, make one service call, render. Each declares the
-// small interface it needs from the services; routes.go maps the whole
-// surface in one place.
+// parse and validate, make one service call, render (render.go's one
+// rule). A page, and an action together with the part of the page it
+// answers with, is one call to internal/pages, which composes the
+// services; such a handler's doc names the service method it reaches
+// (pages.Regenerate: projects.RegenerateKey). Loading the
+// route's project and the person (middleware, loadProject) is not the
+// handler's call. Each declares the small interface it needs from the
+// services; routes.go maps the whole surface in one place.
 package handlers
 
 import (
