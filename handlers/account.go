@@ -1,18 +1,17 @@
 package handlers
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/connections"
-	"tether/internal/tether"
 	"tether/views"
 )
 
+// account is the Account page (connections.Status).
 func (h *Handlers) account(c echo.Context) error {
-	conn, err := h.connectionView(c, false)
+	st, err := h.connections.Status(c.Request().Context(), currentUser(c).ID, false)
 	if err != nil {
 		return err
 	}
@@ -20,67 +19,68 @@ func (h *Handlers) account(c echo.Context) error {
 		"connected": "Bitbucket is connected.",
 		"denied":    "You cancelled on Bitbucket, so nothing changed.",
 	}[c.QueryParam("bitbucket")]
-	return render(c, http.StatusOK, views.AccountPage(h.page(c, "Account", "account"), conn, notice), nil)
+	return render(c, http.StatusOK, views.AccountPage(h.page(c, "Account", "account"), h.connectionView(c, st), notice), nil)
 }
 
-// bitbucketStatus is the badge poll: it renders what is stored and, when
-// that is stale, starts a check in the background for the next poll.
+// bitbucketStatus is the badge poll (connections.Status): it renders what
+// is stored and, when that is stale, starts a check in the background for
+// the next poll.
 func (h *Handlers) bitbucketStatus(c echo.Context) error {
-	conn, err := h.connectionView(c, true)
+	st, err := h.connections.Status(c.Request().Context(), currentUser(c).ID, true)
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, views.AccountPage(h.page(c, "Account", "account"), conn, ""), views.Connection(conn))
+	return h.renderConnection(c, st)
 }
 
-// checkBitbucket is "Check now": it waits for Bitbucket's answer.
+// checkBitbucket is "Check now" (connections.CheckNow): it waits for
+// Bitbucket's answer.
 func (h *Handlers) checkBitbucket(c echo.Context) error {
-	u := currentUser(c)
-	if _, err := h.connections.Check(c.Request().Context(), u.ID); err != nil && !errors.Is(err, tether.ErrNotFound) {
+	st, err := h.connections.CheckNow(c.Request().Context(), currentUser(c).ID)
+	if err != nil {
 		return err
 	}
-	return h.bitbucketStatus(c)
+	return h.renderConnection(c, st)
 }
 
+// disconnectBitbucket is Disconnect (connections.Disconnect).
 func (h *Handlers) disconnectBitbucket(c echo.Context) error {
-	if err := h.connections.Disconnect(c.Request().Context(), currentUser(c).ID); err != nil {
+	st, err := h.connections.Disconnect(c.Request().Context(), currentUser(c).ID)
+	if err != nil {
 		return err
 	}
 	if !isHTMX(c.Request()) {
 		return redirect(c, http.StatusOK, "/account", "/account")
 	}
-	return h.bitbucketStatus(c)
+	return h.renderConnection(c, st)
 }
 
-// connectionView reads the stored connection into what the page shows.
-func (h *Handlers) connectionView(c echo.Context, poll bool) (views.ConnectionView, error) {
-	u := currentUser(c)
+// renderConnection answers with the connection badge (the whole Account
+// page for a browser's own request).
+func (h *Handlers) renderConnection(c echo.Context, st connections.Status) error {
+	conn := h.connectionView(c, st)
+	return render(c, http.StatusOK, views.AccountPage(h.page(c, "Account", "account"), conn, ""), views.Connection(conn))
+}
+
+// connectionView shows the stored connection as the page does.
+func (h *Handlers) connectionView(c echo.Context, st connections.Status) views.ConnectionView {
 	v := views.ConnectionView{
 		CSRF:              csrfToken(c),
 		AuthorizationsURL: h.cfg.BitbucketURL + "/account/settings/app-authorizations/",
+		ClientFault:       st.ClientFault,
+		Linked:            st.Linked,
+		Connected:         st.Connected,
+		Username:          st.Username,
+		DisplayName:       st.DisplayName,
+		Reason:            st.Reason,
+		Notice:            st.CheckError,
+		ConnectedAt:       st.ConnectedAt,
+		VerifiedAt:        st.VerifiedAt,
+		Checking:          st.Checking,
+		Allows:            st.Grant.Allows,
 	}
-	if f, ok := h.connections.ClientFault(); ok {
-		v.ClientFault = f.Reason
-	}
-	ident, err := h.connections.Identity(c.Request().Context(), u.ID)
-	if errors.Is(err, tether.ErrNotFound) {
-		return v, nil
-	}
-	if err != nil {
-		return v, err
-	}
-	started := poll && h.connections.CheckIfStale(ident)
-	grant := connections.Describe(ident.Scopes)
-	v.Linked = true
-	v.Connected = ident.Status == tether.Connected
-	v.Username, v.DisplayName = ident.Username, ident.DisplayName
-	v.Reason = ident.StatusReason
-	v.Notice = ident.CheckError
-	v.ConnectedAt, v.VerifiedAt = ident.ConnectedAt, ident.VerifiedAt
-	v.Allows = grant.Allows
-	for _, m := range grant.Missing {
+	for _, m := range st.Grant.Missing {
 		v.Missing = append(v.Missing, views.MissingScope{Scope: m.Scope, Breaks: m.Breaks})
 	}
-	v.Checking = started || h.connections.Checking(u.ID)
-	return v, nil
+	return v
 }

@@ -9,13 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"errors"
-
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
-	"tether/internal/orgs"
 	"tether/internal/problem"
 	"tether/internal/tether"
 	"tether/internal/throttle"
@@ -143,26 +140,23 @@ func (h *Handlers) formError(c echo.Context, err error, f views.Form, show func(
 	return show(f)
 }
 
-// signIn rotates the session: whatever session the browser had ends, and
-// a new token is issued. It then goes to next (a local path) or, for
-// someone in no organization yet, to the setup step, else to Projects.
+// signIn rotates the session (accounts.SignIn): whatever session the
+// browser had ends, and a new token is issued. It then goes to next (a
+// local path) or, for someone in no organization yet, to the setup step,
+// else to Projects.
 func (h *Handlers) signIn(c echo.Context, userID int64, next string) error {
-	ctx := c.Request().Context()
+	previous := ""
 	if ck, err := c.Cookie(sessionCookie); err == nil {
-		if err := h.accounts.EndSession(ctx, ck.Value); err != nil {
-			return err
-		}
+		previous = ck.Value
 	}
-	token, err := h.accounts.StartSession(ctx, userID)
+	sess, err := h.accounts.SignIn(c.Request().Context(), userID, previous)
 	if err != nil {
 		return err
 	}
-	h.setCookie(c, sessionCookie, token, "/", accounts.SessionTTL)
+	h.setCookie(c, sessionCookie, sess.Token, "/", accounts.SessionTTL)
 	fallback := landing
-	if _, err := h.orgs.ViewerOf(ctx, userID); errors.Is(err, orgs.ErrNoOrganization) {
+	if !sess.Member {
 		fallback = "/setup"
-	} else if err != nil {
-		return err
 	}
 	return redirect(c, http.StatusOK, next, fallback)
 }

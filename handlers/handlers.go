@@ -1,7 +1,12 @@
 // Package handlers is Tether's HTTP surface on Echo. Handlers are thin:
-// parse and validate, make one service call, render. Each declares the
-// small interface it needs from the services; routes.go maps the whole
-// surface in one place.
+// parse and validate, make one service call, render (render.go's one
+// rule). A page, and an action together with the part of the page it
+// answers with, is one call to internal/pages, which composes the
+// services; such a handler's doc names the service method it reaches
+// (pages.Regenerate: projects.RegenerateKey). Loading the
+// route's project and the person (middleware, loadProject) is not the
+// handler's call. Each declares the small interface it needs from the
+// services; routes.go maps the whole surface in one place.
 package handlers
 
 import (
@@ -13,7 +18,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/accounts"
+	"tether/internal/alerts"
 	"tether/internal/connections"
+	"tether/internal/orgs"
+	"tether/internal/pages"
+	"tether/internal/projects"
 	"tether/internal/tether"
 	"tether/internal/troubleshooting"
 )
@@ -24,7 +33,7 @@ type Accounts interface {
 	LogIn(ctx context.Context, email, password string) (tether.User, error)
 	LogInWithBitbucket(ctx context.Context, p accounts.Profile, tok tether.Token) (tether.User, bool, error)
 	Connect(ctx context.Context, userID int64, p accounts.Profile, tok tether.Token) error
-	StartSession(ctx context.Context, userID int64) (string, error)
+	SignIn(ctx context.Context, userID int64, previous string) (accounts.Session, error)
 	SessionUser(ctx context.Context, token string) (tether.User, error)
 	EndSession(ctx context.Context, token string) error
 }
@@ -35,14 +44,37 @@ type OAuth interface {
 	Complete(ctx context.Context, code string) (accounts.Profile, tether.Token, error)
 }
 
-// Connections reports and checks Bitbucket connections.
+// Connections reports, checks and disconnects Bitbucket connections,
+// each answering with the connection's Status as the account page shows
+// it.
 type Connections interface {
-	Identity(ctx context.Context, userID int64) (tether.Identity, error)
-	Check(ctx context.Context, userID int64) (tether.Identity, error)
-	CheckIfStale(ident tether.Identity) bool
-	Checking(userID int64) bool
-	Disconnect(ctx context.Context, userID int64) error
+	Status(ctx context.Context, userID int64, poll bool) (connections.Status, error)
+	CheckNow(ctx context.Context, userID int64) (connections.Status, error)
+	Disconnect(ctx context.Context, userID int64) (connections.Status, error)
 	ClientFault() (connections.ClientFault, bool)
+}
+
+// Pages reads what a page shows in one call — the Projects page, a
+// project's page or one of its rows, the Team page — and does a project
+// page's actions, answering with the rows they changed (internal/pages).
+type Pages interface {
+	Projects(ctx context.Context, orgID int64) ([]pages.ProjectRow, error)
+	Project(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Project, error)
+	Part(ctx context.Context, p tether.Project, name string, watch bool) (pages.Part, error)
+	Team(ctx context.Context, v orgs.Viewer) (pages.Team, error)
+	CheckNow(ctx context.Context, p tether.Project, name string) (pages.Part, error)
+	Regenerate(ctx context.Context, actorID int64, p tether.Project, name string) (pages.Part, projects.RegenerateResult, error)
+	Rehome(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Rehomed, error)
+	ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (pages.Changed, error)
+	StartMissed(ctx context.Context, actorID int64, p tether.Project) (pages.Started, error)
+	Invite(ctx context.Context, v orgs.Viewer) (pages.Team, string, error)
+	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) (pages.Team, error)
+	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) (pages.Team, error)
+	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) (pages.Removed, error)
+	AddEmailChannel(ctx context.Context, v orgs.Viewer, backer bool) (pages.Team, error)
+	AddWebhookChannel(ctx context.Context, v orgs.Viewer, url, secret string) (pages.Team, string, error)
+	TestChannel(ctx context.Context, v orgs.Viewer, channelID int64) (pages.Team, alerts.TestResult, error)
+	RemoveChannel(ctx context.Context, v orgs.Viewer, channelID int64) (pages.Team, error)
 }
 
 // Troubleshooter walks the troubleshooting checklist.
@@ -73,7 +105,6 @@ type Handlers struct {
 	connections    Connections
 	troubleshooter Troubleshooter
 	projects       Projects
-	health         Health
 	receiver       Receiver
 	orgs           Orgs
 	alerts         Alerts
@@ -81,7 +112,6 @@ type Handlers struct {
 	pages          Pages
 	deprecations   Deprecations
 	db             Pinger
-	budget         Budget
 	metrics        Metrics
 	metricsHandler http.Handler
 	stateCookie    *securecookie.SecureCookie
@@ -96,7 +126,6 @@ type Services struct {
 	Connections    Connections
 	Troubleshooter Troubleshooter
 	Projects       Projects
-	Health         Health
 	Receiver       Receiver
 	Orgs           Orgs
 	Alerts         Alerts
@@ -104,7 +133,6 @@ type Services struct {
 	Pages          Pages
 	Deprecations   Deprecations
 	Store          Pinger  // /healthz
-	Budget         Budget  // the Team page's meter
 	Metrics        Metrics // deliveries and latencies
 	// MetricsHandler serves /metrics; nil (no TETHER_METRICS_TOKEN) means
 	// /metrics is not found.
@@ -120,8 +148,8 @@ func New(log *slog.Logger, cfg Config, s Services) *Handlers {
 	return &Handlers{
 		log: log, cfg: cfg, stateCookie: sc, limits: newLimits(),
 		accounts: s.Accounts, oauth: s.OAuth, connections: s.Connections,
-		troubleshooter: s.Troubleshooter, projects: s.Projects, health: s.Health, receiver: s.Receiver, orgs: s.Orgs,
+		troubleshooter: s.Troubleshooter, projects: s.Projects, receiver: s.Receiver, orgs: s.Orgs,
 		alerts: s.Alerts, recovery: s.Recovery, pages: s.Pages, deprecations: s.Deprecations,
-		db: s.Store, budget: s.Budget, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
+		db: s.Store, metrics: s.Metrics, metricsHandler: s.MetricsHandler,
 	}
 }

@@ -15,7 +15,6 @@ import (
 // not arriving.
 type Recovery interface {
 	Missed(ctx context.Context, p tether.Project) ([]tether.MissedBranch, error)
-	StartMissed(ctx context.Context, actorID int64, p tether.Project) ([]tether.Workflow, error)
 }
 
 func (h *Handlers) missedView(c echo.Context, p tether.Project) (views.MissedView, error) {
@@ -40,26 +39,21 @@ func (h *Handlers) missed(c echo.Context) error {
 	return h.renderPart(c, http.StatusOK, views.MissedSection(v), views.ProjectURL(p.ID), views.Notice{})
 }
 
-// startMissed is Start missed workflows: the outcome shows in place and the
-// workflows list is swapped with the fresh one.
+// startMissed is Start missed workflows (pages.StartMissed:
+// recovery.StartMissed): the outcome shows in place and the workflows
+// list is swapped with the fresh one.
 func (h *Handlers) startMissed(c echo.Context) error {
 	p, err := h.project(c)
 	if err != nil {
 		return err
 	}
-	started, serr := h.recovery.StartMissed(c.Request().Context(), currentUser(c).ID, p)
-	v, err := h.missedView(c, p)
+	st, serr := h.pages.StartMissed(c.Request().Context(), currentUser(c).ID, p)
+	v := missedViewOf(c, p, st.Missed)
+	status, err := outcome(serr, "", startedSaying(len(st.Workflows)), &v.Message, &v.MessageKind)
 	if err != nil {
 		return err
 	}
-	status, err := outcome(serr, "", startedSaying(len(started)), &v.Message, &v.MessageKind)
-	if err != nil {
-		return err
-	}
-	a, err := h.activity(c, p)
-	if err != nil {
-		return err
-	}
+	a := activityOf(p, st.Activity)
 	v.Activity = &a
 	return h.renderPart(c, status, views.MissedSection(v), views.ProjectURL(p.ID), views.Notice{Kind: v.MessageKind, Message: v.Message})
 }

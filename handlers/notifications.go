@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"tether/internal/alerts"
+	"tether/internal/pages"
 	"tether/internal/problem"
 	"tether/internal/tether"
 	"tether/views"
@@ -17,20 +18,12 @@ import (
 // sent.
 type Alerts interface {
 	Settings(ctx context.Context, orgID int64) (alerts.Settings, error)
-	AddEmail(ctx context.Context, a alerts.Actor, backer bool) error
-	AddWebhook(ctx context.Context, a alerts.Actor, url, secret string) (string, error)
-	Remove(ctx context.Context, a alerts.Actor, channelID int64) error
-	SendTest(ctx context.Context, a alerts.Actor, orgName string, channelID int64) (alerts.TestResult, error)
 	Outbox(ctx context.Context, orgID int64) ([]tether.Alert, error)
 }
 
 // Deprecations lists the Bitbucket APIs retired under Tether.
 type Deprecations interface {
 	Active() []tether.Deprecation
-}
-
-func actor(c echo.Context) alerts.Actor {
-	return alerts.Actor{UserID: currentUser(c).ID, OrgID: viewer(c).Org.ID}
 }
 
 // notificationsView reads the Notifications section; nil for members.
@@ -42,16 +35,22 @@ func (h *Handlers) notificationsView(c echo.Context) (*views.NotificationsView, 
 	if err != nil {
 		return nil, err
 	}
-	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}, nil
+	return notificationsViewOf(c, s), nil
 }
 
-// notificationsOutcome re-renders the section with the outcome of an
-// action in place: a refusal on its field or as a message, with its status.
-func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(*views.NotificationsView)) error {
-	v, err := h.notificationsView(c)
-	if err != nil {
-		return err
+func notificationsViewOf(c echo.Context, s alerts.Settings) *views.NotificationsView {
+	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}
+}
+
+// notificationsOutcome re-renders the section, as the action's answer t
+// has it, with the outcome of an action in place: a refusal on its field
+// or as a message, with its status.
+func (h *Handlers) notificationsOutcome(c echo.Context, t pages.Team, actErr error, edit func(*views.NotificationsView)) error {
+	var s alerts.Settings
+	if t.Notifications != nil {
+		s = *t.Notifications
 	}
+	v := notificationsViewOf(c, s)
 	status := http.StatusOK
 	if actErr != nil {
 		p, ok := problem.As(actErr)
@@ -71,10 +70,7 @@ func (h *Handlers) notificationsOutcome(c echo.Context, actErr error, edit func(
 	if !wantsFragment(c.Request()) {
 		// Without htmx the whole Team page answers, as for the team's own
 		// actions: a signing secret Tether made is shown this once.
-		tv, err := h.teamView(c)
-		if err != nil {
-			return err
-		}
+		tv := teamViewOf(c, t)
 		tv.Notifications = v
 		return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), nil)
 	}
@@ -89,19 +85,23 @@ func (h *Handlers) alertChannels(c echo.Context) error {
 	return h.renderPart(c, http.StatusOK, views.AlertChannels(v.Settings), "/team", views.Notice{})
 }
 
+// addEmailChannel turns e-mail alerts on (pages.AddEmailChannel:
+// alerts.AddEmail).
 func (h *Handlers) addEmailChannel(c echo.Context) error {
-	err := h.alerts.AddEmail(c.Request().Context(), actor(c), c.FormValue("backer") != "")
-	return h.notificationsOutcome(c, err, func(v *views.NotificationsView) {
+	t, err := h.pages.AddEmailChannel(c.Request().Context(), viewer(c), c.FormValue("backer") != "")
+	return h.notificationsOutcome(c, t, err, func(v *views.NotificationsView) {
 		if err == nil {
 			v.Message, v.MessageKind = "E-mail is on: alerts go to the admins. Press Send test to check it arrives.", "ok"
 		}
 	})
 }
 
+// addWebhookChannel adds an alert webhook (pages.AddWebhookChannel:
+// alerts.AddWebhook).
 func (h *Handlers) addWebhookChannel(c echo.Context) error {
 	typed := c.FormValue("url")
-	secret, err := h.alerts.AddWebhook(c.Request().Context(), actor(c), typed, c.FormValue("secret"))
-	return h.notificationsOutcome(c, err, func(v *views.NotificationsView) {
+	t, secret, err := h.pages.AddWebhookChannel(c.Request().Context(), viewer(c), typed, c.FormValue("secret"))
+	return h.notificationsOutcome(c, t, err, func(v *views.NotificationsView) {
 		if err != nil {
 			v.URL = typed
 			return
@@ -116,9 +116,10 @@ func channelParam(c echo.Context) int64 {
 	return id
 }
 
+// testChannel is Send test (pages.TestChannel: alerts.SendTest).
 func (h *Handlers) testChannel(c echo.Context) error {
-	res, err := h.alerts.SendTest(c.Request().Context(), actor(c), viewer(c).Org.Name, channelParam(c))
-	return h.notificationsOutcome(c, err, func(v *views.NotificationsView) {
+	t, res, err := h.pages.TestChannel(c.Request().Context(), viewer(c), channelParam(c))
+	return h.notificationsOutcome(c, t, err, func(v *views.NotificationsView) {
 		switch {
 		case err != nil:
 		case res.Demo:
@@ -131,9 +132,10 @@ func (h *Handlers) testChannel(c echo.Context) error {
 	})
 }
 
+// removeChannel is Remove on a channel (pages.RemoveChannel: alerts.Remove).
 func (h *Handlers) removeChannel(c echo.Context) error {
-	err := h.alerts.Remove(c.Request().Context(), actor(c), channelParam(c))
-	return h.notificationsOutcome(c, err, func(v *views.NotificationsView) {
+	t, err := h.pages.RemoveChannel(c.Request().Context(), viewer(c), channelParam(c))
+	return h.notificationsOutcome(c, t, err, func(v *views.NotificationsView) {
 		if err == nil {
 			v.Message, v.MessageKind = "Channel removed.", "ok"
 		}

@@ -7,11 +7,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"tether/internal/health"
 	"tether/internal/pages"
 	"tether/internal/problem"
 	"tether/internal/projects"
@@ -20,34 +18,15 @@ import (
 	"tether/views"
 )
 
-// Projects manages projects, their deploy keys and webhooks.
+// Projects manages projects: the picker, Create and Delete, and reading
+// one project for the route.
 type Projects interface {
-	List(ctx context.Context, orgID int64) ([]tether.Project, error)
 	Get(ctx context.Context, userID, projectID int64) (tether.Project, string, error)
 	Repositories(ctx context.Context, userID int64, search string, fresh bool) (projects.Listing, error)
 	Create(ctx context.Context, orgID, userID int64, fullName string) (tether.Project, error)
-	RegenerateKey(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
-	RegenerateWebhook(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	Activity(ctx context.Context, p tether.Project) (projects.Activity, error)
-	ChangeRepository(ctx context.Context, actorID int64, p tether.Project, input, confirmUUID string) (projects.ChangeResult, error)
 	MovedURL(p tether.Project) string
-	Rehome(ctx context.Context, actorID int64, p tether.Project) (projects.RegenerateResult, error)
 	Delete(ctx context.Context, actorID int64, p tether.Project) (string, error)
-	BackingOf(ctx context.Context, p tether.Project, viewerID int64, admin bool) (projects.Backing, error)
-}
-
-// Pages reads what a project's page shows: the whole page, or one of its
-// Deploy Key and Webhook rows, in one call.
-type Pages interface {
-	Project(ctx context.Context, p tether.Project, v pages.Viewer) (pages.Project, error)
-	Part(ctx context.Context, p tether.Project, name string, watch bool) (pages.Part, error)
-}
-
-// Health reads and runs project health checks.
-type Health interface {
-	Badge(ctx context.Context, p tether.Project, part string, watch bool) (health.Badge, error)
-	CheckNow(ctx context.Context, p tether.Project) error
-	NextCheck(owner int64) time.Time
 }
 
 // Receiver takes webhook deliveries.
@@ -55,45 +34,37 @@ type Receiver interface {
 	Receive(ctx context.Context, token string, h http.Header, body io.Reader) webhooks.Answer
 }
 
-// part describes one health row of the project page.
+// part describes one health row of the project page; dbPart names it to
+// internal/pages (its Regenerate calls projects.RegenerateKey or
+// projects.RegenerateWebhook).
 type part struct {
 	slug, title, dbPart, confirm string
-	regenerate                   func(Projects, context.Context, int64, tether.Project) (projects.RegenerateResult, error)
 	done                         string // what a successful Regenerate says
 }
 
 var (
 	deployKeyPart = part{
 		slug: "deploy-key", title: "Deploy Key", dbPart: tether.PartDeployKey,
-		confirm:    "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
-		regenerate: Projects.RegenerateKey,
-		done:       "A new deploy key is in force; the old one was removed from Bitbucket.",
+		confirm: "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
+		done:    "A new deploy key is in force; the old one was removed from Bitbucket.",
 	}
 	webhookPart = part{
 		slug: "webhook", title: "Webhook", dbPart: tether.PartWebhook,
-		confirm:    "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
-		regenerate: Projects.RegenerateWebhook,
-		done:       "A new webhook is in force; the old one was removed from Bitbucket.",
+		confirm: "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
+		done:    "A new webhook is in force; the old one was removed from Bitbucket.",
 	}
 	parts = []part{deployKeyPart, webhookPart}
 )
 
+// projectList is the Projects page: pages.Projects.
 func (h *Handlers) projectList(c echo.Context) error {
-	ctx := c.Request().Context()
-	list, err := h.projects.List(ctx, viewer(c).Org.ID)
+	list, err := h.pages.Projects(c.Request().Context(), viewer(c).Org.ID)
 	if err != nil {
 		return err
 	}
 	rows := make([]views.ProjectRow, 0, len(list))
-	for _, p := range list {
-		row := views.ProjectRow{Project: p}
-		if row.Key, err = h.health.Badge(ctx, p, tether.PartDeployKey, false); err != nil {
-			return err
-		}
-		if row.Webhook, err = h.health.Badge(ctx, p, tether.PartWebhook, false); err != nil {
-			return err
-		}
-		rows = append(rows, row)
+	for _, r := range list {
+		rows = append(rows, views.ProjectRow{Project: r.Project, Key: r.Key, Webhook: r.Webhook})
 	}
 	return render(c, http.StatusOK, views.ProjectsPage(h.page(c, "Projects", "projects"), rows), nil)
 }
@@ -200,28 +171,35 @@ func (h *Handlers) projectPage(c echo.Context) error {
 	return render(c, http.StatusOK, views.ProjectPage(h.page(c, p.Name, "projects"), v), nil)
 }
 
-// projectView reads everything the project page shows, from the store.
+// projectView reads everything the project page shows, from the store
+// (pages.Project).
 func (h *Handlers) projectView(c echo.Context, p tether.Project) (views.ProjectView, error) {
-	pg, err := h.pages.Project(c.Request().Context(), p, pages.Viewer{UserID: currentUser(c).ID, Admin: projectAdmin(c)})
+	pg, err := h.pages.Project(c.Request().Context(), p, pageViewer(c))
 	if err != nil {
 		return views.ProjectView{}, err
 	}
 	v := views.ProjectView{Project: p, Admin: projectAdmin(c), Repository: h.repoViewOf(c, p, pg.MovedURL),
-		Backing: backingViewOf(c, p, pg.Backing), Missed: missedViewOf(c, p, pg.Missed), Activity: activityOf(p, pg.Activity)}
-	for _, pt := range parts {
-		for _, row := range pg.Parts {
-			if row.Name == pt.dbPart {
-				v.Parts = append(v.Parts, partViewOf(c, p, pt, row))
-			}
-		}
-	}
+		Backing: backingViewOf(c, p, pg.Backing), Missed: missedViewOf(c, p, pg.Missed), Activity: activityOf(p, pg.Activity),
+		Parts: partViewsOf(c, p, pg.Parts)}
 	return v, nil
 }
 
-// backingView says who backs the project.
-func (h *Handlers) backingView(c echo.Context, p tether.Project) (views.BackingView, error) {
-	b, err := h.projects.BackingOf(c.Request().Context(), p, currentUser(c).ID, projectAdmin(c))
-	return backingViewOf(c, p, b), err
+// pageViewer is the person looking, as internal/pages needs them.
+func pageViewer(c echo.Context) pages.Viewer {
+	return pages.Viewer{UserID: currentUser(c).ID, Admin: projectAdmin(c)}
+}
+
+// partViewsOf shows the rows of a project's page in the page's order.
+func partViewsOf(c echo.Context, p tether.Project, rows []pages.Part) []views.Part {
+	var out []views.Part
+	for _, pt := range parts {
+		for _, row := range rows {
+			if row.Name == pt.dbPart {
+				out = append(out, partViewOf(c, p, pt, row))
+			}
+		}
+	}
+	return out
 }
 
 func backingViewOf(c echo.Context, p tether.Project, b projects.Backing) views.BackingView {
@@ -238,14 +216,6 @@ func (h *Handlers) activity(c echo.Context, p tether.Project) (views.Activity, e
 
 func activityOf(p tether.Project, a projects.Activity) views.Activity {
 	return views.Activity{ProjectID: p.ID, Workflows: a.Workflows, Deliveries: a.Deliveries, LastAccepted: a.LastAccepted, Refusals: a.Refusals}
-}
-
-// partView reads one health row. watch marks the project as watched, so
-// the background schedule looks at it first and more often; it never
-// waits for Bitbucket.
-func (h *Handlers) partView(c echo.Context, p tether.Project, pt part, watch bool) (views.Part, error) {
-	row, err := h.pages.Part(c.Request().Context(), p, pt.dbPart, watch)
-	return partViewOf(c, p, pt, row), err
 }
 
 // partViewOf shows a row as the person looking may act on it.
@@ -275,52 +245,50 @@ func (h *Handlers) renderHealthRow(c echo.Context, status int, p tether.Project,
 	return h.renderPart(c, status, views.HealthRow(v), views.ProjectURL(p.ID), views.Notice{Kind: v.MessageKind, Message: v.Message})
 }
 
-// healthRow is a row's poll: stored state only.
+// healthRow is a row's poll (pages.Part): stored state only. It marks the
+// project watched, so the background schedule looks at it first and more
+// often; it never waits for Bitbucket.
 func (h *Handlers) healthRow(pt part) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, err := h.project(c)
 		if err != nil {
 			return err
 		}
-		v, err := h.partView(c, p, pt, true)
+		row, err := h.pages.Part(c.Request().Context(), p, pt.dbPart, true)
 		if err != nil {
 			return err
 		}
-		return h.renderHealthRow(c, http.StatusOK, p, v)
+		return h.renderHealthRow(c, http.StatusOK, p, partViewOf(c, p, pt, row))
 	}
 }
 
-// checkPart is "Check now": it waits for Bitbucket. Presses in quick
-// succession, by anyone, share one check.
+// checkPart is "Check now" (pages.CheckNow): it waits for Bitbucket.
+// Presses in quick succession, by anyone, share one check.
 func (h *Handlers) checkPart(pt part) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, err := h.project(c)
 		if err != nil {
 			return err
 		}
-		if err := h.health.CheckNow(c.Request().Context(), p); err != nil {
-			return err
-		}
-		v, err := h.partView(c, p, pt, false)
+		row, err := h.pages.CheckNow(c.Request().Context(), p, pt.dbPart)
 		if err != nil {
 			return err
 		}
-		return h.renderHealthRow(c, http.StatusOK, p, v)
+		return h.renderHealthRow(c, http.StatusOK, p, partViewOf(c, p, pt, row))
 	}
 }
 
-// regeneratePart replaces the key or hook and shows the outcome in place.
+// regeneratePart is Regenerate (pages.Regenerate: projects.RegenerateKey
+// or projects.RegenerateWebhook): it replaces the key or hook and shows
+// the outcome in place.
 func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, err := h.project(c)
 		if err != nil {
 			return err
 		}
-		res, rerr := pt.regenerate(h.projects, c.Request().Context(), currentUser(c).ID, p)
-		v, err := h.partView(c, p, pt, false)
-		if err != nil {
-			return err
-		}
+		row, res, rerr := h.pages.Regenerate(c.Request().Context(), currentUser(c).ID, p, pt.dbPart)
+		v := partViewOf(c, p, pt, row)
 		status, err := outcome(rerr, res.Warning, pt.done, &v.Message, &v.MessageKind)
 		if err != nil {
 			return err
@@ -367,22 +335,21 @@ func (h *Handlers) repositorySection(c echo.Context) error {
 	return h.renderPart(c, http.StatusOK, views.RepositorySection(h.repoView(c, p)), views.ProjectURL(p.ID), views.Notice{})
 }
 
-// changeRepository is Change (and Update URL): it resolves the URL on
-// Bitbucket and shows the outcome, and the fresh health rows, in place.
+// changeRepository is Change (and Update URL) (pages.ChangeRepository:
+// projects.ChangeRepository): it resolves the URL on Bitbucket and shows
+// the outcome, and the fresh health rows, in place.
 func (h *Handlers) changeRepository(c echo.Context) error {
 	p, err := h.project(c)
 	if err != nil {
 		return err
 	}
 	typed := c.FormValue("url")
-	res, cerr := h.projects.ChangeRepository(c.Request().Context(), currentUser(c).ID, p, typed, c.FormValue("confirm"))
-	if cerr == nil && res.Confirm == nil {
-		p = res.Project
-	}
+	ch, cerr := h.pages.ChangeRepository(c.Request().Context(), currentUser(c).ID, p, typed, c.FormValue("confirm"))
+	p, res := ch.Project, ch.ChangeResult
 	if c.FormValue("from") == "checklist" {
 		return h.checklistOutcome(c, p, res, cerr)
 	}
-	v := h.repoView(c, p)
+	v := h.repoViewOf(c, p, ch.MovedURL)
 	v.URL = typed
 	status := http.StatusOK
 	switch {
@@ -400,19 +367,13 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 	case res.Confirm != nil:
 		v.Confirm = res.Confirm
 	default:
-		v = h.repoView(c, p)
+		v = h.repoViewOf(c, p, ch.MovedURL)
 		v.Renamed = true
 		v.Notice, v.NoticeKind = "The project now uses "+p.FullName+" and is named after it. Deploy key and webhook were checked again.", "ok"
 		if res.Warning != "" {
 			v.Notice, v.NoticeKind = res.Warning, "warning"
 		}
-		for _, pt := range parts {
-			row, err := h.partView(c, p, pt, false)
-			if err != nil {
-				return err
-			}
-			v.Refreshed = append(v.Refreshed, row)
-		}
+		v.Refreshed = partViewsOf(c, p, ch.Parts)
 	}
 	said := views.Notice{Kind: v.NoticeKind, Message: v.Notice}
 	switch {
@@ -454,47 +415,22 @@ func (h *Handlers) movedBanner(c echo.Context) error {
 	return h.renderPart(c, http.StatusOK, views.MovedBanner(h.repoView(c, p)), views.ProjectURL(p.ID), views.Notice{})
 }
 
-// refreshedParts renders both health rows as they are stored now, to swap
-// in place after a change.
-func (h *Handlers) refreshedParts(c echo.Context, p tether.Project) ([]views.Part, error) {
-	var out []views.Part
-	for _, pt := range parts {
-		row, err := h.partView(c, p, pt, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, row)
-	}
-	return out, nil
-}
-
-// rehome is Re-home to me: the acting admin's connection backs the
-// project from now on; the outcome and fresh badges show in place.
+// rehome is Re-home to me (pages.Rehome: projects.Rehome): the acting
+// admin's connection backs the project from now on; the outcome and
+// fresh badges show in place.
 func (h *Handlers) rehome(c echo.Context) error {
 	p, err := h.project(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	res, rerr := h.projects.Rehome(ctx, currentUser(c).ID, p)
-	if rerr == nil {
-		p = res.Project
-	}
-	rows, err := h.refreshedParts(c, p)
+	rh, rerr := h.pages.Rehome(c.Request().Context(), p, pageViewer(c))
+	p = rh.Project
+	b := backingViewOf(c, p, rh.Backing)
+	status, err := outcome(rerr, rh.Warning, "Re-homed: the new deploy key and webhook act with your Bitbucket connection.", &b.Message, &b.MessageKind)
 	if err != nil {
 		return err
 	}
-	b, err := h.backingView(c, p)
-	if err != nil {
-		return err
-	}
-	status, err := outcome(rerr, res.Warning, "Re-homed: the new deploy key and webhook act with your Bitbucket connection.", &b.Message, &b.MessageKind)
-	if err != nil {
-		return err
-	}
-	if rerr == nil {
-		b.Refreshed = rows
-	}
+	b.Refreshed = partViewsOf(c, p, rh.Parts)
 	return h.renderPart(c, status, views.BackingSection(b), views.ProjectURL(p.ID), views.Notice{Kind: b.MessageKind, Message: b.Message})
 }
 

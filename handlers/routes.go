@@ -91,6 +91,9 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	project.GET("/activity", h.projectActivity, quiet)
 	project.GET("/repository", h.repositorySection)
 	project.GET("/moved", h.movedBanner, quiet)
+	// A Deploy Key or Webhook row: its poll (pages.Part), Check now
+	// (pages.CheckNow) and Regenerate (pages.Regenerate, which calls
+	// projects.RegenerateKey or projects.RegenerateWebhook).
 	project.GET("/deploy-key", h.healthRow(deployKeyPart), quiet, h.timed)
 	project.POST("/deploy-key/check", h.checkPart(deployKeyPart))
 	project.GET("/webhook", h.healthRow(webhookPart), quiet, h.timed)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"tether/internal/bitbucket"
 	"tether/internal/orgs"
+	"tether/internal/pages"
 	"tether/internal/problem"
 	"tether/internal/tether"
 	"tether/views"
@@ -23,13 +23,8 @@ type Orgs interface {
 	ViewerOf(ctx context.Context, userID int64) (orgs.Viewer, error)
 	Create(ctx context.Context, userID int64, name string) (tether.Organization, error)
 	Switch(ctx context.Context, userID, orgID int64) error
-	Team(ctx context.Context, orgID int64) (orgs.Team, error)
-	Invite(ctx context.Context, v orgs.Viewer) (string, tether.Invitation, error)
-	Revoke(ctx context.Context, v orgs.Viewer, invitationID int64) error
 	Invitation(ctx context.Context, token string) (tether.Invitation, error)
 	Accept(ctx context.Context, token string, userID int64) (tether.Invitation, error)
-	SetRole(ctx context.Context, v orgs.Viewer, userID int64, role string) error
-	Remove(ctx context.Context, v orgs.Viewer, userID int64, force bool) ([]tether.Project, error)
 	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) (orgs.AuditPage, error)
 }
 
@@ -99,56 +94,38 @@ func (h *Handlers) switchOrg(c echo.Context) error {
 	return redirect(c, http.StatusOK, landing, landing)
 }
 
-// teamView reads what the Team page shows.
-func (h *Handlers) teamView(c echo.Context) (views.TeamView, error) {
+// teamViewOf shows the Team page as the person looking may act on it.
+func teamViewOf(c echo.Context, t pages.Team) views.TeamView {
 	v := viewer(c)
-	t, err := h.orgs.Team(c.Request().Context(), v.Org.ID)
-	if err != nil {
-		return views.TeamView{}, err
-	}
 	tv := views.TeamView{Org: v.Org, Admin: v.Admin(), Invitations: t.Invitations}
-	if tv.Notifications, err = h.notificationsView(c); err != nil {
-		return tv, err
+	if t.Notifications != nil {
+		tv.Notifications = notificationsViewOf(c, *t.Notifications)
 	}
-	admins := 0
 	for _, m := range t.Members {
-		if m.Role == tether.RoleAdmin {
-			admins++
-		}
+		tv.Members = append(tv.Members, views.MemberRow{Member: m.Member, Backing: m.Backing, You: m.UserID == v.UserID, OnlyAdmin: m.OnlyAdmin})
 	}
 	now := time.Now()
-	for _, m := range t.Members {
-		tv.Members = append(tv.Members, views.MemberRow{Member: m, Backing: t.Backing[m.UserID], You: m.UserID == v.UserID,
-			OnlyAdmin: m.Role == tether.RoleAdmin && admins == 1})
-		if tv.Admin && m.BitbucketUsername != "" {
-			tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.BitbucketUsername,
-				Usage: h.budget.Usage(m.UserID), NextCheck: h.health.NextCheck(m.UserID), Now: now})
-		}
+	for _, m := range t.Meter {
+		tv.Meter = append(tv.Meter, views.MeterRow{UserID: m.UserID, Name: m.Name, Username: m.Username, Usage: m.Usage, NextCheck: m.NextCheck, Now: now})
 	}
-	return tv, nil
+	return tv
 }
 
-// Budget reads each connection's Bitbucket API meter (the connection of a
-// Tether user).
-type Budget interface {
-	Usage(conn int64) bitbucket.Usage
-}
-
+// team is the Team page (pages.Team).
 func (h *Handlers) team(c echo.Context) error {
-	tv, err := h.teamView(c)
+	t, err := h.pages.Team(c.Request().Context(), viewer(c))
 	if err != nil {
 		return err
 	}
+	tv := teamViewOf(c, t)
 	return render(c, http.StatusOK, views.TeamPage(h.page(c, "Team", "team"), tv), views.TeamBody(tv))
 }
 
-// teamOutcome re-renders the team with the outcome of an admin action in
-// place; refusals meant for people are shown, with their status.
-func (h *Handlers) teamOutcome(c echo.Context, actErr error, edit func(*views.TeamView)) error {
-	tv, err := h.teamView(c)
-	if err != nil {
-		return err
-	}
+// teamOutcome re-renders the team, as the action's answer t has it, with
+// the outcome of an admin action in place; refusals meant for people are
+// shown, with their status.
+func (h *Handlers) teamOutcome(c echo.Context, t pages.Team, actErr error, edit func(*views.TeamView)) error {
+	tv := teamViewOf(c, t)
 	status := http.StatusOK
 	if actErr != nil {
 		if !isProblem(actErr) {
@@ -162,17 +139,19 @@ func (h *Handlers) teamOutcome(c echo.Context, actErr error, edit func(*views.Te
 	return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), views.TeamBody(tv))
 }
 
+// invite is Invite (pages.Invite: orgs.Invite).
 func (h *Handlers) invite(c echo.Context) error {
-	token, _, err := h.orgs.Invite(c.Request().Context(), viewer(c))
-	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+	t, token, err := h.pages.Invite(c.Request().Context(), viewer(c))
+	return h.teamOutcome(c, t, err, func(tv *views.TeamView) {
 		tv.NewLink = h.cfg.PublicURL + "/invitations/" + token
 	})
 }
 
+// revokeInvitation is Revoke (pages.Revoke: orgs.Revoke).
 func (h *Handlers) revokeInvitation(c echo.Context) error {
 	id, _ := strconv.ParseInt(c.Param("invitation"), 10, 64)
-	err := h.orgs.Revoke(c.Request().Context(), viewer(c), id)
-	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+	t, err := h.pages.Revoke(c.Request().Context(), viewer(c), id)
+	return h.teamOutcome(c, t, err, func(tv *views.TeamView) {
 		tv.Message, tv.MessageKind = "The invitation was revoked; its link no longer works.", "ok"
 	})
 }
@@ -182,10 +161,11 @@ func memberParam(c echo.Context) int64 {
 	return id
 }
 
+// changeRole is Make Admin / Make Member (pages.SetRole: orgs.SetRole).
 func (h *Handlers) changeRole(c echo.Context) error {
 	id := memberParam(c)
-	err := h.orgs.SetRole(c.Request().Context(), viewer(c), id, c.FormValue("role"))
-	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+	t, err := h.pages.SetRole(c.Request().Context(), viewer(c), id, c.FormValue("role"))
+	return h.teamOutcome(c, t, err, func(tv *views.TeamView) {
 		for _, m := range tv.Members {
 			if m.UserID == id {
 				tv.Message, tv.MessageKind = m.Name+" is now "+roleName(m.Role)+".", "ok"
@@ -202,17 +182,11 @@ func roleName(role string) string {
 	return "Member"
 }
 
+// removeMember is Remove and Leave (pages.Remove: orgs.Remove).
 func (h *Handlers) removeMember(c echo.Context) error {
 	id := memberParam(c)
-	removedName := ""
-	if before, err := h.teamView(c); err == nil {
-		for _, m := range before.Members {
-			if m.UserID == id {
-				removedName = m.Name
-			}
-		}
-	}
-	backed, err := h.orgs.Remove(c.Request().Context(), viewer(c), id, c.FormValue("force") != "")
+	rm, err := h.pages.Remove(c.Request().Context(), viewer(c), id, c.FormValue("force") != "")
+	backed := rm.Backed
 	if err == nil && len(backed) == 0 && id == currentUser(c).ID {
 		// They left: the Team page of an organization they no longer
 		// belong to has nothing for them.
@@ -223,11 +197,11 @@ func (h *Handlers) removeMember(c echo.Context) error {
 		}
 		return c.Redirect(http.StatusSeeOther, "/projects")
 	}
-	return h.teamOutcome(c, err, func(tv *views.TeamView) {
+	return h.teamOutcome(c, rm.Team, err, func(tv *views.TeamView) {
 		if len(backed) == 0 {
 			tv.Message, tv.MessageKind = "Member removed.", "ok"
-			if removedName != "" {
-				tv.Message = removedName + " was removed from " + tv.Org.Name + "."
+			if rm.Name != "" {
+				tv.Message = rm.Name + " was removed from " + tv.Org.Name + "."
 			}
 			return
 		}

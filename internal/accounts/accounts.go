@@ -47,6 +47,7 @@ type Store interface {
 	CreateSession(ctx context.Context, tokenHash []byte, userID int64, expires time.Time) error
 	SessionUser(ctx context.Context, tokenHash []byte) (tether.User, error)
 	DeleteSession(ctx context.Context, tokenHash []byte) error
+	Memberships(ctx context.Context, userID int64) ([]tether.Membership, error)
 }
 
 // Service signs people up and in.
@@ -227,9 +228,33 @@ func (s *Service) Connect(ctx context.Context, userID int64, p Profile, tok teth
 	return err
 }
 
-// StartSession creates a session for the user and returns the cookie value.
-// Callers end any previous session first: a login always gets a new token.
-func (s *Service) StartSession(ctx context.Context, userID int64) (string, error) {
+// Session is a person just signed in.
+type Session struct {
+	Token  string // the new session's cookie value
+	Member bool   // they belong to an organization; if not, setting one up comes first
+}
+
+// SignIn rotates the person's session: the browser's previous one
+// (its cookie value; "" for none) ends and a new one starts, so a sign-in
+// always gets a new token and a token planted before it is worthless. It
+// also says whether they belong to an organization yet.
+func (s *Service) SignIn(ctx context.Context, userID int64, previous string) (Session, error) {
+	if err := s.EndSession(ctx, previous); err != nil {
+		return Session{}, err
+	}
+	token, err := s.startSession(ctx, userID)
+	if err != nil {
+		return Session{}, err
+	}
+	ms, err := s.store.Memberships(ctx, userID)
+	if err != nil {
+		return Session{}, fmt.Errorf("accounts: memberships: %w", err)
+	}
+	return Session{Token: token, Member: len(ms) > 0}, nil
+}
+
+// startSession creates a session for the user and returns the cookie value.
+func (s *Service) startSession(ctx context.Context, userID int64) (string, error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	token := base64.RawURLEncoding.EncodeToString(raw)

@@ -242,6 +242,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		store.Close()
 		return nil, err
 	}
+	orgService := orgs.New(log, store)
 	h := handlers.New(log, handlers.Config{
 		SecureCookies: cfg.SecureCookies(),
 		PublicURL:     cfg.PublicURL,
@@ -255,15 +256,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Accounts: acc, OAuth: oauth, Connections: conns,
 		Troubleshooter: troubleshooting.New(log, conns, projectService, checker),
 		Projects:       projectService,
-		Health:         checker,
 		Receiver:       receiver,
-		Orgs:           orgs.New(log, store),
+		Orgs:           orgService,
 		Alerts:         a.Alerts,
 		Recovery:       a.Recovery,
-		Pages:          pages.New(projectService, checker, a.Recovery),
+		Pages: pages.New(pages.Sources{Projects: projectService, Health: checker, Recovery: a.Recovery,
+			Orgs: orgService, Budget: a.Budget, Alerts: a.Alerts}),
 		Deprecations:   deps,
 		Store:          store,
-		Budget:         a.Budget,
 		Metrics:        a.Metrics,
 		MetricsHandler: metricsHandler,
 	})

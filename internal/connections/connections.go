@@ -476,9 +476,17 @@ func (s *Service) Checking(userID int64) bool {
 	return f != nil && f.running()
 }
 
-// Disconnect forgets the user's tokens; the identity stays linked so the
-// person can log in with Bitbucket and connect again.
-func (s *Service) Disconnect(ctx context.Context, userID int64) error {
+// Disconnect forgets the user's tokens, and answers with the Status it
+// left; the identity stays linked so the person can log in with Bitbucket
+// and connect again.
+func (s *Service) Disconnect(ctx context.Context, userID int64) (Status, error) {
+	if err := s.disconnect(ctx, userID); err != nil {
+		return Status{}, err
+	}
+	return s.Status(ctx, userID, true)
+}
+
+func (s *Service) disconnect(ctx context.Context, userID int64) error {
 	l := s.lock(userID)
 	l.Lock()
 	defer l.Unlock()
