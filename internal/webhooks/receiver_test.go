@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +273,34 @@ func TestRetriesAndGroupCommit(t *testing.T) {
 	}
 	if n := r.arriving.Load(); n != 0 {
 		t.Fatalf("%d deliveries still counted as arriving after every answer", n)
+	}
+}
+
+// The body is read whole whatever Content-Length says: the length only
+// sizes the buffer, and never past MaxBody.
+func TestReadBodyTakesContentLengthAsAHint(t *testing.T) {
+	t.Parallel()
+	body := bytes.Repeat([]byte("x"), 10_416)
+	huge := bytes.Repeat([]byte("y"), MaxBody+100)
+	for _, tc := range []struct {
+		name, length string
+		body         []byte
+		want         int
+	}{
+		{"exact", "10416", body, len(body)},
+		{"absent", "", body, len(body)},
+		{"says less", "10", body, len(body)},
+		{"says more", "20000", body, len(body)},
+		{"not a number", "ten", body, len(body)},
+		{"negative", "-5", body, len(body)},
+		{"past the limit, says so", strconv.Itoa(len(huge)), huge, MaxBody + 1},
+		{"past the limit, says less", "100", huge, MaxBody + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readBody(bytes.NewReader(tc.body), tc.length)
+			if err != nil || len(got) != tc.want || !bytes.Equal(got, tc.body[:tc.want]) {
+				t.Fatalf("read %d bytes (%v), want the first %d", len(got), err, tc.want)
+			}
+		})
 	}
 }
