@@ -81,19 +81,7 @@ func (s *Store) CreateAlertChannel(ctx context.Context, c tether.AlertChannel, a
 // URL and secret opened (for the service to use or mask, never to show).
 func (s *Store) AlertChannels(ctx context.Context, orgID int64) ([]tether.AlertChannel, error) {
 	rows, err := s.readRows(ctx, `SELECT `+channelColumns+` FROM alert_channels WHERE org_id = ? ORDER BY id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.AlertChannel
-	for rows.Next() {
-		c, err := s.scanChannel(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return collect(rows, err, s.scanChannel)
 }
 
 // AlertChannel returns a channel of the organization; ErrNotFound for
@@ -182,19 +170,7 @@ func scanIncident(row interface{ Scan(...any) error }) (tether.Incident, error) 
 // OpenIncidents lists every open incident.
 func (s *Store) OpenIncidents(ctx context.Context) ([]tether.Incident, error) {
 	rows, err := s.readRows(ctx, `SELECT `+incidentColumns+` FROM alert_incidents WHERE closed_at IS NULL ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Incident
-	for rows.Next() {
-		i, err := scanIncident(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, i)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanIncident)
 }
 
 // OpenIncident opens an incident with its first alert, in one
@@ -353,58 +329,34 @@ func (s *Store) alertByID(ctx context.Context, id int64) (tether.Alert, error) {
 		return a, err
 	}
 	rows, err := s.write.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM alert_deliveries d WHERE d.alert_id = ? ORDER BY d.id`, id)
-	if err != nil {
-		return a, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		d, err := scanAlertDelivery(rows)
-		if err != nil {
-			return a, err
-		}
-		a.Deliveries = append(a.Deliveries, d)
-	}
-	return a, rows.Err()
+	a.Deliveries, err = collect(rows, err, scanAlertDelivery)
+	return a, err
 }
 
 // Outbox returns an organization's latest alerts, newest first, each with
 // its deliveries.
 func (s *Store) Outbox(ctx context.Context, orgID int64, limit int) ([]tether.Alert, error) {
 	rows, err := s.readRows(ctx, `SELECT `+alertColumns+` FROM alerts a WHERE a.org_id = ? ORDER BY a.id DESC LIMIT ?`, orgID, limit)
-	if err != nil {
-		return nil, err
-	}
-	var out []tether.Alert
-	index := map[int64]int{}
-	for rows.Next() {
-		a, err := scanAlert(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		index[a.ID] = len(out)
-		out = append(out, a)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(out) == 0 {
+	out, err := collect(rows, err, scanAlert)
+	if err != nil || len(out) == 0 {
 		return out, err
 	}
-	drows, err := s.readRows(ctx, `SELECT `+deliveryColumns+` FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
+	index := make(map[int64]int, len(out))
+	for i, a := range out {
+		index[a.ID] = i
+	}
+	rows, err = s.readRows(ctx, `SELECT `+deliveryColumns+` FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
 		WHERE a.org_id = ? AND a.id >= ? ORDER BY d.id`, orgID, out[len(out)-1].ID)
+	deliveries, err := collect(rows, err, scanAlertDelivery)
 	if err != nil {
 		return nil, err
 	}
-	defer drows.Close()
-	for drows.Next() {
-		d, err := scanAlertDelivery(drows)
-		if err != nil {
-			return nil, err
-		}
+	for _, d := range deliveries {
 		if i, ok := index[d.AlertID]; ok {
 			out[i].Deliveries = append(out[i].Deliveries, d)
 		}
 	}
-	return out, drows.Err()
+	return out, nil
 }
 
 // DueAlertDeliveries returns pending deliveries whose next attempt is due
@@ -413,20 +365,8 @@ func (s *Store) Outbox(ctx context.Context, orgID int64, limit int) ([]tether.Al
 func (s *Store) DueAlertDeliveries(ctx context.Context, now time.Time, limit int) ([]tether.OutgoingAlert, error) {
 	rows, err := s.write.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM alert_deliveries d
 		WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.id LIMIT ?`, now.UTC(), limit)
+	due, err := collect(rows, err, scanAlertDelivery)
 	if err != nil {
-		return nil, err
-	}
-	var due []tether.AlertDelivery
-	for rows.Next() {
-		d, err := scanAlertDelivery(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		due = append(due, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	var out []tether.OutgoingAlert

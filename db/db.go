@@ -193,6 +193,51 @@ func (s *Store) readRows(ctx context.Context, query string, args ...any) (*sql.R
 	return st.QueryContext(ctx, args...)
 }
 
+// rowScanner is the Scan method *sql.Row and *sql.Rows share: what a scan
+// function (scanProject, scanIncident, …) reads one row through. It is an
+// alias, so a scan function written with the interface literal fits too.
+type rowScanner = interface{ Scan(...any) error }
+
+// collect scans every row of a query with scan, in the query's order, and
+// closes rows. It takes the query's two results as they come, so one loop
+// serves the readers (readRows), the writer and a *sql.Tx:
+//
+//	rows, err := tx.QueryContext(ctx, query, args...)
+//	return collect(rows, err, scanThing)
+//
+// It returns nil, not an empty slice, when there is no row; nil and the
+// error when the query or a scan fails; and the rows read so far with
+// rows.Err() when the iteration stops early.
+func collect[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// queryAll runs a query on the readers and scans every row with scan (see
+// collect).
+func queryAll[T any](ctx context.Context, s *Store, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := s.readRows(ctx, query, args...)
+	return collect(rows, err, scan)
+}
+
+// scanID scans a row of one integer column (an id).
+func scanID(row rowScanner) (int64, error) {
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.read.PingContext(ctx) }
 

@@ -31,17 +31,9 @@ func (s *Store) RecordDeprecation(ctx context.Context, d tether.Deprecation) (bo
 // Deprecations lists the retirements recorded, newest first.
 func (s *Store) Deprecations(ctx context.Context) ([]tether.Deprecation, error) {
 	rows, err := s.readRows(ctx, `SELECT change, message, method, path, first_seen, last_seen, count FROM deprecations ORDER BY first_seen DESC`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Deprecation
-	for rows.Next() {
+	return collect(rows, err, func(row rowScanner) (tether.Deprecation, error) {
 		var d tether.Deprecation
-		if err := rows.Scan(&d.Change, &d.Message, &d.Method, &d.Path, &d.FirstSeen, &d.LastSeen, &d.Count); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		err := row.Scan(&d.Change, &d.Message, &d.Method, &d.Path, &d.FirstSeen, &d.LastSeen, &d.Count)
+		return d, err
+	})
 }

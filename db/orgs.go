@@ -35,19 +35,10 @@ func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, entries ...tether.A
 // every organization they belong to.
 func (s *Store) insertUserAudit(ctx context.Context, tx *sql.Tx, userID, actorID int64, action, detail string) error {
 	rows, err := tx.QueryContext(ctx, `SELECT org_id FROM memberships WHERE user_id = ?`, userID)
+	orgs, err := collect(rows, err, scanID)
 	if err != nil {
 		return err
 	}
-	var orgs []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		orgs = append(orgs, id)
-	}
-	rows.Close()
 	for _, org := range orgs {
 		if err := s.insertAudit(ctx, tx, tether.Audit{OrgID: org, ActorID: actorID, Action: action, Detail: detail}); err != nil {
 			return err
@@ -85,21 +76,15 @@ func (s *Store) Memberships(ctx context.Context, userID int64) ([]tether.Members
 	ms, err := s.hot.memberships.get(userID, func() ([]tether.Membership, error) {
 		rows, err := s.readRows(ctx, `SELECT o.id, o.name, o.created_at, m.role, m.joined_at FROM memberships m
 			JOIN organizations o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name, o.id`, userID)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []tether.Membership
-		for rows.Next() {
-			var m tether.Membership
-			if err := rows.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt); err != nil {
-				return nil, err
-			}
-			out = append(out, m)
-		}
-		return out, rows.Err()
+		return collect(rows, err, scanMembership)
 	})
 	return slices.Clone(ms), err
+}
+
+func scanMembership(row rowScanner) (tether.Membership, error) {
+	var m tether.Membership
+	err := row.Scan(&m.Org.ID, &m.Org.Name, &m.Org.CreatedAt, &m.Role, &m.JoinedAt)
+	return m, err
 }
 
 // Role returns a person's role in an organization; ErrNotFound if they
@@ -143,19 +128,13 @@ func (s *Store) Members(ctx context.Context, orgID int64) ([]tether.Member, erro
 		LEFT JOIN password_credentials p ON p.user_id = u.id
 		LEFT JOIN bitbucket_identities i ON i.user_id = u.id
 		WHERE m.org_id = ? ORDER BY m.role = 'admin' DESC, u.name, u.id`, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Member
-	for rows.Next() {
-		var m tether.Member
-		if err := rows.Scan(&m.UserID, &m.Name, &m.Email, &m.Role, &m.JoinedAt, &m.BitbucketUsername, &m.BitbucketStatus); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanMember)
+}
+
+func scanMember(row rowScanner) (tether.Member, error) {
+	var m tether.Member
+	err := row.Scan(&m.UserID, &m.Name, &m.Email, &m.Role, &m.JoinedAt, &m.BitbucketUsername, &m.BitbucketStatus)
+	return m, err
 }
 
 // otherAdmins counts the organization's admins other than userID.
@@ -247,19 +226,7 @@ func (s *Store) CreateInvitation(ctx context.Context, orgID, invitedBy int64, to
 func (s *Store) PendingInvitations(ctx context.Context, orgID int64) ([]tether.Invitation, error) {
 	rows, err := s.readRows(ctx, `SELECT `+invitationColumns+invitationFrom+`
 		WHERE v.org_id = ? AND v.accepted_at IS NULL AND v.revoked_at IS NULL AND v.expires_at > ? ORDER BY v.id DESC`, orgID, s.now())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Invitation
-	for rows.Next() {
-		v, err := scanInvitation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanInvitation)
 }
 
 // InvitationByToken returns the invitation whose token hashes to tokenHash.
@@ -336,22 +303,17 @@ func (s *Store) AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter)
 	q += order
 	args = append([]any{orgID}, append(args, f.Limit)...)
 	rows, err := s.readRows(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Audit
-	for rows.Next() {
-		var a tether.Audit
-		if err := rows.Scan(&a.ID, &a.OrgID, &a.ActorID, &a.ActorName, &a.Action, &a.ProjectID, &a.ProjectName, &a.Detail, &a.CreatedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
+	out, err := collect(rows, err, scanAudit)
 	if f.After != 0 {
 		slices.Reverse(out)
 	}
-	return out, rows.Err()
+	return out, err
+}
+
+func scanAudit(row rowScanner) (tether.Audit, error) {
+	var a tether.Audit
+	err := row.Scan(&a.ID, &a.OrgID, &a.ActorID, &a.ActorName, &a.Action, &a.ProjectID, &a.ProjectName, &a.Detail, &a.CreatedAt)
+	return a, err
 }
 
 // auditWhere is the filter part of an audit log query, after org_id.
@@ -394,17 +356,9 @@ func (s *Store) AuditActors(ctx context.Context, orgID int64) ([]tether.AuditNam
 
 func (s *Store) auditNames(ctx context.Context, q string, orgID int64) ([]tether.AuditName, error) {
 	rows, err := s.readRows(ctx, q, orgID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.AuditName
-	for rows.Next() {
+	return collect(rows, err, func(row rowScanner) (tether.AuditName, error) {
 		var n tether.AuditName
-		if err := rows.Scan(&n.ID, &n.Name); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+		err := row.Scan(&n.ID, &n.Name)
+		return n, err
+	})
 }

@@ -134,24 +134,6 @@ func (s *Store) queryProjects(ctx context.Context, query string, args ...any) ([
 	return queryAll(ctx, s, scanProject, query, args...)
 }
 
-// queryAll runs a query on the readers and scans every row with scan.
-func queryAll[T any](ctx context.Context, s *Store, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := s.readRows(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
 // UsedRepositories returns the repository UUIDs that already have a project.
 func (s *Store) UsedRepositories(ctx context.Context) (map[string]bool, error) {
 	rows, err := s.readRows(ctx, `SELECT repo_uuid FROM projects`)

@@ -94,21 +94,13 @@ func (s *Store) ReplaceMissedBranches(ctx context.Context, projectID int64, miss
 func (s *Store) MissedBranches(ctx context.Context, projectID int64) ([]tether.MissedBranch, error) {
 	rows, err := s.readRows(ctx, `SELECT project_id, branch, commit_hash, message, author, committed_at, found_at, why
 		FROM missed_branches WHERE project_id = ? ORDER BY branch`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.MissedBranch
-	for rows.Next() {
+	return collect(rows, err, func(row rowScanner) (tether.MissedBranch, error) {
 		var m tether.MissedBranch
 		var committed sql.NullTime
-		if err := rows.Scan(&m.ProjectID, &m.Name, &m.Commit, &m.Message, &m.Author, &committed, &m.FoundAt, &m.Why); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&m.ProjectID, &m.Name, &m.Commit, &m.Message, &m.Author, &committed, &m.FoundAt, &m.Why)
 		m.CommittedAt = committed.Time
-		out = append(out, m)
-	}
-	return out, rows.Err()
+		return m, err
+	})
 }
 
 // StartMissedWorkflows starts one workflow with trigger "recovered" for
@@ -123,22 +115,14 @@ func (s *Store) StartMissedWorkflows(ctx context.Context, projectID int64, a tet
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT branch, commit_hash, message, author, committed_at FROM missed_branches
 			WHERE project_id = ? ORDER BY branch`, projectID)
-		if err != nil {
-			return err
-		}
-		var missed []tether.Workflow
-		for rows.Next() {
+		missed, err := collect(rows, err, func(row rowScanner) (tether.Workflow, error) {
 			w := tether.Workflow{ProjectID: projectID, Trigger: tether.TriggerRecovered, RefType: "branch", CreatedAt: now}
 			var committed sql.NullTime
-			if err := rows.Scan(&w.RefName, &w.CommitHash, &w.Message, &w.Author, &committed); err != nil {
-				rows.Close()
-				return err
-			}
+			err := row.Scan(&w.RefName, &w.CommitHash, &w.Message, &w.Author, &committed)
 			w.CommittedAt = committed.Time
-			missed = append(missed, w)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return w, err
+		})
+		if err != nil {
 			return err
 		}
 		var names []string

@@ -262,61 +262,33 @@ func scanRefusal(row interface{ Scan(...any) error }) (tether.Refusal, error) {
 func (s *Store) Refusals(ctx context.Context, projectID int64) ([]tether.Refusal, error) {
 	rows, err := s.readRows(ctx, `SELECT `+refusalColumns+` FROM delivery_refusals
 		WHERE project_id = ? ORDER BY last_seen DESC`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Refusal
-	for rows.Next() {
-		r, err := scanRefusal(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanRefusal)
 }
 
 // RecentDeliveries returns a project's latest deliveries, newest first.
 func (s *Store) RecentDeliveries(ctx context.Context, projectID int64, limit int) ([]tether.Delivery, error) {
 	rows, err := s.readRows(ctx, `SELECT id, coalesce(project_id, 0), request_uuid, hook_uuid, event_key, attempt,
 		status, reason, size, received_at FROM deliveries WHERE project_id = ? AND status = 'accepted' ORDER BY id DESC LIMIT ?`, projectID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Delivery
-	for rows.Next() {
+	return collect(rows, err, func(row rowScanner) (tether.Delivery, error) {
 		var d tether.Delivery
-		if err := rows.Scan(&d.ID, &d.ProjectID, &d.RequestUUID, &d.HookUUID, &d.EventKey, &d.Attempt,
-			&d.Status, &d.Reason, &d.Size, &d.ReceivedAt); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		err := row.Scan(&d.ID, &d.ProjectID, &d.RequestUUID, &d.HookUUID, &d.EventKey, &d.Attempt,
+			&d.Status, &d.Reason, &d.Size, &d.ReceivedAt)
+		return d, err
+	})
 }
 
 // RecentWorkflows returns a project's latest workflows, newest first.
 func (s *Store) RecentWorkflows(ctx context.Context, projectID int64, limit int) ([]tether.Workflow, error) {
 	rows, err := s.readRows(ctx, `SELECT id, project_id, coalesce(delivery_id, 0), trigger, ref_type, ref_name, commit_hash,
 		message, author, committed_at, created_at FROM workflows WHERE project_id = ? ORDER BY id DESC LIMIT ?`, projectID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []tether.Workflow
-	for rows.Next() {
+	return collect(rows, err, func(row rowScanner) (tether.Workflow, error) {
 		var w tether.Workflow
 		var committed sql.NullTime
-		if err := rows.Scan(&w.ID, &w.ProjectID, &w.DeliveryID, &w.Trigger, &w.RefType, &w.RefName, &w.CommitHash,
-			&w.Message, &w.Author, &committed, &w.CreatedAt); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&w.ID, &w.ProjectID, &w.DeliveryID, &w.Trigger, &w.RefType, &w.RefName, &w.CommitHash,
+			&w.Message, &w.Author, &committed, &w.CreatedAt)
 		w.CommittedAt = committed.Time
-		out = append(out, w)
-	}
-	return out, rows.Err()
+		return w, err
+	})
 }
 
 // LastAccepted returns when the project last accepted a delivery (zero if
@@ -387,20 +359,7 @@ func (s *Store) ProjectIDs(ctx context.Context) ([]int64, error) {
 }
 
 func (s *Store) ids(ctx context.Context, query string, args ...any) ([]int64, error) {
-	rows, err := s.readRows(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return queryAll(ctx, s, scanID, query, args...)
 }
 
 // DeleteDeliveries deletes the deliveries and, with them, the workflows

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -128,6 +129,38 @@ func TestQueryAndSort(t *testing.T) {
 	}
 	v.wantError(tok, "/repositories/acme?q="+url.QueryEscape(`color = "red"`), http.StatusBadRequest, "Invalid field name: color")
 	v.wantError(tok, "/repositories/nowhere", http.StatusNotFound, "No workspace with identifier 'nowhere'.")
+}
+
+// TestQueryAndOr checks BBQL's AND and OR on the repositories listing:
+// each keeps or drops a repository by its operands, AND binds tighter than
+// OR, parentheses group, and chains of either group from the left.
+func TestQueryAndOr(t *testing.T) {
+	v := newEnv(t)
+	tok := v.login("alice").AccessToken
+	var services []string
+	for i := 10; i <= 19; i++ {
+		services = append(services, fmt.Sprintf("acme/service-%02d", i))
+	}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{`name = "web" OR name = "docs"`, []string{"acme/docs", "acme/web"}},
+		{`name = "web" OR name = "nothing"`, []string{"acme/web"}},
+		{`name = "web" AND name = "docs"`, nil},
+		{`name = "web" AND is_private = false`, []string{"acme/web"}},
+		{`name = "docs" OR name = "web" AND name = "api"`, []string{"acme/docs"}},
+		{`(name = "docs" OR name = "web") AND name = "api"`, nil},
+		{`(name = "docs" OR name = "web") AND name = "web"`, []string{"acme/web"}},
+		{`name = "api" OR name = "web" OR name = "docs"`, []string{"acme/api", "acme/docs", "acme/web"}},
+		{`is_private = true AND name ~ "service" AND name ~ "-1"`, services},
+	} {
+		got := slugs(v.allRepos(tok, "/repositories/acme?q="+url.QueryEscape(c.q)))
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("q=%s: %v, want %v", c.q, got, c.want)
+		}
+	}
 }
 
 func TestRepositoryByUUIDAndNotFound(t *testing.T) {

@@ -119,42 +119,30 @@ func parseBBQL(q string) (predicate, error) {
 	return pred, nil
 }
 
-func (p *bbqlParser) or() (predicate, error) {
-	left, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword("OR") {
-		right, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l := left
-		left = func(f fieldFunc) (bool, error) {
-			a, err := l(f)
-			if err != nil || a {
-				return a, err
-			}
-			return right(f)
-		}
-	}
-	return left, nil
-}
+// or parses operands joined by OR; a match stops at the first true one.
+func (p *bbqlParser) or() (predicate, error) { return p.joined("OR", p.and, true) }
 
-func (p *bbqlParser) and() (predicate, error) {
-	left, err := p.primary()
+// and parses operands joined by AND (binding tighter than OR); a match
+// stops at the first false one.
+func (p *bbqlParser) and() (predicate, error) { return p.joined("AND", p.primary, false) }
+
+// joined parses operand {keyword operand}, grouping from the left. The
+// predicate it returns evaluates the operands in order and stops, with
+// that answer, at the first one that answers decisive or fails.
+func (p *bbqlParser) joined(keyword string, operand func() (predicate, error), decisive bool) (predicate, error) {
+	left, err := operand()
 	if err != nil {
 		return nil, err
 	}
-	for p.keyword("AND") {
-		right, err := p.primary()
+	for p.keyword(keyword) {
+		right, err := operand()
 		if err != nil {
 			return nil, err
 		}
 		l := left
 		left = func(f fieldFunc) (bool, error) {
 			a, err := l(f)
-			if err != nil || !a {
+			if err != nil || a == decisive {
 				return a, err
 			}
 			return right(f)
