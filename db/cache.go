@@ -77,7 +77,8 @@ func (v versions) of(tables ...string) []*atomic.Uint64 {
 type writer struct {
 	db       *sql.DB
 	versions versions
-	mu       sync.Mutex // held for the whole of each write
+	mu       sync.Mutex    // held for the whole of each write
+	commits  atomic.Uint64 // writes ended, for the checkpointer
 	changed  []*atomic.Uint64
 }
 
@@ -100,6 +101,7 @@ func (w *writer) noteChange(table string) {
 func (w *writer) begin() { w.mu.Lock() }
 
 func (w *writer) end() {
+	w.commits.Add(1)
 	for _, v := range w.changed {
 		v.Add(1)
 	}

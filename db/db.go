@@ -39,6 +39,7 @@ type Store struct {
 	now    func() time.Time
 	hot    hotReads
 	ingest ingestStmts
+	ckpt   *checkpointer
 
 	// stmts caches the readers' prepared statements by query text: badge
 	// polls and webhook deliveries run the same few reads all the time,
@@ -59,13 +60,13 @@ func Open(ctx context.Context, path string, box *secrets.Box) (*Store, error) {
 		return nil, err
 	}
 	v := newVersions()
-	write := openWriter(dsn(path, true), v)
+	write := openWriter(dsn(path, roleWriter), v)
 	// One writer: SQLite allows one at a time anyway, and queueing here
 	// instead of in busy_timeout keeps writes fair and "database is locked"
 	// out of the picture.
 	write.db.SetMaxOpenConns(1)
 	write.db.SetConnMaxIdleTime(0)
-	read, err := sql.Open("sqlite", dsn(path, false))
+	read, err := sql.Open("sqlite", dsn(path, roleReader))
 	if err != nil {
 		write.db.Close()
 		return nil, fmt.Errorf("db: open readers: %w", err)
@@ -83,6 +84,10 @@ func Open(ctx context.Context, path string, box *secrets.Box) (*Store, error) {
 		return nil, err
 	}
 	if err := s.prepareIngest(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.ckpt, err = startCheckpointer(dsn(path, roleCheckpointer), &write.commits); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -112,7 +117,16 @@ func private(path string) error {
 	return nil
 }
 
-func dsn(path string, writer bool) string {
+// role is what a connection is for: each gets its own pragmas.
+type role int
+
+const (
+	roleReader       role = iota // the readers: query_only
+	roleWriter                   // the one writer
+	roleCheckpointer             // background checkpoints (checkpoint.go)
+)
+
+func dsn(path string, r role) string {
 	q := url.Values{}
 	// busy_timeout first: the pragmas after it may need to wait for a lock.
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -124,21 +138,22 @@ func dsn(path string, writer bool) string {
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_time_format", "sqlite")
-	if writer {
+	switch r {
+	case roleWriter:
 		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
 		// never fails half-way when it upgrades from read to write.
 		q.Set("_txlock", "immediate")
 		// The writer walks the indexes that take random keys (request
 		// UUIDs, body digests, commits) on every delivery: 32 MiB of page
 		// cache keeps their pages in memory instead of reading them back
-		// from the file, and a checkpoint every 4,000 WAL pages (16 MiB)
-		// instead of SQLite's 1,000 copies a page rewritten by several
-		// group commits to the file once. Together a delivery costs 12
-		// I/O syscalls instead of 16 (BenchmarkSQLiteCommitBatched, whose
-		// syscr/op and syscw/op count them).
+		// from the file. The checkpointer (checkpoint.go) copies the log
+		// into the file beside the writer; the writer's own checkpoint,
+		// at 16,000 pages (64 MiB of log), is the backstop that lets the
+		// log start over, with little left to copy by then.
+		// BenchmarkSQLiteCommitBatched measures what each changed.
 		q.Add("_pragma", "cache_size(-32768)")
-		q.Add("_pragma", "wal_autocheckpoint(4000)")
-	} else {
+		q.Add("_pragma", "wal_autocheckpoint(16000)")
+	case roleReader:
 		q.Add("_pragma", "query_only(ON)")
 	}
 	return "file:" + filepath.ToSlash(path) + "?" + q.Encode()
@@ -155,7 +170,11 @@ func (s *Store) Close() error {
 			st.Close()
 		}
 	}
-	return errors.Join(s.read.Close(), s.write.db.Close())
+	var ckptErr error
+	if s.ckpt != nil {
+		ckptErr = s.ckpt.close()
+	}
+	return errors.Join(ckptErr, s.read.Close(), s.write.db.Close())
 }
 
 // prepared returns the cached reader statement for query.
