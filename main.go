@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
@@ -75,6 +79,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("shutdown: stopped")
 	return nil
 }
+
+// GCPercent is Go's GOGC for Tether when the environment sets none: the
+// heap may grow to five times what is live before the garbage collector
+// runs, instead of twice. Tether's live heap is small (tens of MB), so at
+// the default the collector ran dozens of times a second under polling
+// and deliveries, taking CPU from them and adding pauses to their slowest
+// answers (docs/BENCHMARKS.md). GOGC and GOMEMLIMIT, when set, are
+// honoured as Go documents them.
+const GCPercent = 400
 
 // ShutdownGrace is how long requests in flight at SIGTERM get to finish:
 // longer than a webhook delivery waits for its commit (8 s at most),
