@@ -107,6 +107,7 @@ func deliveries(args []string) error {
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = *senders, *senders
+	tr.WriteBufferSize = 64 << 10 // a whole delivery in one write, as its pieces are sent
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	target := *base + "/hooks/bitbucket/" + token
 	var (
