@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -30,6 +31,8 @@ type checkpointer struct {
 	commits *atomic.Uint64 // the writer's commits so far
 	stop    chan struct{}
 	done    chan struct{}
+	closed  sync.Once
+	err     error // closing the connection's
 }
 
 // startCheckpointer opens the checkpointer's connection on dsn and starts
@@ -65,9 +68,13 @@ func (c *checkpointer) run() {
 	}
 }
 
-// close stops the checkpoints and closes the connection.
+// close stops the checkpoints and closes the connection; closing again
+// (a Store closed twice) does nothing more.
 func (c *checkpointer) close() error {
-	close(c.stop)
-	<-c.done
-	return c.db.Close()
+	c.closed.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.err = c.db.Close()
+	})
+	return c.err
 }

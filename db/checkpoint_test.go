@@ -54,3 +54,12 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return st.Size()
 }
+
+// A store may be closed more than once (the app's shutdown and a test's
+// cleanup): the second Close does not stop the checkpointer again.
+func TestStoreClosesTwice(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	s.Close()
+	s.Close()
+}
