@@ -274,7 +274,10 @@ func (h *Handlers) checkPart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return h.renderHealthRow(c, http.StatusOK, p, partViewOf(c, p, pt, row))
+		// In place the row shows what the check found; on the page a
+		// plain post lands on, the notice says it.
+		return h.renderPart(c, http.StatusOK, views.HealthRow(partViewOf(c, p, pt, row)), views.ProjectURL(p.ID),
+			views.CheckedNotice(pt.title, row.Badge))
 	}
 }
 

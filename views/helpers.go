@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"tether/internal/health"
 	"tether/internal/projects"
 	"tether/internal/tether"
 	"tether/internal/troubleshooting"
@@ -252,3 +253,19 @@ func memberStatus(s string) string {
 // while the action runs is dropped. So a slow Regenerate keeps its
 // working indicator and its outcome is not overwritten by an older state.
 const syncWithPoll = "closest [data-poll]:replace"
+
+// CheckedNotice says what Check now found, for a page reached without
+// htmx (where the row itself is not swapped in place): the row's title,
+// its status in the badge's word, and why when it is not valid.
+func CheckedNotice(title string, b health.Badge) Notice {
+	switch b.Status {
+	case "valid":
+		return Notice{Kind: "ok", Message: title + " checked with Bitbucket just now: Valid."}
+	case "invalid":
+		return Notice{Kind: "warning", Message: title + " checked with Bitbucket just now: Invalid: " + b.Reason + "."}
+	case "unknown":
+		return Notice{Kind: "warning", Message: title + " could not be checked just now: " + b.Detail}
+	default:
+		return Notice{Kind: "ok", Message: title + " is being checked with Bitbucket; the page shows the result when it is in."}
+	}
+}

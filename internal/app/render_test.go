@@ -193,6 +193,10 @@ func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
 	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || !strings.Contains(got, "different repository") || !strings.Contains(got, "Nothing was changed") {
 		t.Errorf("Change to another repository without htmx ended at %s saying %q", p.URL, got)
 	}
+	p = post(project.URL.Path+"/deploy-key/check", url.Values{})
+	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || got != "✓ Deploy Key checked with Bitbucket just now: Valid." {
+		t.Errorf("Check now without htmx ended at %s saying %q", p.URL, got)
+	}
 	p = post("/team/notifications/webhooks", url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}})
 	if p.Status != http.StatusOK || !p.Has("html body main") || !p.Has(`[data-testid="new-secret"]`) {
 		t.Errorf("adding a webhook without htmx: %d, whole page %v, secret shown %v", p.Status, p.Has("html body main"), p.Has(`[data-testid="new-secret"]`))
