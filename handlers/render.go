@@ -61,7 +61,7 @@ func (h *Handlers) renderPart(c echo.Context, status int, part templ.Component, 
 func renderComponent(c echo.Context, status int, comp templ.Component) error {
 	buf := templ.GetBuffer()
 	defer templ.ReleaseBuffer(buf)
-	if err := comp.Render(c.Request().Context(), buf); err != nil {
+	if err := comp.Render(views.WithCSRF(c.Request().Context(), csrfToken(c)), buf); err != nil {
 		return err
 	}
 	return c.HTMLBlob(status, buf.Bytes())

@@ -3,7 +3,10 @@
 // same partial component, so the two can never disagree.
 package views
 
-import "tether/internal/tether"
+import (
+	"context"
+	"tether/internal/tether"
+)
 
 // Page is what every full page needs around its content.
 type Page struct {
@@ -59,4 +62,19 @@ func (f Form) Invalid(name string) string {
 		return "true"
 	}
 	return ""
+}
+
+// csrfKey carries the request's CSRF token in the context views render
+// under.
+type csrfKey struct{}
+
+// WithCSRF returns ctx carrying the CSRF token the forms rendered under it
+// post (CSRFInput).
+func WithCSRF(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, csrfKey{}, token)
+}
+
+func csrfOf(ctx context.Context) string {
+	t, _ := ctx.Value(csrfKey{}).(string)
+	return t
 }

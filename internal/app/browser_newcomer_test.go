@@ -478,3 +478,52 @@ func TestBrowserLayoutAt1280(t *testing.T) {
 			document.querySelector('[data-testid="audit"]').getBoundingClientRect().height < cells.length * 80 })()`
 	expect(when, "layout-audit", "the audit log's When wraps, its rows are tall, or it is wider than the window")
 }
+
+// With scripts off (blocked, or htmx not loaded yet) every action button
+// still does its job as a plain form post and lands on the page saying
+// what happened: Check now on a project, Invite and Revoke on the Team
+// page. No "working" indicator shows when nothing is working.
+func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	b := apptest.NewBrowser(t)
+	b.Navigate(tm.env.URL + "/login")
+	b.Click(`[data-testid="bitbucket-login"]`)
+	b.SignInToBitbucket("alice")
+	b.WaitVisible(`#grant-access`)
+	b.Click(`#grant-access`)
+	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
+	b.DisableJavaScript()
+
+	b.Navigate(tm.env.URL + tm.id)
+	if got := b.Eval(`getComputedStyle(document.querySelector("#deploy-key-indicator")).visibility`); got != "hidden" {
+		t.Errorf("the deploy key's indicator is %q: it says Tether is working while nothing is", got)
+	}
+	b.Click(`[data-testid="deploy-key-check"]`)
+	b.WaitVisible(`main > [data-testid="flash"]`)
+	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "Deploy Key checked with Bitbucket just now: Valid.") {
+		t.Errorf("Check now without scripts says %q", got)
+	}
+	b.ScreenshotViewport("no-js-check-now")
+
+	b.Navigate(tm.env.URL + "/team")
+	b.Click(`[data-testid="invite"]`)
+	b.WaitVisible(`[data-testid="invite-link"]`)
+	if link := b.Attr(`[data-testid="invite-link"]`, "value"); !strings.HasPrefix(link, tm.env.URL+"/invitations/") {
+		t.Fatalf("Invite without scripts shows the link %q", link)
+	}
+	b.Click(`[data-testid="revoke-invitation"]`)
+	b.WaitVisible(`[data-testid="team-message"]`)
+	if got := b.Text(`[data-testid="team-message"]`); !strings.Contains(got, "revoked") {
+		t.Errorf("Revoke without scripts says %q", got)
+	}
+	// The organization switch's Switch button (shown without scripts) sits
+	// beside Log out in the header, within the window, covering nothing.
+	if got := b.Eval(`(() => {
+		const a = document.querySelector(".org-switch button").getBoundingClientRect();
+		const b = document.querySelector('header form[action="/logout"] button').getBoundingClientRect();
+		return String(a.right <= b.left && b.right <= innerWidth && a.width > 0) })()`); got != "true" {
+		t.Error("without scripts the header's Switch button overlaps Log out or leaves the window")
+	}
+	b.ScreenshotViewport("no-js-revoked")
+}

@@ -115,13 +115,26 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 				}
 			}
 		})
+		token := p.CSRF()
+		if token == "" { // an htmx answer: the token of the page it is swapped into
+			token = pages["/team"].CSRF()
+		}
+		// A button htmx posts is a form's submit button, never a bare
+		// hx-post: without JavaScript a bare one does nothing at all.
+		p.Doc.Find("[hx-post]").Not("form").Each(func(_ int, e *goquery.Selection) {
+			html, _ := goquery.OuterHtml(e)
+			t.Errorf("%s: <%s> htmx posts is not a form that also posts without JavaScript: %.200s", path, goquery.NodeName(e), html)
+		})
 		p.Doc.Find("form").Each(func(_ int, f *goquery.Selection) {
 			method, _ := f.Attr("method")
 			action, _ := f.Attr("action")
 			html, _ := goquery.OuterHtml(f)
 			if head, _, _ := strings.Cut(html, ">"); f.AttrOr("hx-post", "") != "" || method == "post" {
-				if method != "post" || action == "" || f.Find(`input[name="_csrf"]`).Length() == 0 {
+				if method != "post" || action == "" || f.Find(`input[name="_csrf"]`).AttrOr("value", "") != token {
 					t.Errorf("%s: a form htmx posts is not a plain post with the CSRF token: %s>", path, head)
+				}
+				if hx := f.AttrOr("hx-post", action); hx != action {
+					t.Errorf("%s: htmx posts to %s, the browser to %s: %s>", path, hx, action, head)
 				}
 			} else if method != "get" || action == "" {
 				t.Errorf("%s: a form without method and action: %s>", path, head)

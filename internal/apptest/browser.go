@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -153,6 +155,18 @@ func (b *Browser) Press(sel string) {
 		b.Screenshot("failed-" + b.T.Name())
 		b.T.Fatalf("browser: press %s: found %v, %v", sel, ok, err)
 	}
+}
+
+// DisableJavaScript switches the tab's scripts off from now on (htmx
+// included), as for someone who blocks them or a page whose scripts have
+// not loaded: every action must still work as a plain form post. Use
+// Click, WaitVisible and Text after it; WaitFor and Eval run scripts.
+func (b *Browser) DisableJavaScript() {
+	b.T.Helper()
+	b.do("disable JavaScript", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return err
+	}))
 }
 
 // Type types text into the element matching sel.
