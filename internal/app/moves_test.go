@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +8,8 @@ import (
 
 	"tether/internal/apptest"
 	"tether/internal/bitbucket/emulator"
+
+	"github.com/PuerkitoBio/goquery"
 )
 
 // change submits the Repository URL form the way htmx does.
@@ -123,11 +124,7 @@ func TestMoveDetectedAndUpdated(t *testing.T) {
 			if poll := h.c.HTMX(http.MethodGet, h.project.URL.Path+"/moved", page, nil); !poll.Has(`[data-testid="update-url"]`) {
 				t.Fatal("the banner poll does not offer Update URL")
 			}
-			movedURL, _ := banner.Find(`[data-testid="update-url"]`).Attr("hx-vals")
-			var typed string
-			if i := strings.Index(movedURL, `"url": "`); i >= 0 {
-				typed = strings.TrimSuffix(movedURL[i+len(`"url": "`):], `"}`)
-			}
+			typed := buttonValue(banner.Find(`[data-testid="update-url"]`), "url")
 			p := change(t, h, typed, "")
 			if p.Status != http.StatusOK || !strings.Contains(p.Text(`[data-testid="repository-notice"]`), "now uses "+tc.fullName) {
 				t.Fatalf("Update URL: %d %s", p.Status, p.Body)
@@ -181,8 +178,7 @@ func TestChangeToDifferentRepositoryNeedsConfirmation(t *testing.T) {
 	if storedProject(t, h.env) != before || len(h.env.Emulator.DeployKeys("alice/site")) != 0 {
 		t.Fatal("something changed before confirming")
 	}
-	vals, _ := confirm.Find(`[data-testid="confirm-change"]`).Attr("hx-vals")
-	uuid := vals[strings.Index(vals, `"confirm": "`)+len(`"confirm": "`) : len(vals)-2]
+	uuid := buttonValue(confirm.Find(`[data-testid="confirm-change"]`), "confirm")
 	p = change(t, h, h.env.BBURL+"/alice/site", uuid)
 	if p.Status != http.StatusOK || !strings.Contains(p.Text(`[data-testid="repository-notice"]`), "now uses alice/site") {
 		t.Fatalf("confirm: %d %s", p.Status, p.Body)
@@ -232,8 +228,7 @@ func TestChangeWithoutAccessOrWhileBitbucketFails(t *testing.T) {
 	// project keeps its repository, key and hook.
 	h.env.Emulator.ClearFailures()
 	p = change(t, h, h.env.BBURL+"/alice/site", "")
-	vals, _ := p.Doc.Find(`[data-testid="confirm-change"]`).Attr("hx-vals")
-	uuid := vals[strings.Index(vals, `"confirm": "`)+len(`"confirm": "`) : len(vals)-2]
+	uuid := buttonValue(p.Doc.Find(`[data-testid="confirm-change"]`), "confirm")
 	h.env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/repositories/alice/site/hooks", Method: "POST", Status: 500})
 	p = change(t, h, h.env.BBURL+"/alice/site", uuid)
 	if p.Status != http.StatusBadGateway {
@@ -257,17 +252,19 @@ func TestTroubleshootingReportsMove(t *testing.T) {
 	if s, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-deploy-key"]`).Attr("data-status"); s != "ok" {
 		t.Fatalf("a rename was reported as a deploy key problem: %s", s)
 	}
-	var vals map[string]string
-	raw, _ := step.Find(`[data-testid="update-url"]`).Attr("hx-vals")
-	if err := json.Unmarshal([]byte(raw), &vals); err != nil || vals["from"] != "checklist" {
-		t.Fatalf("Update URL's values: %q %v", raw, err)
-	}
-	form := url.Values{}
-	for k, v := range vals {
-		form.Set(k, v)
+	update := step.Find(`[data-testid="update-url"]`)
+	form := url.Values{"url": {buttonValue(update, "url")}, "from": {buttonValue(update, "from")}}
+	if form.Get("from") != "checklist" || form.Get("url") == "" {
+		t.Fatalf("Update URL's values: %v", form)
 	}
 	r := h.c.HTMX(http.MethodPost, h.project.URL.Path+"/repository", page, form)
 	if !strings.Contains(r.Text(`[data-testid="repository-notice"]`), "now uses alice/api-v2") || r.Has("title") || r.Has("hx-partial") {
 		t.Fatalf("Update URL from troubleshooting answers with more than its outcome: %s", r.Body)
 	}
+}
+
+// buttonValue is the value a button's form posts under name (a hidden
+// field beside the button).
+func buttonValue(button *goquery.Selection, name string) string {
+	return button.Closest("form").Find(`input[name="`+name+`"]`).AttrOr("value", "")
 }

@@ -434,7 +434,7 @@ func TestTroubleshootingDeployKeyStep(t *testing.T) {
 	if s, _ := step.Attr("data-status"); s != "failed" || !strings.Contains(step.Text(), "removed from the repository") {
 		t.Fatalf("deploy key step after removal %q: %s", s, step.Text())
 	}
-	fix, ok := step.Find(`[data-testid="regenerate"]`).Attr("hx-post")
+	fix, ok := step.Find(`[data-testid="regenerate"]`).Closest("form").Attr("hx-post")
 	if !ok || fix != project.URL.Path+"/deploy-key/regenerate" {
 		t.Fatalf("no Regenerate next to the failed step (%q)", fix)
 	}

@@ -529,7 +529,7 @@ func TestTroubleshootingWebhookAndDeliverySteps(t *testing.T) {
 	if n := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="regenerate"]`).Length(); n != 1 {
 		t.Fatalf("%d Regenerate buttons for one broken webhook", n)
 	}
-	fix, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-webhook"] [data-testid="regenerate"]`).Attr("hx-post")
+	fix, _ := p.Doc.Find(`[data-testid="project-alice/api"] [data-testid="step-webhook"] [data-testid="regenerate"]`).Closest("form").Attr("hx-post")
 	if s, _ := hookStatus(h.c.HTMX(http.MethodPost, fix, page, nil)); s != "valid" {
 		t.Fatalf("Regenerate from troubleshooting: %q", s)
 	}
