@@ -56,7 +56,9 @@ func TestBrowserDeleteLandsOnProjectsSayingSo(t *testing.T) {
 	b.WaitVisible(`[data-testid="delete-project"]`)
 	b.Eval(`window.confirm = () => true; "ok"`)
 	b.Click(`[data-testid="delete-project"]`)
-	b.WaitFor(`location.pathname === "/projects" && !!document.querySelector('main > [data-testid="flash"]')`, 15*time.Second)
+	// Loaded, not only arrived: under load Chromium answered DOM queries
+	// from the page before while /projects was still loading.
+	b.WaitFor(`location.pathname === "/projects" && document.readyState === "complete" && !!document.querySelector('main > [data-testid="flash"]')`, 15*time.Second)
 	b.Screenshot("project-deleted")
 	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "alice/api was deleted") {
 		t.Errorf("the Projects page says %q", got)

@@ -288,12 +288,7 @@ func TestBrowserCopyInvitationLink(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)
 	b := apptest.NewBrowser(t)
-	b.Navigate(tm.env.URL + "/login")
-	b.Click(`[data-testid="bitbucket-login"]`)
-	b.SignInToBitbucket("alice")
-	b.WaitVisible(`#grant-access`)
-	b.Click(`#grant-access`)
-	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
+	logInAsAlice(tm, b)
 	b.Navigate(tm.env.URL + "/team")
 	b.Click(`[data-testid="invite"]`)
 	b.WaitVisible(`[data-testid="copy-invite"]`)
@@ -487,12 +482,7 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)
 	b := apptest.NewBrowser(t)
-	b.Navigate(tm.env.URL + "/login")
-	b.Click(`[data-testid="bitbucket-login"]`)
-	b.SignInToBitbucket("alice")
-	b.WaitVisible(`#grant-access`)
-	b.Click(`#grant-access`)
-	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
+	logInAsAlice(tm, b)
 	b.DisableJavaScript()
 
 	b.Navigate(tm.env.URL + tm.id)
@@ -526,4 +516,16 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 		t.Error("without scripts the header's Switch button overlaps Log out or leaves the window")
 	}
 	b.ScreenshotViewport("no-js-revoked")
+}
+
+// logInAsAlice logs the browser in with Bitbucket as Alice, the team's
+// admin, and waits for where that lands.
+func logInAsAlice(tm *team, b *apptest.Browser) {
+	b.T.Helper()
+	b.Navigate(tm.env.URL + "/login")
+	b.Click(`[data-testid="bitbucket-login"]`)
+	b.SignInToBitbucket("alice")
+	b.WaitVisible(`#grant-access`)
+	b.Click(`#grant-access`)
+	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
 }
