@@ -67,9 +67,14 @@ func (h *Handlers) notificationsOutcome(c echo.Context, t pages.Team, actErr err
 	if edit != nil {
 		edit(v)
 	}
+	if actErr == nil && v.NewSecret == "" {
+		// As for the team's own actions (teamOutcome): a plain post lands
+		// on the Team page with the outcome said once.
+		return h.renderPart(c, status, views.NotificationsSection(*v), "/team", views.Notice{Kind: v.MessageKind, Message: v.Message})
+	}
 	if !wantsFragment(c.Request()) {
-		// Without htmx the whole Team page answers, as for the team's own
-		// actions: a signing secret Tether made is shown this once.
+		// Without htmx the whole Team page answers: a signing secret
+		// Tether made is shown this once, a refusal beside what was typed.
 		tv := teamViewOf(c, t)
 		tv.Notifications = v
 		return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), nil)

@@ -136,6 +136,12 @@ func (h *Handlers) teamOutcome(c echo.Context, t pages.Team, actErr error, edit 
 	} else if edit != nil {
 		edit(&tv)
 	}
+	if actErr == nil && tv.NewLink == "" && tv.Removing == nil {
+		// Nothing shown only once (no invitation link, no question): a
+		// plain post is sent back to the Team page with the outcome said
+		// there, so reloading it does not post the action again.
+		return h.renderPart(c, status, views.TeamBody(tv), "/team", views.Notice{Kind: tv.MessageKind, Message: tv.Message})
+	}
 	return render(c, status, views.TeamPage(h.page(c, "Team", "team"), tv), views.TeamBody(tv))
 }
 

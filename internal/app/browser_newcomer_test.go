@@ -503,9 +503,14 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 		t.Fatalf("Invite without scripts shows the link %q", link)
 	}
 	b.Click(`[data-testid="revoke-invitation"]`)
-	b.WaitVisible(`[data-testid="team-message"]`)
-	if got := b.Text(`[data-testid="team-message"]`); !strings.Contains(got, "revoked") {
+	b.WaitVisible(`main > [data-testid="flash"]`)
+	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "revoked") {
 		t.Errorf("Revoke without scripts says %q", got)
+	}
+	// Revoke went back to the Team page (303), so a reload reads the page
+	// instead of posting Revoke again.
+	if got := b.Eval(`location.pathname`); got != "/team" {
+		t.Errorf("Revoke without scripts ended at %s", got)
 	}
 	// The organization switch's Switch button (shown without scripts) sits
 	// beside Log out in the header, within the window, covering nothing.
