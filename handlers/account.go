@@ -65,7 +65,6 @@ func (h *Handlers) renderConnection(c echo.Context, st connections.Status) error
 // connectionView shows the stored connection as the page does.
 func (h *Handlers) connectionView(c echo.Context, st connections.Status) views.ConnectionView {
 	v := views.ConnectionView{
-		CSRF:              csrfToken(c),
 		AuthorizationsURL: h.cfg.BitbucketURL + "/account/settings/app-authorizations/",
 		ClientFault:       st.ClientFault,
 		Linked:            st.Linked,

@@ -39,7 +39,7 @@ func (h *Handlers) notificationsView(c echo.Context) (*views.NotificationsView, 
 }
 
 func notificationsViewOf(c echo.Context, s alerts.Settings) *views.NotificationsView {
-	return &views.NotificationsView{Settings: s, Errors: map[string]string{}, CSRF: csrfToken(c)}
+	return &views.NotificationsView{Settings: s, Errors: map[string]string{}}
 }
 
 // notificationsOutcome re-renders the section, as the action's answer t

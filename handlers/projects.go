@@ -101,9 +101,9 @@ func (h *Handlers) repositoryChoices(c echo.Context) error {
 			return err
 		}
 		status, msg := statusOf(err)
-		return h.renderPart(c, status, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), projects.Listing{}, msg), page, views.Notice{})
+		return h.renderPart(c, status, views.RepositoryChoices(c.QueryParam("q"), projects.Listing{}, msg), page, views.Notice{})
 	}
-	return h.renderPart(c, http.StatusOK, views.RepositoryChoices(csrfToken(c), c.QueryParam("q"), list, ""), page, views.Notice{})
+	return h.renderPart(c, http.StatusOK, views.RepositoryChoices(c.QueryParam("q"), list, ""), page, views.Notice{})
 }
 
 func (h *Handlers) createProject(c echo.Context) error {
@@ -205,7 +205,7 @@ func partViewsOf(c echo.Context, p tether.Project, rows []pages.Part) []views.Pa
 func backingViewOf(c echo.Context, p tether.Project, b projects.Backing) views.BackingView {
 	return views.BackingView{
 		ProjectID: p.ID, OwnerName: b.OwnerName, Username: b.Username, Warnings: b.Warnings,
-		CanRehome: b.CanRehome, Grant: b.Grant, CSRF: csrfToken(c),
+		CanRehome: b.CanRehome, Grant: b.Grant,
 	}
 }
 
@@ -326,7 +326,7 @@ func (h *Handlers) repoView(c echo.Context, p tether.Project) views.RepoView {
 }
 
 func (h *Handlers) repoViewOf(c echo.Context, p tether.Project, movedURL string) views.RepoView {
-	return views.RepoView{Project: p, MovedURL: movedURL, Admin: projectAdmin(c), CSRF: csrfToken(c)}
+	return views.RepoView{Project: p, MovedURL: movedURL, Admin: projectAdmin(c)}
 }
 
 // repositorySection renders the Repository section alone (Cancel).

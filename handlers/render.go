@@ -151,7 +151,7 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 	case c.Path() == webhookRoute:
 		rerr = c.String(status, msg) // Bitbucket reads plain text
 	case wantsFragment(c.Request()) && actionOf(err) != "":
-		rerr = renderComponent(c, status, views.ProblemFragment(msg, actionOf(err), csrfToken(c), returnTarget(c)))
+		rerr = renderComponent(c, status, views.ProblemFragment(msg, actionOf(err), returnTarget(c)))
 	case wantsFragment(c.Request()):
 		rerr = renderComponent(c, status, views.ErrorFragment(msg))
 	default:

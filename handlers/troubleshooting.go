@@ -23,5 +23,5 @@ func (h *Handlers) troubleshootingChecks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.renderPart(c, http.StatusOK, views.Checklist(csrfToken(c), v.Admin(), r), "/troubleshooting", views.Notice{})
+	return h.renderPart(c, http.StatusOK, views.Checklist(v.Admin(), r), "/troubleshooting", views.Notice{})
 }

@@ -61,7 +61,7 @@ func TroubleshootingPage(p Page) templ.Component {
 
 // Checklist is the result of one run of the checks. A step that waits on
 // an earlier one says so instead of repeating its cause and fix.
-func Checklist(csrf string, admin bool, r troubleshooting.Report) templ.Component {
+func Checklist(admin bool, r troubleshooting.Report) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -147,7 +147,7 @@ func Checklist(csrf string, admin bool, r troubleshooting.Report) templ.Componen
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = stepBody(csrf, 0, s).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = stepBody(0, s).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -303,7 +303,7 @@ func Checklist(csrf string, admin bool, r troubleshooting.Report) templ.Componen
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = stepBody(csrf, pr.Project.ID, s).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = stepBody(pr.Project.ID, s).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -326,7 +326,7 @@ func Checklist(csrf string, admin bool, r troubleshooting.Report) templ.Componen
 }
 
 // stepBody is what a step found, and either its fix or what it waits on.
-func stepBody(csrf string, projectID int64, s troubleshooting.Step) templ.Component {
+func stepBody(projectID int64, s troubleshooting.Step) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -453,7 +453,7 @@ func stepBody(csrf string, projectID int64, s troubleshooting.Step) templ.Compon
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = stepAction(csrf, projectID, s).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = stepAction(projectID, s).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -463,7 +463,7 @@ func stepBody(csrf string, projectID int64, s troubleshooting.Step) templ.Compon
 }
 
 // stepAction is the fix button next to a failed step.
-func stepAction(csrf string, projectID int64, s troubleshooting.Step) templ.Component {
+func stepAction(projectID int64, s troubleshooting.Step) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -486,7 +486,7 @@ func stepAction(csrf string, projectID int64, s troubleshooting.Step) templ.Comp
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = CSRFField(csrf).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = CSRFField().Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -551,7 +551,7 @@ func stepAction(csrf string, projectID int64, s troubleshooting.Step) templ.Comp
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = CSRFInput().Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = CSRFField().Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -642,7 +642,7 @@ func stepAction(csrf string, projectID int64, s troubleshooting.Step) templ.Comp
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = CSRFInput().Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = CSRFField().Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
