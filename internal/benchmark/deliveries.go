@@ -1,16 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,10 +89,10 @@ func deliveries(args []string) error {
 
 	// The load tool's own work is done before the clock starts, as wrk's
 	// is: each delivery's head commit, X-Request-UUID and X-Hub-Signature
-	// are made up front (enough for maxRate deliveries a second), and a
-	// body is sent as the recorded payload's pieces around its head, so a
-	// sender spends its CPU on HTTP only, not on the cores Tether measures
-	// on. Past the prepared ones, deliveries are made while sending.
+	// are made up front (enough for maxRate deliveries a second), and each
+	// sender writes a request at once (sender), so the load tool spends its
+	// CPU on sending only, not on the cores Tether measures on. Past the
+	// prepared ones, deliveries are made while sending.
 	pieces := bytes.Split(recorded, []byte(recordedHead))
 	run := uint32(time.Now().UnixNano()) // bodies differ from an earlier run's too
 	var seq atomic.Int64
@@ -105,11 +107,10 @@ func deliveries(args []string) error {
 	}
 	var taken atomic.Int64
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = *senders, *senders
-	tr.WriteBufferSize = 64 << 10 // a whole delivery in one write, as its pieces are sent
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	target := *base + "/hooks/bitbucket/" + token
+	target, err := url.Parse(*base + "/hooks/bitbucket/" + token)
+	if err != nil {
+		return err
+	}
 	var (
 		mu       sync.Mutex
 		took     []time.Duration
@@ -123,6 +124,8 @@ func deliveries(args []string) error {
 		wg.Go(func() {
 			var mine []time.Duration
 			seen := map[int]int{}
+			s := sender{target: target, hookUUID: hookUUID, pieces: pieces}
+			defer s.close()
 			for time.Now().Before(deadline) {
 				var d delivery
 				if i := taken.Add(1) - 1; i < int64(len(prepared)) {
@@ -130,25 +133,14 @@ func deliveries(args []string) error {
 				} else {
 					d = next()
 				}
-				req, _ := http.NewRequest(http.MethodPost, target, d.body(pieces))
-				req.ContentLength = int64(len(recorded) - (len(pieces)-1)*(len(recordedHead)-len(d.head)))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("User-Agent", "Bitbucket-Webhooks/2.0")
-				req.Header.Set("X-Event-Key", "repo:push")
-				req.Header.Set("X-Hook-UUID", hookUUID)
-				req.Header.Set("X-Request-UUID", d.request)
-				req.Header.Set("X-Attempt-Number", "1")
-				req.Header.Set("X-Hub-Signature", d.signature)
 				t := time.Now()
-				resp, err := client.Do(req)
+				status, err := s.send(d)
 				if err != nil {
 					failures.Add(1)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				mine = append(mine, time.Since(t))
-				seen[resp.StatusCode]++
+				seen[status]++
 			}
 			mu.Lock()
 			took = append(took, mine...)
@@ -160,7 +152,6 @@ func deliveries(args []string) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	tr.CloseIdleConnections()
 
 	accepted := statuses[http.StatusAccepted]
 	var stored, commits int
@@ -187,15 +178,72 @@ const maxRate = 10_000
 // X-Request-UUID, and the X-Hub-Signature of its body.
 type delivery struct{ head, request, signature string }
 
-// body is the recorded payload with d's head in place of the recorded
-// one, read from the shared pieces (nothing copied).
-func (d delivery) body(pieces [][]byte) io.Reader {
-	readers := make([]io.Reader, 0, 2*len(pieces)-1)
-	for i, p := range pieces {
-		if i > 0 {
-			readers = append(readers, strings.NewReader(d.head))
+// sender is one of Bitbucket's senders as a lean load tool (wrk) is one:
+// a keep-alive HTTP/1.1 connection of its own, each request (head and
+// body) written with one write and its answer read before the next. Go's
+// http.Transport, with two goroutines a connection, a flush of the head
+// before a body it cannot size and a write per body piece, spent as much
+// of the two cores as Tether itself did.
+type sender struct {
+	target   *url.URL
+	hookUUID string
+	pieces   [][]byte // the recorded payload around its head commit
+	conn     net.Conn
+	r        *bufio.Reader
+	buf      []byte // the request being sent, reused
+}
+
+// send posts d and returns the answer's status code, after reading the
+// whole answer. A connection that fails or is closed is dialled again on
+// the next send.
+func (s *sender) send(d delivery) (int, error) {
+	if s.conn == nil {
+		c, err := net.Dial("tcp", s.target.Host)
+		if err != nil {
+			return 0, err
 		}
-		readers = append(readers, bytes.NewReader(p))
+		s.conn, s.r = c, bufio.NewReader(c)
 	}
-	return io.MultiReader(readers...)
+	body := 0
+	for i, p := range s.pieces {
+		if i > 0 {
+			body += len(d.head)
+		}
+		body += len(p)
+	}
+	b := s.buf[:0]
+	b = fmt.Appendf(b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nUser-Agent: Bitbucket-Webhooks/2.0\r\n",
+		s.target.RequestURI(), s.target.Host)
+	b = fmt.Appendf(b, "X-Event-Key: repo:push\r\nX-Hook-UUID: %s\r\nX-Request-UUID: %s\r\nX-Attempt-Number: 1\r\n",
+		s.hookUUID, d.request)
+	b = fmt.Appendf(b, "X-Hub-Signature: %s\r\nContent-Length: %d\r\n\r\n", d.signature, body)
+	for i, p := range s.pieces {
+		if i > 0 {
+			b = append(b, d.head...)
+		}
+		b = append(b, p...)
+	}
+	s.buf = b
+	if _, err := s.conn.Write(b); err != nil {
+		s.close()
+		return 0, err
+	}
+	resp, err := http.ReadResponse(s.r, nil)
+	if err != nil {
+		s.close()
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.Close {
+		s.close()
+	}
+	return resp.StatusCode, err
+}
+
+func (s *sender) close() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn, s.r = nil, nil
+	}
 }
