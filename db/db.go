@@ -165,7 +165,7 @@ func (s *Store) Close() error {
 		v.(*sql.Stmt).Close()
 		return true
 	})
-	for _, st := range []*sql.Stmt{s.ingest.seen, s.ingest.claim, s.ingest.delivery, s.ingest.workflow} {
+	for _, st := range []*sql.Stmt{s.ingest.delivery, s.ingest.claim, s.ingest.unstore, s.ingest.workflow} {
 		if st != nil {
 			st.Close()
 		}

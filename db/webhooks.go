@@ -104,29 +104,34 @@ func (s *Store) ProjectByHookToken(ctx context.Context, token string) (tether.Pr
 // The statements every accepted delivery runs, prepared once on the
 // writer (prepareIngest) so a group commit does not parse them again.
 const (
-	sqlDeliverySeen = `SELECT count(*) FROM deliveries WHERE request_uuid = ? AND status = 'accepted'`
+	// A request uuid accepted before is a duplicate: the insert does
+	// nothing (deliveries_request), so the check and the insert are one
+	// probe of that index.
+	sqlInsertDelivery = `INSERT INTO deliveries
+		(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
+		VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)
+		ON CONFLICT (request_uuid) WHERE status = 'accepted' DO NOTHING`
 	// The digest is claimed unless it is younger than the replay window.
 	sqlClaimDigest = `INSERT INTO delivery_digests (project_id, body_sha256, received_at) VALUES (?, ?, ?)
 		ON CONFLICT (project_id, body_sha256) DO UPDATE SET received_at = excluded.received_at
 		WHERE delivery_digests.received_at <= ?`
-	sqlInsertDelivery = `INSERT INTO deliveries
-		(project_id, request_uuid, hook_uuid, event_key, attempt, status, reason, size, received_at)
-		VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)`
-	sqlInsertWorkflow = `INSERT INTO workflows
+	// A replay's row goes again: it was only inserted to be claimed first.
+	sqlUnstoreDelivery = `DELETE FROM deliveries WHERE id = ?`
+	sqlInsertWorkflow  = `INSERT INTO workflows
 		(project_id, delivery_id, trigger, ref_type, ref_name, commit_hash, message, author, committed_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (project_id, trigger, ref_type, ref_name, commit_hash) DO NOTHING`
 )
 
 // ingestStmts are those statements prepared on the writer.
-type ingestStmts struct{ seen, claim, delivery, workflow *sql.Stmt }
+type ingestStmts struct{ delivery, claim, unstore, workflow *sql.Stmt }
 
 func (s *Store) prepareIngest(ctx context.Context) error {
 	for _, p := range []struct {
 		st    **sql.Stmt
 		query string
-	}{{&s.ingest.seen, sqlDeliverySeen}, {&s.ingest.claim, sqlClaimDigest},
-		{&s.ingest.delivery, sqlInsertDelivery}, {&s.ingest.workflow, sqlInsertWorkflow}} {
+	}{{&s.ingest.delivery, sqlInsertDelivery}, {&s.ingest.claim, sqlClaimDigest},
+		{&s.ingest.unstore, sqlUnstoreDelivery}, {&s.ingest.workflow, sqlInsertWorkflow}} {
 		st, err := s.write.db.PrepareContext(ctx, p.query)
 		if err != nil {
 			return fmt.Errorf("db: prepare ingest: %w", err)
@@ -153,34 +158,33 @@ func (s *Store) AcceptDeliveries(ctx context.Context, batch []tether.Accept) ([]
 	now := s.now()
 	replaySince := now.Add(-tether.ReplayWindow)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		seen, claim := tx.StmtContext(ctx, s.ingest.seen), tx.StmtContext(ctx, s.ingest.claim)
-		insertDelivery, insertWorkflow := tx.StmtContext(ctx, s.ingest.delivery), tx.StmtContext(ctx, s.ingest.workflow)
+		insertDelivery, claim := tx.StmtContext(ctx, s.ingest.delivery), tx.StmtContext(ctx, s.ingest.claim)
+		unstore, insertWorkflow := tx.StmtContext(ctx, s.ingest.unstore), tx.StmtContext(ctx, s.ingest.workflow)
 		for i, a := range batch {
 			d := a.Delivery
-			var n int
-			if err := seen.QueryRowContext(ctx, d.RequestUUID).Scan(&n); err != nil {
-				return fmt.Errorf("db: find delivery: %w", err)
-			}
-			if n > 0 {
-				results[i].Duplicate = true
-				continue
-			}
-			res, err := claim.ExecContext(ctx, d.ProjectID, a.BodySHA256, now, replaySince)
-			if err != nil {
-				return fmt.Errorf("db: claim delivery digest: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				results[i].Duplicate, results[i].Replay = true, true
-				continue
-			}
-			res, err = insertDelivery.ExecContext(ctx,
+			res, err := insertDelivery.ExecContext(ctx,
 				d.ProjectID, d.RequestUUID, tether.NormalizeHookUUID(d.HookUUID), d.EventKey, d.Attempt, d.Reason, d.Size, now)
 			if err != nil {
 				return fmt.Errorf("db: insert delivery: %w", err)
 			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				results[i].Duplicate = true
+				continue
+			}
 			id, err := res.LastInsertId()
 			if err != nil {
 				return err
+			}
+			res, err = claim.ExecContext(ctx, d.ProjectID, a.BodySHA256, now, replaySince)
+			if err != nil {
+				return fmt.Errorf("db: claim delivery digest: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				if _, err := unstore.ExecContext(ctx, id); err != nil {
+					return fmt.Errorf("db: drop replayed delivery: %w", err)
+				}
+				results[i].Duplicate, results[i].Replay = true, true
+				continue
 			}
 			var notes []string
 			for _, w := range a.Workflows {
