@@ -1,6 +1,7 @@
 package bitbucket
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -171,6 +172,8 @@ type Budget struct {
 	// pending are API calls made with a token no connection held yet (a
 	// sign-in's), by the token's digest, until a connection uses it.
 	pending map[[sha256.Size]byte][]time.Time
+	// changes counts what the meters recorded (Changes).
+	changes uint64
 }
 
 type connBudget struct {
@@ -327,6 +330,7 @@ func (b *Budget) admit(c *connBudget, now time.Time, prio Priority) (time.Durati
 		}
 	}
 	c.calls = append(c.calls, now)
+	b.changes++
 	return 0, nil
 }
 
@@ -350,6 +354,7 @@ func (b *Budget) need(prio Priority) float64 {
 
 func (b *Budget) shedAt(c *connBudget, now, until time.Time, paused bool) error {
 	c.shed = append(c.shed, now)
+	b.changes++
 	return &BudgetError{Until: until, Paused: paused}
 }
 
@@ -420,6 +425,7 @@ func (b *Budget) Observe(conn int64, status int, h http.Header) {
 	defer b.mu.Unlock()
 	now := b.clock.Now()
 	c := b.conn(conn)
+	b.changes++
 	if status == http.StatusTooManyRequests {
 		ra := parseRetryAfterAt(h.Get("Retry-After"), now)
 		if ra <= 0 {
@@ -452,6 +458,7 @@ func (b *Budget) TokenCall(conn int64) {
 	defer b.mu.Unlock()
 	c := b.conn(conn)
 	c.tokenCalls = append(c.tokenCalls, b.clock.Now())
+	b.changes++
 }
 
 // Usage is one connection's meter.
@@ -462,7 +469,7 @@ type Usage struct {
 	TokenCalls  int   // token endpoint requests in the last hour (not in Spent)
 	Shed        int   // background calls refused in the last hour
 	PausedUntil time.Time
-	Last429     time.Time     // zero if none since Tether started
+	Last429     time.Time     // zero if none Tether remembers (Restore keeps it across a restart)
 	RetryAfter  time.Duration // what that 429 asked for
 	NearLimit   bool          // X-RateLimit-NearLimit in force
 }
@@ -482,6 +489,100 @@ func (b *Budget) Usage(conn int64) Usage {
 		u.PausedUntil = c.pausedUntil
 	}
 	return u
+}
+
+// Meter is what one connection's budget remembers, so that a restart
+// does not forget the hour: the API calls, token requests and shed
+// background calls of the last hour, a 429's pause and X-RateLimit-NearLimit
+// slow-down still in force, and the last 429. Budget.Meters takes it out,
+// Budget.Restore puts it back; the store keeps it in between, as JSON.
+type Meter struct {
+	Connection  int64         `json:"connection"` // the Tether user id
+	Calls       []time.Time   `json:"calls,omitempty"`
+	TokenCalls  []time.Time   `json:"token_calls,omitempty"`
+	Shed        []time.Time   `json:"shed,omitempty"`
+	PausedUntil time.Time     `json:"paused_until,omitzero"`
+	NearUntil   time.Time     `json:"near_until,omitzero"`
+	Last429     time.Time     `json:"last_429,omitzero"`
+	RetryAfter  time.Duration `json:"retry_after,omitempty"` // what the last 429 asked for, in nanoseconds
+}
+
+// Meters returns the meter of every connection with anything left in
+// the rolling hour (calls, a pause, a slow-down), by connection.
+func (b *Budget) Meters() []Meter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	var out []Meter
+	for id, c := range b.conns {
+		b.prune(c, now)
+		m := Meter{Connection: id, Calls: slices.Clone(c.calls), TokenCalls: slices.Clone(c.tokenCalls), Shed: slices.Clone(c.shed),
+			NearUntil: c.nearUntil, Last429: c.last429, RetryAfter: c.retryAfter}
+		if now.Before(c.pausedUntil) {
+			m.PausedUntil = c.pausedUntil
+		}
+		if len(m.Calls)+len(m.TokenCalls)+len(m.Shed) > 0 || !m.PausedUntil.IsZero() || !m.NearUntil.IsZero() {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b Meter) int { return cmp.Compare(a.Connection, b.Connection) })
+	return out
+}
+
+// Restore puts back meters an earlier run saved (Meters): their calls
+// count in the rolling hour again and drain the token bucket as when
+// they were made, and a pause or slow-down still in force holds again.
+// What has left the hour since is dropped. Call it before Tether makes
+// API calls: a connection's restored calls are added to what it has.
+func (b *Budget) Restore(meters []Meter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	cut := now.Add(-window)
+	within := func(ts []time.Time) []time.Time {
+		var out []time.Time
+		for _, t := range ts {
+			if t.After(cut) && !t.After(now) {
+				out = append(out, t)
+			}
+		}
+		slices.SortFunc(out, time.Time.Compare)
+		return out
+	}
+	for _, m := range meters {
+		c := b.conn(m.Connection)
+		calls := within(m.Calls)
+		for _, t := range calls {
+			c.lim.ReserveN(t, 1) // as the call drained the bucket then
+		}
+		c.calls = append(c.calls, calls...)
+		slices.SortFunc(c.calls, time.Time.Compare)
+		c.tokenCalls = append(c.tokenCalls, within(m.TokenCalls)...)
+		slices.SortFunc(c.tokenCalls, time.Time.Compare)
+		c.shed = append(c.shed, within(m.Shed)...)
+		slices.SortFunc(c.shed, time.Time.Compare)
+		if m.PausedUntil.After(c.pausedUntil) {
+			c.pausedUntil = m.PausedUntil
+		}
+		if m.Last429.After(c.last429) {
+			c.last429, c.retryAfter = m.Last429, m.RetryAfter
+		}
+		if m.NearUntil.After(now) && m.NearUntil.After(c.nearUntil) {
+			if c.nearUntil.IsZero() {
+				c.lim.SetLimitAt(now, b.rate()/4)
+			}
+			c.nearUntil = m.NearUntil
+		}
+	}
+}
+
+// Changes counts what the meters have recorded since the budget was made
+// (calls, sheds, token requests, answers observed): when it has not moved,
+// Meters has nothing new to save.
+func (b *Budget) Changes() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changes
 }
 
 // Connections lists the connections the budget has seen.

@@ -2,9 +2,11 @@ package bitbucket_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -298,4 +300,93 @@ func TestWaitEnd(t *testing.T) {
 			t.Errorf("WaitEnd(%s) = %q, want %q", tc.at, got, tc.says)
 		}
 	}
+}
+
+// A restart does not forget the hour: the meters an earlier run saved
+// (as JSON, as the store keeps them), put back into a fresh budget, make
+// it answer as the one that never stopped would — the same meter, the same
+// pause, the same calls admitted now and as the hour rolls on — and a
+// meter saved more than an hour ago brings nothing back.
+func TestBudgetMetersSurviveARestart(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClock()
+	cfg := bitbucket.BudgetConfig{PerHour: 200, Clock: clock}
+	ran := bitbucket.NewBudget(cfg)
+	for range 600 { // ten minutes of background work as fast as allowed
+		drain(t, ran, 1)
+		clock.Advance(time.Second)
+	}
+	for range 5 { // and a person's burst
+		if err := ran.Wait(context.Background(), 1, bitbucket.Interactive); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran.TokenCall(1)
+	ran.Observe(2, http.StatusTooManyRequests, http.Header{"Retry-After": {"1800"}})
+	ran.Observe(3, http.StatusOK, http.Header{"X-Ratelimit-Nearlimit": {"true"}})
+	saved, err := json.Marshal(ran.Meters())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meters []bitbucket.Meter
+	if err := json.Unmarshal(saved, &meters); err != nil {
+		t.Fatal(err)
+	}
+	if len(meters) != 3 {
+		t.Fatalf("%d meters saved, want 3 (calls, a pause, a slow-down): %s", len(meters), saved)
+	}
+	restarted := bitbucket.NewBudget(cfg)
+	restarted.Restore(meters)
+
+	same := func(when string) {
+		t.Helper()
+		for conn := int64(1); conn <= 3; conn++ {
+			if a, b := wall(ran.Usage(conn)), wall(restarted.Usage(conn)); !reflect.DeepEqual(a, b) {
+				t.Fatalf("%s, connection %d: meter %+v after the restart, %+v without", when, conn, b, a)
+			}
+			for _, prio := range []bitbucket.Priority{bitbucket.Background, bitbucket.FollowUp, bitbucket.Interactive} {
+				okA, atA := ran.Available(conn, prio)
+				okB, atB := restarted.Available(conn, prio)
+				if okA != okB || !atA.Equal(atB) {
+					t.Fatalf("%s, connection %d, %s: available %v until %s after the restart, %v until %s without", when, conn, prio, okB, atB, okA, atA)
+				}
+			}
+		}
+		if a, b := restarted.Usage(1).Spent, ran.Usage(1).Spent; a == 0 || a != b {
+			t.Fatalf("%s: %d calls in the hour after the restart, %d without", when, a, b)
+		}
+	}
+	same("at once")
+	if u := restarted.Usage(2); u.PausedUntil.IsZero() || u.RetryAfter != 30*time.Minute {
+		t.Fatalf("the 429's pause was forgotten: %+v", u)
+	}
+	if u := restarted.Usage(3); !u.NearLimit {
+		t.Fatalf("the slow-down was forgotten: %+v", u)
+	}
+	// The same calls go through from here on: the token bucket was
+	// drained as by the calls themselves.
+	for step := range 40 {
+		a, _ := drain(t, ran, 1)
+		b, _ := drain(t, restarted, 1)
+		if a != b {
+			t.Fatalf("%d s on: %d background calls admitted after the restart, %d without", step*90, b, a)
+		}
+		clock.Advance(90 * time.Second)
+	}
+	same("an hour on")
+
+	late := bitbucket.NewBudget(cfg)
+	late.Restore(meters) // saved an hour ago
+	for conn := int64(1); conn <= 3; conn++ {
+		if u := late.Usage(conn); u.Spent != 0 || u.TokenCalls != 0 || !u.PausedUntil.IsZero() || u.NearLimit {
+			t.Fatalf("connection %d: a meter saved an hour ago still counts: %+v", conn, u)
+		}
+	}
+}
+
+// wall drops the monotonic clock readings from u's times: JSON keeps the
+// wall clock only, as a restart would.
+func wall(u bitbucket.Usage) bitbucket.Usage {
+	u.PausedUntil, u.Last429 = u.PausedUntil.Round(0).UTC(), u.Last429.Round(0).UTC()
+	return u
 }
