@@ -157,11 +157,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	// 410 Gone is noticed wherever it comes from.
 	deps, err := deprecations.New(ctx, log, store)
 	if err != nil {
-		store.Close()
+		a.Close() // what New started so far, and the store
 		return nil, err
 	}
 	a.Deprecations = deps
 	a.Budget = bitbucket.NewBudget(bitbucket.BudgetConfig{PerHour: cfg.BudgetPerHour, Clock: o.clock})
+	// The hour a restart would forget: the calls the last run made still
+	// count, and its meters are kept from here on.
+	if err := restoreMeters(ctx, log, store, a.Budget); err != nil {
+		a.Close() // what New started so far, and the store
+		return nil, fmt.Errorf("app: API budget meters: %w", err)
+	}
+	keeping, stopKeeping := context.WithCancel(context.Background())
+	kept := make(chan struct{})
+	go func() {
+		keepMeters(keeping, log, store, a.Budget)
+		close(kept)
+	}()
+	a.closers = append(a.closers, func() {
+		stopKeeping()
+		<-kept
+	})
 	a.Metrics = metrics.New(a.Budget)
 	a.Metrics.CountDeprecations(deps)
 	bb := bitbucket.New(bitbucket.Config{
@@ -189,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	pinned, err := bitbucket.ParseHostKeys(hostKeys)
 	if err != nil {
-		store.Close()
+		a.Close() // what New started so far, and the store
 		return nil, fmt.Errorf("BITBUCKET_SSH_HOST_KEYS: %w", err)
 	}
 	hookBase := cfg.PublicURL + "/hooks/bitbucket/"
@@ -203,7 +219,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	})
 	smtp, err := alerts.ParseSMTPURL(cfg.SMTPURL, cfg.SMTPCAFile)
 	if err != nil {
-		store.Close()
+		a.Close() // what New started so far, and the store
 		return nil, err
 	}
 	from := cfg.SMTPFrom
@@ -239,7 +255,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	cookieKey := sha256.Sum256([]byte("tether oauth state cookie\x00" + key))
 	proxies, err := cfg.Proxies()
 	if err != nil {
-		store.Close()
+		a.Close() // what New started so far, and the store
 		return nil, err
 	}
 	orgService := orgs.New(log, store)

@@ -13,6 +13,7 @@ import (
 
 	"tether/internal/apptest"
 	"tether/internal/bitbucket"
+	"tether/internal/bitbucket/emulator"
 )
 
 // userID is the Tether user behind a Bitbucket username.
@@ -219,5 +220,46 @@ func TestMeterAgreesWithEmulatorFromSignIn(t *testing.T) {
 	team := c.Get("/team")
 	if got := team.Text(`[data-testid="meter-row"] [data-testid="meter-spent"]`); got != strconv.Itoa(emu.LastHour) {
 		t.Fatalf("Team page says %q, emulator %d", got, emu.LastHour)
+	}
+}
+
+// A restart does not forget the hour of API calls: the calls made before
+// it still count on the meter, and a 429's pause still holds — the first
+// Check now after the restart sends Bitbucket nothing — so Tether does
+// not spend a person's hour twice. (Deploys restart Tether; before this,
+// each one handed every connection a fresh budget.)
+func TestAPIBudgetSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	c, _ := connected(t, env)
+	env.Emulator.AddRepository("alice", "api", true)
+	project := create(t, c, "alice/api")
+	alice := userID(t, env, "alice")
+	env.App.Health.Coalesce = 0 // each Check now asks Bitbucket
+
+	// Bitbucket's own limit is reached: the next call is answered 429.
+	env.Emulator.SetRateLimit(emulator.RateLimit{PerHour: env.Emulator.APICallsOf("alice").LastHour})
+	apptest.MustStatus(t, c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil), http.StatusOK)
+	before := env.App.Budget.Usage(alice)
+	if before.Spent == 0 || before.PausedUntil.IsZero() {
+		t.Fatalf("before the restart: meter %+v, want calls and a pause", before)
+	}
+
+	env.Restart()
+	env.App.Health.Coalesce = 0
+	after := env.App.Budget.Usage(alice)
+	if after.Spent != before.Spent || !after.PausedUntil.Equal(before.PausedUntil) || !after.Last429.Equal(before.Last429) {
+		t.Fatalf("after the restart the meter is %+v, before it %+v", after, before)
+	}
+	team := c.Get("/team")
+	row := team.Doc.Find(`[data-testid="meter-row"][data-user="` + strconv.FormatInt(alice, 10) + `"]`)
+	if got := strings.TrimSpace(row.Find(`[data-testid="meter-spent"]`).Text()); got != strconv.Itoa(before.Spent) {
+		t.Fatalf("after the restart the Team page meter says %q calls, %d were made in the hour", got, before.Spent)
+	}
+	calls := env.Emulator.APICallsOf("alice").Total
+	project = c.Get(project.URL.Path)
+	apptest.MustStatus(t, c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil), http.StatusOK)
+	if n := env.Emulator.APICallsOf("alice").Total; n != calls {
+		t.Fatalf("Check now during the pause, after a restart, sent Bitbucket %d calls", n-calls)
 	}
 }

@@ -47,6 +47,7 @@ type Env struct {
 	DataDir  string
 	Logs     *Logs
 
+	start      func(net.Listener) // starts Tether on the listener
 	stop       func()
 	background bool // App.Background runs
 }
@@ -144,38 +145,56 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.BitbucketTimeout > 0 {
 		appOpts = append(appOpts, app.WithBitbucketTimeout(opts.BitbucketTimeout))
 	}
-	a, err := app.New(context.Background(), cfg, log, appOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.App = a
-	if opts.Cadence != nil {
-		a.Health.Cadence = *opts.Cadence
-	}
-	srv := &httptest.Server{Listener: tetherLn, Config: a.Server()}
-	srv.Start()
-	background, stopBackground := context.WithCancel(context.Background())
-	backgroundDone := make(chan struct{})
-	if opts.NoSchedule || opts.Clock != nil {
-		close(backgroundDone)
-	} else {
-		env.background = true
-		go func() {
-			a.Background(background)
+	env.start = func(ln net.Listener) {
+		a, err := app.New(context.Background(), cfg, log, appOpts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.App = a
+		if opts.Cadence != nil {
+			a.Health.Cadence = *opts.Cadence
+		}
+		srv := &httptest.Server{Listener: ln, Config: a.Server()}
+		srv.Start()
+		background, stopBackground := context.WithCancel(context.Background())
+		backgroundDone := make(chan struct{})
+		if opts.NoSchedule || opts.Clock != nil {
 			close(backgroundDone)
-		}()
+		} else {
+			env.background = true
+			go func() {
+				a.Background(background)
+				close(backgroundDone)
+			}()
+		}
+		var once sync.Once
+		env.stop = func() {
+			once.Do(func() {
+				stopBackground()
+				<-backgroundDone
+				srv.Close()
+				a.Close()
+			})
+		}
+		t.Cleanup(env.stop)
 	}
-	var once sync.Once
-	env.stop = func() {
-		once.Do(func() {
-			stopBackground()
-			<-backgroundDone
-			srv.Close()
-			a.Close()
-		})
-	}
-	t.Cleanup(env.stop)
+	env.start(tetherLn)
 	return env
+}
+
+// Restart stops Tether as a deploy would (gracefully: what it saves when
+// stopping is saved) and starts it again on the same data folder,
+// configuration and address; the emulator keeps running, and clients
+// keep their cookies.
+func (e *Env) Restart() {
+	e.T.Helper()
+	e.stop()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(e.URL, "http://"))
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.background = false
+	e.start(ln)
 }
 
 // RunBackground runs what Tether does on its own (health schedule, alerts,
