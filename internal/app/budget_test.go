@@ -263,3 +263,51 @@ func TestAPIBudgetSurvivesARestart(t *testing.T) {
 		t.Fatalf("Check now during the pause, after a restart, sent Bitbucket %d calls", n-calls)
 	}
 }
+
+// However Bitbucket's 429 reaches a person — a health row's Check now,
+// the Account page's Check, Regenerate, the repository picker — they are
+// told until when Tether waits, and it is the end of the pause the budget
+// took from that 429 (not "a few minutes" for an hour's Retry-After).
+func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		act  func(c *apptest.Client, project *apptest.Page) *apptest.Page
+	}{
+		{"Check now on a health row", func(c *apptest.Client, project *apptest.Page) *apptest.Page {
+			return c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil)
+		}},
+		{"Check on the Account page", func(c *apptest.Client, _ *apptest.Page) *apptest.Page {
+			account := c.Get("/account")
+			return c.HTMX(http.MethodPost, "/account/bitbucket/check", account, nil)
+		}},
+		{"Regenerate", func(c *apptest.Client, project *apptest.Page) *apptest.Page {
+			return c.HTMX(http.MethodPost, project.URL.Path+"/deploy-key/regenerate", project, nil)
+		}},
+		{"the repository picker", func(c *apptest.Client, _ *apptest.Page) *apptest.Page {
+			return c.Get("/projects/new")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, apptest.Options{NoSchedule: true})
+			env.App.Connections.Stale = 0 // the Account page's Check asks Bitbucket
+			c, _ := connected(t, env)
+			env.Emulator.AddRepository("alice", "api", true)
+			project := create(t, c, "alice/api")
+			env.App.Health.Coalesce = 0
+			alice := userID(t, env, "alice")
+			env.Emulator.SetRateLimit(emulator.RateLimit{PerHour: env.Emulator.APICallsOf("alice").LastHour})
+			p := tc.act(c, project)
+			paused := env.App.Budget.Usage(alice).PausedUntil
+			if paused.IsZero() || env.Emulator.APICallsOf("alice").Limited == 0 {
+				t.Fatalf("Bitbucket did not answer 429 (%d limited), or no pause was taken", env.Emulator.APICallsOf("alice").Limited)
+			}
+			text := strings.Join(strings.Fields(p.Doc.Text()), " ")
+			if !strings.Contains(text, bitbucket.WaitEnd(paused)) || strings.Contains(text, "few minutes") {
+				t.Fatalf("the pause ends at %s; the page says:\n%s", bitbucket.WaitEnd(paused), text)
+			}
+		})
+	}
+}

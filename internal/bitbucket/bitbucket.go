@@ -154,6 +154,7 @@ func (c *Client) do(ctx context.Context, r request, fail func(request, response)
 			err = c.moved(r, resp)
 		case err == nil:
 			err = fail(r, resp)
+			c.notePause(ctx, err)
 		}
 		wait, ok := retryWait(ctx, r.method, attempt, err)
 		if !ok {
@@ -206,6 +207,18 @@ func (c *Client) account(ctx context.Context, r request, resp response) {
 		return
 	}
 	c.budget.Observe(conn, resp.status, resp.header)
+}
+
+// notePause gives a 429 the end of the pause the budget set from it
+// (Error.PausedUntil), so what people read says the budget's own time.
+func (c *Client) notePause(ctx context.Context, err error) {
+	var e *Error
+	if c.budget == nil || !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+		return
+	}
+	if conn, ok := ConnectionOf(ctx); ok {
+		e.PausedUntil = c.budget.Usage(conn).PausedUntil
+	}
 }
 
 // retryWait decides whether a failed attempt is worth repeating and after

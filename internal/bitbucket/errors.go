@@ -28,6 +28,10 @@ type Error struct {
 	Required   []string      // detail.required scopes on a 403, if given
 	OAuthError string        // the token endpoint's error code, e.g. "invalid_grant"
 	RetryAfter time.Duration // from Retry-After on 429
+	// PausedUntil, on a 429 to a call made with a connection's budget, is
+	// when that connection's pause ends (Budget.Observe: Retry-After, a
+	// minute without one, an hour at most); zero otherwise.
+	PausedUntil time.Time
 
 	method, path string // the request, for Error()
 	wrapped      error  // a sentinel such as ErrGrantRefused
@@ -148,6 +152,23 @@ func IsTransient(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// RateLimited reports whether err is Bitbucket rate limiting the
+// connection — a 429, or a call the budget held back while a 429's pause
+// lasts — and until when Tether waits: the one end people are told
+// wherever the wait shows. until is zero when no budget set a pause (a
+// call outside any connection).
+func RateLimited(err error) (until time.Time, ok bool) {
+	var budget *BudgetError
+	if errors.As(err, &budget) {
+		return budget.Until, budget.Paused
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+		return e.PausedUntil, true
+	}
+	return time.Time{}, false
 }
 
 func hasStatus(err error, status int) bool {

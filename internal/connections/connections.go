@@ -416,11 +416,12 @@ func (s *Service) verify(ctx context.Context, userID int64) error {
 func (s *Service) couldNotCheck(err error) string {
 	var budget *bitbucket.BudgetError
 	var be *bitbucket.Error
+	until, limited := bitbucket.RateLimited(err)
 	switch {
 	case errors.Is(err, ErrClientRefused):
 		return "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET (your grant is unchanged)"
-	case errors.As(err, &budget) && budget.Paused:
-		return "Bitbucket is rate limiting Tether until " + bitbucket.WaitEnd(budget.Until) + "; Tether checks again then"
+	case limited && !until.IsZero():
+		return "Bitbucket is rate limiting Tether until " + bitbucket.WaitEnd(until) + "; Tether checks again then"
 	case errors.As(err, &budget):
 		return "this connection has spent its hourly Bitbucket API budget; Tether checks again at " + bitbucket.WaitEnd(budget.Until)
 	case errors.As(err, &be) && be.Status == http.StatusTooManyRequests && be.RetryAfter > 0:

@@ -166,7 +166,10 @@ func TestTransientVerdicts(t *testing.T) {
 	}{
 		{&bitbucket.BudgetError{Until: until, Paused: true}, "Bitbucket is rate limiting Alice's connection; Tether waits until 15:04 UTC before asking again."},
 		{&bitbucket.BudgetError{Until: until}, "Alice's connection has spent its hourly Bitbucket API budget for now; Tether asks again at 15:04 UTC."},
-		{apiError(429), detailRateLimited},
+		// Bitbucket's own 429: the end of the pause it set, as a call held
+		// back meanwhile says (not "a few minutes" for an hour's pause).
+		{&bitbucket.Error{Status: 429, RetryAfter: time.Hour, PausedUntil: until}, "Bitbucket is rate limiting Alice's connection; Tether waits until 15:04 UTC before asking again."},
+		{apiError(429), detailRateLimited}, // outside any budget: no end known
 		{apiError(500), "Bitbucket answered 500 while Tether read the webhook; will retry."},
 		{errors.New("connection reset"), "Could not reach Bitbucket while Tether read the webhook; will retry."},
 	}

@@ -408,15 +408,18 @@ func transient(part string, p tether.Project, err error, what string) tether.Hea
 	h := tether.Health{ProjectID: p.ID, Part: part, Status: tether.Unknown, Reason: tether.ReasonCouldNotCheck}
 	var be *bitbucket.Error
 	var budget *bitbucket.BudgetError
+	until, limited := bitbucket.RateLimited(err)
 	switch {
 	case errors.Is(err, connections.ErrClientRefused):
 		h.Detail = "Bitbucket refuses Tether's OAuth consumer key or secret, so Tether cannot renew access to check; an administrator must correct BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET."
-	case errors.As(err, &budget) && budget.Paused:
-		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, bitbucket.WaitEnd(budget.Until))
+	case limited && !until.IsZero():
+		// The 429 itself, or a call held back while its pause lasts:
+		// the same end either way.
+		h.Detail = fmt.Sprintf("Bitbucket is rate limiting %s's connection; Tether waits until %s before asking again.", p.OwnerName, bitbucket.WaitEnd(until))
+	case limited:
+		h.Detail = detailRateLimited
 	case errors.As(err, &budget):
 		h.Detail = fmt.Sprintf("%s's connection has spent its hourly Bitbucket API budget for now; Tether asks again at %s.", p.OwnerName, bitbucket.WaitEnd(budget.Until))
-	case errors.As(err, &be) && be.Status == 429:
-		h.Detail = detailRateLimited
 	case errors.As(err, &be) && be.Status >= 500:
 		h.Detail = fmt.Sprintf("Bitbucket answered %d while Tether %s; will retry.", be.Status, what)
 	default:

@@ -160,9 +160,12 @@ func (s *Choices) repositories(ctx context.Context, userID int64, fresh bool) (r
 func unreadReason(err error) string {
 	var budget *bitbucket.BudgetError
 	var be *bitbucket.Error
+	until, limited := bitbucket.RateLimited(err)
 	switch {
-	case errors.As(err, &budget) && budget.Paused:
-		return "Bitbucket is rate limiting this connection until " + bitbucket.WaitEnd(budget.Until)
+	case limited && !until.IsZero():
+		return "Bitbucket is rate limiting this connection until " + bitbucket.WaitEnd(until)
+	case limited:
+		return "Bitbucket is rate limiting this connection"
 	case errors.As(err, &budget):
 		return "this connection's hourly Bitbucket API budget is spent until " + bitbucket.WaitEnd(budget.Until)
 	case len(bitbucket.MissingScopes(err)) > 0:

@@ -145,9 +145,16 @@ func bitbucketProblem(err error, doing string) error {
 		return p
 	}
 	var budget *bitbucket.BudgetError
+	until, limited := bitbucket.RateLimited(err)
+	after := "in a few minutes"
+	if !until.IsZero() {
+		after = "after " + bitbucket.WaitEnd(until)
+	}
 	switch {
-	case errors.As(err, &budget) && budget.Paused:
-		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection, so Tether did not ask it to %s. Nothing was changed; try again after %s.", doing, bitbucket.WaitEnd(budget.Until))
+	case limited && errors.As(err, &budget):
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection, so Tether did not ask it to %s. Nothing was changed; try again %s.", doing, after)
+	case limited:
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting this connection and did not %s. Nothing was changed; try again %s.", doing, after)
 	case errors.As(err, &budget):
 		return problem.Wrap(problem.Unavailable, err, "This connection has spent its hourly Bitbucket API budget for now, so Tether did not ask Bitbucket to %s. Nothing was changed; try again after %s.", doing, bitbucket.WaitEnd(budget.Until))
 	case errors.Is(err, connections.ErrNotConnected):
