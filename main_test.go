@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -584,4 +586,82 @@ func randomUUID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// A crash forgets at most a few seconds of the API budget's hour: while
+// Tether runs, the meters reach the database every few seconds without a
+// stop, and after a SIGKILL the restarted process shows the calls the
+// killed one made (the emulator's count of Alice's hour).
+func TestAPIBudgetMeterSurvivesKill(t *testing.T) {
+	t.Parallel()
+	d := projectOnDisk(t)
+	c := startChild(t, d.env.Environ()...)
+	jar, _ := cookiejar.New(nil)
+	base, _ := url.Parse(c.base)
+	jar.SetCookies(base, []*http.Cookie{{Name: d.session.Name, Value: d.session.Value, Path: "/"}})
+	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := client.Get(c.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return string(b)
+	}
+	token := regexp.MustCompile(`name="_csrf" value="([^"]+)"`).FindStringSubmatch(get(d.projectPath))
+	if token == nil {
+		t.Fatal("no CSRF token on the project page")
+	}
+	before := d.env.Emulator.APICallsOf("alice").LastHour
+	resp, err := client.PostForm(c.base+d.projectPath+"/webhook/check", url.Values{"_csrf": {token[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	spent := d.env.Emulator.APICallsOf("alice").LastHour
+	if spent == before {
+		t.Fatalf("Check now made no API call (%d before and after)", spent)
+	}
+
+	// Saved while running: no stop, no signal.
+	stored := func() int {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(d.env.DataDir, "tether.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var raw string
+		if err := db.QueryRow(`SELECT meter FROM budget_meters WHERE user_id = 1`).Scan(&raw); err != nil {
+			return -1
+		}
+		var m bitbucket.Meter
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			t.Fatal(err)
+		}
+		return len(m.Calls)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for stored() != spent && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := stored(); n != spent {
+		t.Fatalf("15 s after Check now the stored meter holds %d calls, Alice's hour %d", n, spent)
+	}
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+
+	again := startChild(t, d.env.Environ()...)
+	base, _ = url.Parse(again.base)
+	jar.SetCookies(base, []*http.Cookie{{Name: d.session.Name, Value: d.session.Value, Path: "/"}})
+	c = again
+	team := get("/team")
+	m := regexp.MustCompile(`data-testid="meter-spent"[^>]*>\s*(\d+)`).FindStringSubmatch(team)
+	if m == nil || m[1] != strconv.Itoa(spent) {
+		t.Fatalf("after a SIGKILL and a restart the Team page meter says %v, Alice's hour holds %d calls", m, spent)
+	}
 }

@@ -12,7 +12,7 @@ import (
 // meterSaveEvery is how often the API budget's meters are saved while
 // they change: a crash forgets at most this much of the hour (a stop
 // saves them once more).
-const meterSaveEvery = 15 * time.Second
+const meterSaveEvery = 5 * time.Second
 
 // meterStore keeps the budget's meters between runs (db.Store).
 type meterStore interface {
