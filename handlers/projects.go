@@ -36,22 +36,21 @@ type Receiver interface {
 
 // part describes one health row of the project page; dbPart names it to
 // internal/pages (its Regenerate calls projects.RegenerateKey or
-// projects.RegenerateWebhook).
+// projects.RegenerateWebhook). What its Regenerate asks first is
+// views.RegenerateQuestion(slug).
 type part struct {
-	slug, title, dbPart, confirm string
-	done                         string // what a successful Regenerate says
+	slug, title, dbPart string
+	done                string // what a successful Regenerate says
 }
 
 var (
 	deployKeyPart = part{
 		slug: "deploy-key", title: "Deploy Key", dbPart: tether.PartDeployKey,
-		confirm: "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
-		done:    "A new deploy key is in force; the old one was removed from Bitbucket.",
+		done: "A new deploy key is in force; the old one was removed from Bitbucket.",
 	}
 	webhookPart = part{
 		slug: "webhook", title: "Webhook", dbPart: tether.PartWebhook,
-		confirm: "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
-		done:    "A new webhook is in force; the old one was removed from Bitbucket.",
+		done: "A new webhook is in force; the old one was removed from Bitbucket.",
 	}
 	parts = []part{deployKeyPart, webhookPart}
 )
@@ -220,7 +219,7 @@ func activityOf(p tether.Project, a projects.Activity) views.Activity {
 
 // partViewOf shows a row as the person looking may act on it.
 func partViewOf(c echo.Context, p tether.Project, pt part, row pages.Part) views.Part {
-	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: row.Badge, Confirm: pt.confirm, Admin: projectAdmin(c),
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: row.Badge, Admin: projectAdmin(c),
 		Owner: currentUser(c).ID == p.OwnerID}
 	switch pt.dbPart {
 	case tether.PartDeployKey:
