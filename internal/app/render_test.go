@@ -59,14 +59,15 @@ func TestPartsOfPagesAnswerHTMXAndSendBrowsersToThePage(t *testing.T) {
 
 // An action posted without htmx (a plain form post: no JavaScript, a
 // script) ends on the whole page with its outcome said there, once, not on
-// a bare fragment.
+// a bare fragment. (Regenerate asks first: the post here is the confirmed
+// one, TestDestructiveFormsAskFirstWithoutJavaScript the question.)
 func TestActionsWithoutHTMXEndOnThePage(t *testing.T) {
 	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	project := create(t, c, "alice/api")
 	before := env.Emulator.DeployKeys("alice/api")[0].ID
 	req, _ := http.NewRequest(http.MethodPost, env.URL+project.URL.Path+"/deploy-key/regenerate",
-		strings.NewReader(url.Values{"_csrf": {project.CSRF()}}.Encode()))
+		strings.NewReader(url.Values{"_csrf": {project.CSRF()}, "confirmed": {"yes"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	p := c.Do(req)
 	if p.Status != http.StatusOK || p.URL.Path != project.URL.Path || !p.Has("html body main") {
