@@ -70,7 +70,8 @@ func (h *Handlers) projectList(c echo.Context) error {
 
 func (h *Handlers) newProject(c echo.Context) error {
 	search := c.QueryParam("q")
-	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, false)
+	// Refresh list, pressed without JavaScript, reloads the page with fresh.
+	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, c.QueryParam("fresh") != "")
 	listErr := ""
 	if err != nil {
 		if !isProblem(err) {
@@ -377,13 +378,20 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 		}
 		v.Refreshed = partViewsOf(c, p, ch.Parts)
 	}
+	if v.Confirm != nil && !wantsFragment(c.Request()) {
+		// Posted without JavaScript, the question must be on the page
+		// that answers (a redirect would lose it): the project page with
+		// the section asking, whose Use … posts and Cancel is a link.
+		pv, err := h.projectView(c, p)
+		if err != nil {
+			return err
+		}
+		pv.Repository = v
+		return render(c, http.StatusOK, views.ProjectPage(h.page(c, p.Name, "projects"), pv), nil)
+	}
 	said := views.Notice{Kind: v.NoticeKind, Message: v.Notice}
-	switch {
-	case v.Error != "":
+	if v.Error != "" {
 		said = views.Notice{Kind: "error", Message: v.Error}
-	case v.Confirm != nil:
-		said = views.Notice{Kind: "warning", Message: v.Confirm.FullName + " is a different repository, not " + p.FullName +
-			" under a new name. Nothing was changed: press Change on this page to confirm using it."}
 	}
 	return h.renderPart(c, status, views.RepositorySection(v), views.ProjectURL(p.ID), said)
 }

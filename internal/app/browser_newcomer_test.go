@@ -591,3 +591,56 @@ func TestBrowserRegenerateAsksFirstWithoutJavaScript(t *testing.T) {
 	b.WaitVisible(`#deploy-key [data-testid="fingerprint"]`)
 	b.Screenshot("no-js-regenerated")
 }
+
+// What htmx fetches on a press is a link or a GET form, so it works with
+// scripts (in place) and without (the browser follows it): the picker's
+// Refresh list asks Bitbucket afresh either way, and Cancel on Change's
+// question leaves the project as it was either way.
+func TestBrowserRefreshAndCancelWithAndWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	tm.env.App.Projects.ListFresh = 0 // each Refresh list asks Bitbucket
+	tm.env.Emulator.AddRepository("acme", "web", true)
+	b := apptest.NewBrowser(t)
+	logInAsAlice(tm, b)
+	listed := func(name string) string {
+		return `[...document.querySelectorAll('#repositories [data-testid="repository"]')].some(r => r.textContent.includes("` + name + `"))`
+	}
+	cancel := func(shot string) {
+		t.Helper()
+		b.Navigate(tm.env.URL + tm.id)
+		b.Eval(`document.querySelector('#repository-url').value = ''; "ok"`)
+		b.Type(`#repository-url`, tm.env.BBURL+"/acme/web")
+		b.Click(`[data-testid="change"]`)
+		b.WaitVisible(`[data-testid="cancel-change"]`) // the question: Use acme/web, or Cancel
+		b.Screenshot(shot)
+		b.Click(`[data-testid="cancel-change"]`)
+		b.WaitFor(`!document.querySelector('[data-testid="cancel-change"]') && document.querySelector('#repository-url') && document.readyState === "complete"`, 10*time.Second)
+		if got := b.Eval(`location.pathname`); got != tm.id {
+			t.Errorf("Cancel ended at %s", got)
+		}
+	}
+
+	// With scripts: in place.
+	b.Navigate(tm.env.URL + "/projects/new")
+	b.WaitFor(listed("acme/web"), 10*time.Second)
+	tm.env.Emulator.AddRepository("acme", "fresh-one", true) // the listing Tether holds does not have it yet
+	b.Click(`[data-testid="refresh-repositories"]`)
+	b.WaitFor(listed("acme/fresh-one"), 10*time.Second)
+	if got := b.Eval(`location.pathname + location.search`); got != "/projects/new" {
+		t.Errorf("with scripts Refresh list left the page for %s", got)
+	}
+	cancel("change-question")
+
+	// Without: the browser follows the GET.
+	b.DisableJavaScript()
+	b.Navigate(tm.env.URL + "/projects/new")
+	tm.env.Emulator.AddRepository("acme", "fresher", true)
+	b.Click(`[data-testid="refresh-repositories"]`)
+	b.WaitFor(listed("acme/fresher")+` && document.readyState === "complete"`, 10*time.Second)
+	b.ScreenshotViewport("no-js-refresh-list")
+	cancel("no-js-change-question")
+	if storedProject(t, tm.env).fullName != "acme/api" {
+		t.Fatal("Cancel changed the project's repository")
+	}
+}
