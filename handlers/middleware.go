@@ -185,7 +185,7 @@ func (h *Handlers) csrf() echo.MiddlewareFunc {
 					return err
 				}
 				if r.Header.Get(csrfHeader) == "" {
-					r.Header.Set(csrfHeader, r.PostFormValue("_csrf"))
+					r.Header.Set(csrfHeader, r.PostFormValue(csrfField))
 				}
 			}
 			return checked(c)
@@ -193,7 +193,10 @@ func (h *Handlers) csrf() echo.MiddlewareFunc {
 	}
 }
 
-const csrfHeader = "X-CSRF-Token"
+const (
+	csrfHeader = "X-CSRF-Token"
+	csrfField  = "_csrf" // the token in a plain form (views.CSRFField)
+)
 
 // parseForm reads a state-changing request's form body (urlencoded or
 // multipart, within the route's body limit) before anything else looks

@@ -36,22 +36,21 @@ type Receiver interface {
 
 // part describes one health row of the project page; dbPart names it to
 // internal/pages (its Regenerate calls projects.RegenerateKey or
-// projects.RegenerateWebhook).
+// projects.RegenerateWebhook). What its Regenerate asks first is
+// views.RegenerateQuestion(slug).
 type part struct {
-	slug, title, dbPart, confirm string
-	done                         string // what a successful Regenerate says
+	slug, title, dbPart string
+	done                string // what a successful Regenerate says
 }
 
 var (
 	deployKeyPart = part{
 		slug: "deploy-key", title: "Deploy Key", dbPart: tether.PartDeployKey,
-		confirm: "Regenerate the deploy key? Tether adds a new key to the repository, then removes the old one.",
-		done:    "A new deploy key is in force; the old one was removed from Bitbucket.",
+		done: "A new deploy key is in force; the old one was removed from Bitbucket.",
 	}
 	webhookPart = part{
 		slug: "webhook", title: "Webhook", dbPart: tether.PartWebhook,
-		confirm: "Regenerate the webhook? Tether creates a new webhook with a new secret, then removes the old one.",
-		done:    "A new webhook is in force; the old one was removed from Bitbucket.",
+		done: "A new webhook is in force; the old one was removed from Bitbucket.",
 	}
 	parts = []part{deployKeyPart, webhookPart}
 )
@@ -71,7 +70,8 @@ func (h *Handlers) projectList(c echo.Context) error {
 
 func (h *Handlers) newProject(c echo.Context) error {
 	search := c.QueryParam("q")
-	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, false)
+	// Refresh list, pressed without JavaScript, reloads the page with fresh.
+	list, err := h.projects.Repositories(c.Request().Context(), currentUser(c).ID, search, c.QueryParam("fresh") != "")
 	listErr := ""
 	if err != nil {
 		if !isProblem(err) {
@@ -220,7 +220,7 @@ func activityOf(p tether.Project, a projects.Activity) views.Activity {
 
 // partViewOf shows a row as the person looking may act on it.
 func partViewOf(c echo.Context, p tether.Project, pt part, row pages.Part) views.Part {
-	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: row.Badge, Confirm: pt.confirm, Admin: projectAdmin(c),
+	v := views.Part{ProjectID: p.ID, Slug: pt.slug, Title: pt.title, Badge: row.Badge, Admin: projectAdmin(c),
 		Owner: currentUser(c).ID == p.OwnerID}
 	switch pt.dbPart {
 	case tether.PartDeployKey:
@@ -378,13 +378,20 @@ func (h *Handlers) changeRepository(c echo.Context) error {
 		}
 		v.Refreshed = partViewsOf(c, p, ch.Parts)
 	}
+	if v.Confirm != nil && !wantsFragment(c.Request()) {
+		// Posted without JavaScript, the question must be on the page
+		// that answers (a redirect would lose it): the project page with
+		// the section asking, whose Use … posts and Cancel is a link.
+		pv, err := h.projectView(c, p)
+		if err != nil {
+			return err
+		}
+		pv.Repository = v
+		return render(c, http.StatusOK, views.ProjectPage(h.page(c, p.Name, "projects"), pv), nil)
+	}
 	said := views.Notice{Kind: v.NoticeKind, Message: v.Notice}
-	switch {
-	case v.Error != "":
+	if v.Error != "" {
 		said = views.Notice{Kind: "error", Message: v.Error}
-	case v.Confirm != nil:
-		said = views.Notice{Kind: "warning", Message: v.Confirm.FullName + " is a different repository, not " + p.FullName +
-			" under a new name. Nothing was changed: press Change on this page to confirm using it."}
 	}
 	return h.renderPart(c, status, views.RepositorySection(v), views.ProjectURL(p.ID), said)
 }

@@ -37,6 +37,10 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	// session and no CSRF token.
 	e.POST(webhookRoute, h.receiveWebhook, quiet, h.timed)
 
+	// Route middleware runs inside its groups': the CSRF check and the
+	// route's authorization come before anything a route adds. A
+	// destructive action adds confirmFirst, which asks its question (as
+	// htmx's hx-confirm does) before a form posted without JavaScript acts.
 	app := e.Group("", h.csrf(), h.loadSession)
 
 	// Ways in.
@@ -58,7 +62,7 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	joining.GET("/account", h.account)
 	joining.GET("/account/bitbucket", h.bitbucketStatus, quiet, h.timed)
 	joining.POST("/account/bitbucket/check", h.checkBitbucket)
-	joining.POST("/account/bitbucket/disconnect", h.disconnectBitbucket)
+	joining.POST("/account/bitbucket/disconnect", h.disconnectBitbucket, h.confirmFirst(disconnectQuestion))
 
 	// Signed in, in an organization (anyone else is sent to the setup step).
 	in := joining.Group("", h.requireOrg)
@@ -77,12 +81,12 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	orgAdmin.POST("/team/invitations", h.invite)
 	orgAdmin.POST("/team/invitations/:invitation/revoke", h.revokeInvitation)
 	orgAdmin.POST("/team/members/:user/role", h.changeRole)
-	orgAdmin.POST("/team/members/:user/remove", h.removeMember)
+	orgAdmin.POST("/team/members/:user/remove", h.removeMember, h.confirmFirst(h.removeQuestion))
 	orgAdmin.GET("/team/notifications/channels", h.alertChannels)
 	orgAdmin.POST("/team/notifications/email", h.addEmailChannel)
 	orgAdmin.POST("/team/notifications/webhooks", h.addWebhookChannel)
 	orgAdmin.POST("/team/notifications/:channel/test", h.testChannel)
-	orgAdmin.POST("/team/notifications/:channel/remove", h.removeChannel)
+	orgAdmin.POST("/team/notifications/:channel/remove", h.removeChannel, h.confirmFirst(removeChannelQuestion))
 	orgAdmin.GET("/team/outbox", h.outbox)
 
 	// A project, for members of its organization (everyone else: 404).
@@ -102,10 +106,10 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 
 	// What only its admins may do (members: 403).
 	projectAdmin := project.Group("", h.requireProjectAdmin)
-	projectAdmin.POST("/deploy-key/regenerate", h.regeneratePart(deployKeyPart))
-	projectAdmin.POST("/webhook/regenerate", h.regeneratePart(webhookPart))
+	projectAdmin.POST("/deploy-key/regenerate", h.regeneratePart(deployKeyPart), h.confirmFirst(h.regenerateQuestion(deployKeyPart)))
+	projectAdmin.POST("/webhook/regenerate", h.regeneratePart(webhookPart), h.confirmFirst(h.regenerateQuestion(webhookPart)))
 	projectAdmin.POST("/repository", h.changeRepository)
-	projectAdmin.POST("/rehome", h.rehome)
-	projectAdmin.POST("/delete", h.deleteProject)
+	projectAdmin.POST("/rehome", h.rehome, h.confirmFirst(h.rehomeQuestion))
+	projectAdmin.POST("/delete", h.deleteProject, h.confirmFirst(h.deleteQuestion))
 	projectAdmin.POST("/missed/start", h.startMissed)
 }

@@ -25,6 +25,7 @@ type Orgs interface {
 	Switch(ctx context.Context, userID, orgID int64) error
 	Invitation(ctx context.Context, token string) (tether.Invitation, error)
 	Accept(ctx context.Context, token string, userID int64) (tether.Invitation, error)
+	Member(ctx context.Context, orgID, userID int64) (tether.Member, error)
 	AuditLog(ctx context.Context, orgID int64, f tether.AuditFilter) (orgs.AuditPage, error)
 }
 

@@ -141,12 +141,6 @@ func noticeIcon(kind string) string {
 	return "ℹ"
 }
 
-// deleteConfirm is what Delete asks before it deletes.
-func deleteConfirm(p tether.Project) string {
-	return "Delete the project " + p.Name + "? Tether removes its deploy key and webhook from " + p.FullName +
-		" and forgets its workflows and deliveries."
-}
-
 func gone(g bool, word string) string {
 	if g {
 		return word
@@ -190,14 +184,6 @@ func youOr(you bool, name string) string {
 		return "you"
 	}
 	return name
-}
-
-// removeConfirm is what Remove (or Leave, on one's own row) asks first.
-func removeConfirm(you bool, name, org string) string {
-	if you {
-		return "Leave " + org + "? You lose access to its projects until someone invites you again."
-	}
-	return "Remove " + name + " from " + org + "?"
 }
 
 // plural is "1 project" or "2 projects": count and noun, agreeing.

@@ -9,6 +9,7 @@ import (
 
 	"tether/internal/apptest"
 	"tether/internal/bitbucket/emulator"
+	"tether/views"
 )
 
 // createInPicker opens New project and presses Create on repo, then waits
@@ -533,4 +534,113 @@ func logInAsAlice(tm *team, b *apptest.Browser) {
 	b.WaitVisible(`#grant-access`)
 	b.Click(`#grant-access`)
 	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
+}
+
+// Without JavaScript, Regenerate asks first, on a page of its own: Cancel
+// goes back to the project with nothing replaced, and Regenerate there
+// replaces the key and lands on the project with the outcome and the new
+// fingerprint.
+func TestBrowserRegenerateAsksFirstWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	b := apptest.NewBrowser(t)
+	logInAsAlice(tm, b)
+	b.DisableJavaScript()
+
+	b.Navigate(tm.env.URL + tm.id)
+	// The fingerprint is under the row's Details, closed until opened.
+	fingerprint := func() string {
+		return b.Eval(`document.querySelector('#deploy-key [data-testid="fingerprint"]')?.textContent ?? ""`)
+	}
+	before := fingerprint()
+	keys := bitbucketState(tm.env)
+	ask := func() {
+		b.Click(`[data-testid="deploy-key-regenerate"]`)
+		b.WaitVisible(`[data-testid="confirm-form"]`)
+		if got := b.Eval(`location.pathname`); got != tm.id+"/deploy-key/regenerate" {
+			t.Fatalf("Regenerate without scripts ended at %s, not on its question", got)
+		}
+		if got := b.Text(`[data-testid="question"]`) + " " + b.Text(`[data-testid="question-explained"]`); got != views.RegenerateQuestion("deploy-key") {
+			t.Errorf("the page asks %q", got)
+		}
+		if bitbucketState(tm.env) != keys {
+			t.Fatal("the key was replaced before the question was answered")
+		}
+	}
+	ask()
+	b.Click(`[data-testid="cancel"]`)
+	b.WaitVisible(`[data-testid="deploy-key-regenerate"]`)
+	if got := b.Eval(`location.pathname`); got != tm.id || fingerprint() != before || bitbucketState(tm.env) != keys {
+		t.Fatalf("Cancel ended at %s with the key replaced", got)
+	}
+
+	ask()
+	b.ScreenshotViewport("no-js-regenerate-asks")
+	b.Click(`[data-testid="confirm-form"] [data-testid="confirm"]`)
+	b.WaitVisible(`main > [data-testid="flash"]`)
+	if got := b.Eval(`location.pathname`); got != tm.id {
+		t.Errorf("the confirmed Regenerate ended at %s", got)
+	}
+	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "A new deploy key is in force") {
+		t.Errorf("the confirmed Regenerate says %q", got)
+	}
+	if after := fingerprint(); after == before || !strings.HasPrefix(after, "SHA256:") || !strings.HasPrefix(before, "SHA256:") {
+		t.Errorf("the fingerprint is %q after Regenerate (was %q)", after, before)
+	}
+	b.Click(`#deploy-key details summary`)
+	b.WaitVisible(`#deploy-key [data-testid="fingerprint"]`)
+	b.Screenshot("no-js-regenerated")
+}
+
+// What htmx fetches on a press is a link or a GET form, so it works with
+// scripts (in place) and without (the browser follows it): the picker's
+// Refresh list asks Bitbucket afresh either way, and Cancel on Change's
+// question leaves the project as it was either way.
+func TestBrowserRefreshAndCancelWithAndWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	tm.env.App.Projects.ListFresh = 0 // each Refresh list asks Bitbucket
+	tm.env.Emulator.AddRepository("acme", "web", true)
+	b := apptest.NewBrowser(t)
+	logInAsAlice(tm, b)
+	listed := func(name string) string {
+		return `[...document.querySelectorAll('#repositories [data-testid="repository"]')].some(r => r.textContent.includes("` + name + `"))`
+	}
+	cancel := func(shot string) {
+		t.Helper()
+		b.Navigate(tm.env.URL + tm.id)
+		b.Eval(`document.querySelector('#repository-url').value = ''; "ok"`)
+		b.Type(`#repository-url`, tm.env.BBURL+"/acme/web")
+		b.Click(`[data-testid="change"]`)
+		b.WaitVisible(`[data-testid="cancel-change"]`) // the question: Use acme/web, or Cancel
+		b.Screenshot(shot)
+		b.Click(`[data-testid="cancel-change"]`)
+		b.WaitFor(`!document.querySelector('[data-testid="cancel-change"]') && document.querySelector('#repository-url') && document.readyState === "complete"`, 10*time.Second)
+		if got := b.Eval(`location.pathname`); got != tm.id {
+			t.Errorf("Cancel ended at %s", got)
+		}
+	}
+
+	// With scripts: in place.
+	b.Navigate(tm.env.URL + "/projects/new")
+	b.WaitFor(listed("acme/web"), 10*time.Second)
+	tm.env.Emulator.AddRepository("acme", "fresh-one", true) // the listing Tether holds does not have it yet
+	b.Click(`[data-testid="refresh-repositories"]`)
+	b.WaitFor(listed("acme/fresh-one"), 10*time.Second)
+	if got := b.Eval(`location.pathname + location.search`); got != "/projects/new" {
+		t.Errorf("with scripts Refresh list left the page for %s", got)
+	}
+	cancel("change-question")
+
+	// Without: the browser follows the GET.
+	b.DisableJavaScript()
+	b.Navigate(tm.env.URL + "/projects/new")
+	tm.env.Emulator.AddRepository("acme", "fresher", true)
+	b.Click(`[data-testid="refresh-repositories"]`)
+	b.WaitFor(listed("acme/fresher")+` && document.readyState === "complete"`, 10*time.Second)
+	b.ScreenshotViewport("no-js-refresh-list")
+	cancel("no-js-change-question")
+	if storedProject(t, tm.env).fullName != "acme/api" {
+		t.Fatal("Cancel changed the project's repository")
+	}
 }

@@ -59,14 +59,15 @@ func TestPartsOfPagesAnswerHTMXAndSendBrowsersToThePage(t *testing.T) {
 
 // An action posted without htmx (a plain form post: no JavaScript, a
 // script) ends on the whole page with its outcome said there, once, not on
-// a bare fragment.
+// a bare fragment. (Regenerate asks first: the post here is the confirmed
+// one, TestDestructiveFormsAskFirstWithoutJavaScript the question.)
 func TestActionsWithoutHTMXEndOnThePage(t *testing.T) {
 	t.Parallel()
 	env, c := withRepo(t, apptest.Options{})
 	project := create(t, c, "alice/api")
 	before := env.Emulator.DeployKeys("alice/api")[0].ID
 	req, _ := http.NewRequest(http.MethodPost, env.URL+project.URL.Path+"/deploy-key/regenerate",
-		strings.NewReader(url.Values{"_csrf": {project.CSRF()}}.Encode()))
+		strings.NewReader(url.Values{"_csrf": {project.CSRF()}, "confirmed": {"yes"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	p := c.Do(req)
 	if p.Status != http.StatusOK || p.URL.Path != project.URL.Path || !p.Has("html body main") {
@@ -99,8 +100,12 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 	pages["Invite's answer"] = tm.alice.HTMX(http.MethodPost, "/team/invitations", pages["/team"], nil)
 	pages["Add webhook's answer"] = tm.alice.HTMX(http.MethodPost, "/team/notifications/webhooks", pages["/team"],
 		url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}})
-	if !pages["Invite's answer"].Has(`[data-testid="invite-link"]`) || !pages["Add webhook's answer"].Has(`[data-testid="new-secret"]`) {
-		t.Fatal("no invitation link or signing secret to check")
+	tm.env.Emulator.AddRepository("acme", "web", true)
+	pages["Change's question"] = tm.alice.HTMX(http.MethodPost, tm.id+"/repository", pages[tm.id],
+		url.Values{"url": {tm.env.BBURL + "/acme/web"}})
+	if !pages["Invite's answer"].Has(`[data-testid="invite-link"]`) || !pages["Add webhook's answer"].Has(`[data-testid="new-secret"]`) ||
+		!pages["Change's question"].Has(`[data-testid="cancel-change"]`) {
+		t.Fatal("no invitation link, signing secret or Change's question to check")
 	}
 	for path, p := range pages {
 		if p.Status != http.StatusOK {
@@ -124,6 +129,16 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 		p.Doc.Find("[hx-post]").Not("form").Each(func(_ int, e *goquery.Selection) {
 			html, _ := goquery.OuterHtml(e)
 			t.Errorf("%s: <%s> htmx posts is not a form that also posts without JavaScript: %.200s", path, goquery.NodeName(e), html)
+		})
+		// What htmx gets on a press (not a poll or a load) is a link or a
+		// GET form the browser follows without JavaScript too.
+		p.Doc.Find("[hx-get]").Not("a[href], form[method=get][action]").Each(func(_ int, e *goquery.Selection) {
+			trigger := e.AttrOr("hx-trigger", "")
+			if strings.HasPrefix(trigger, "every ") || strings.HasPrefix(trigger, "load") {
+				return
+			}
+			html, _ := goquery.OuterHtml(e)
+			t.Errorf("%s: <%s> htmx gets on a press is not a link or a GET form that works without JavaScript: %.200s", path, goquery.NodeName(e), html)
 		})
 		p.Doc.Find("form").Each(func(_ int, f *goquery.Selection) {
 			method, _ := f.Attr("method")
@@ -189,8 +204,8 @@ func TestPartsOpenedDirectlySpendNoBitbucketCalls(t *testing.T) {
 	}
 }
 
-// Without htmx, Change naming another repository says on the page that it
-// waits for confirmation, and adding an alert webhook shows the signing
+// Without htmx, Change naming another repository asks on the page that
+// answers (Use it, or Cancel) and changes nothing until Use, and adding an alert webhook shows the signing
 // secret Tether made, once, on the Team page.
 func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
 	t.Parallel()
@@ -203,8 +218,21 @@ func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
 		return c.Do(req)
 	}
 	p := post(project.URL.Path+"/repository", url.Values{"url": {env.BBURL + "/alice/site"}})
-	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || !strings.Contains(got, "different repository") || !strings.Contains(got, "Nothing was changed") {
-		t.Errorf("Change to another repository without htmx ended at %s saying %q", p.URL, got)
+	confirm := p.Doc.Find(`main [data-testid="confirm-switch"]`)
+	if p.Status != http.StatusOK || !strings.Contains(confirm.Text(), "alice/site is a different repository") ||
+		confirm.Find(`[data-testid="confirm-change"]`).Length() != 1 ||
+		confirm.Find(`a[data-testid="cancel-change"]`).AttrOr("href", "") != project.URL.Path {
+		t.Errorf("Change to another repository without htmx: %d at %s, asking %q", p.Status, p.URL, confirm.Text())
+	}
+	if p.Text(`[data-testid="repository-name"]`) != "alice/api" {
+		t.Error("Change to another repository changed the project before it was confirmed")
+	}
+	use := confirm.Find(`[data-testid="confirm-change"]`).Closest("form")
+	form := url.Values{}
+	use.Find("input[type=hidden]").Each(func(_ int, in *goquery.Selection) { form.Set(in.AttrOr("name", ""), in.AttrOr("value", "")) })
+	p = post(use.AttrOr("action", ""), form)
+	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || !strings.Contains(got, "now uses alice/site") {
+		t.Errorf("Use alice/site without htmx ended at %s saying %q", p.URL, got)
 	}
 	p = post(project.URL.Path+"/deploy-key/check", url.Values{})
 	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != project.URL.Path || got != "✓ Deploy Key checked with Bitbucket just now: Valid." {

@@ -255,14 +255,24 @@ func lastAdmin(members []tether.Member, userID int64) bool {
 	return them && admins == 1
 }
 
-func (s *Service) memberName(ctx context.Context, orgID, userID int64) string {
+// Member is userID as a member of orgID; a problem.NotFound when they
+// are not one.
+func (s *Service) Member(ctx context.Context, orgID, userID int64) (tether.Member, error) {
 	ms, err := s.store.Members(ctx, orgID)
-	if err == nil {
-		for _, m := range ms {
-			if m.UserID == userID {
-				return m.Name
-			}
+	if err != nil {
+		return tether.Member{}, err
+	}
+	for _, m := range ms {
+		if m.UserID == userID {
+			return m, nil
 		}
+	}
+	return tether.Member{}, memberProblem(tether.ErrNotFound)
+}
+
+func (s *Service) memberName(ctx context.Context, orgID, userID int64) string {
+	if m, err := s.Member(ctx, orgID, userID); err == nil {
+		return m.Name
 	}
 	return "a member"
 }
