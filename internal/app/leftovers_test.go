@@ -2,13 +2,17 @@ package app_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"golang.org/x/crypto/ssh"
 
 	"tether/internal/apptest"
 	"tether/internal/bitbucket/emulator"
@@ -272,5 +276,59 @@ func TestCheckReportsExtraTetherParts(t *testing.T) {
 	}
 	if s := checkPart(t, c, project, "webhook"); s != "valid" {
 		t.Fatalf("webhook after the cleanup: %s", s)
+	}
+}
+
+// Tether removes only the key it let go of, never one that took its id
+// since: the demo's Bitbucket numbers keys from 1 again after a restart
+// (Bitbucket itself never reuses an id), so after Grant access and
+// Regenerate the old key's id may name Tether's own new key, or a key
+// somebody added. Both stay, through Regenerate and the Cleanup; the old
+// key counts as gone.
+func TestRemovalNeverTakesAKeyThatTookTheOldID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		someone bool // a person's own key takes the old id
+	}{{"Tether's new key takes the old id", false}, {"somebody's key takes the old id", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env, c := withRepo(t, apptest.Options{NoSchedule: true})
+			project := create(t, c, "alice/api")
+			shortBackoff(env)
+			old := env.Emulator.DeployKeys("alice/api")[0].ID
+			env.Emulator.DeleteDeployKey("alice/api", old) // gone with the emulator's restart
+			env.Emulator.NumberDeployKeysFrom(old)
+			theirs := 0
+			if tc.someone {
+				_, priv, _ := ed25519.GenerateKey(rand.Reader)
+				pub, _ := ssh.NewPublicKey(priv.Public())
+				k, err := env.Emulator.AddDeployKey("alice/api", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))+" alice@laptop", "alice's laptop")
+				if err != nil || k.ID != old {
+					t.Fatalf("somebody's key: id %d, %v; want id %d", k.ID, err, old)
+				}
+				theirs = k.ID
+			}
+			p := c.HTMX(http.MethodPost, project.URL.Path+"/deploy-key/regenerate", project, nil)
+			if s, _ := keyStatus(p); s != "valid" {
+				t.Fatalf("Regenerate: %q\n%s", s, p.Body)
+			}
+			ours := storedPart(t, env, "deploy-key")
+			cleanUntil(t, env, func() bool {
+				var n int
+				rawDB(t, env).QueryRow(`SELECT count(*) FROM leftovers`).Scan(&n)
+				return n == 0
+			})
+			want := []string{ours}
+			if tc.someone {
+				want = []string{strconv.Itoa(theirs), ours}
+			}
+			if got := partsOn(env, "alice/api", "deploy-key"); !slices.Equal(got, want) {
+				t.Fatalf("keys on alice/api after Regenerate and the Cleanup: %v, want %v (ours %s)", got, want, ours)
+			}
+			if s, _ := keyStatus(c.HTMX(http.MethodPost, project.URL.Path+"/deploy-key/check", project, nil)); s != "valid" {
+				t.Fatalf("after the Cleanup the deploy key is %q", s)
+			}
+		})
 	}
 }

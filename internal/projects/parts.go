@@ -265,10 +265,16 @@ func (f *parts) create(ctx context.Context, token string, o order, want tether.L
 	return "", nil, createProblem(want.Part, err, o, note)
 }
 
-// leftover is a part of o's project on pl that Tether lets go of.
+// leftover is a part of o's project on pl that Tether lets go of. A
+// deploy key's label is its fingerprint, which is also what its removal
+// checks the key at remoteID against (Match).
 func (f *parts) leftover(o order, pl place, part, remoteID, label, why string) tether.Leftover {
-	return tether.Leftover{OrgID: o.project.OrgID, ProjectID: o.project.ID, ProjectName: o.project.Name, OwnerID: o.owner,
+	l := tether.Leftover{OrgID: o.project.OrgID, ProjectID: o.project.ID, ProjectName: o.project.Name, OwnerID: o.owner,
 		RepoUUID: pl.uuid, FullName: pl.fullName, Part: part, RemoteID: remoteID, Label: label, Why: why, NextAt: f.now()}
+	if part == tether.PartDeployKey {
+		l.Match = label
+	}
+	return l
 }
 
 // letGo removes leftovers from Bitbucket and returns, for the person,
@@ -375,6 +381,20 @@ func (f *parts) removeAt(ctx context.Context, token string, pl place, l tether.L
 			err = f.bb.DeleteHook(ctx, token, pl.workspace, pl.uuid, l.RemoteID)
 		} else {
 			id, _ := strconv.Atoi(l.RemoteID)
+			if l.Match != "" {
+				// A key id names whatever key holds it now (the demo's
+				// Bitbucket numbers keys from 1 again after a restart):
+				// only the key Tether let go of is removed, never one
+				// that took its id since — a new key of Tether's or
+				// somebody else's. Its absence means it is gone.
+				k, err := f.bb.DeployKey(ctx, token, pl.workspace, pl.uuid, id)
+				if err != nil {
+					return false, err
+				}
+				if deploykeys.Fingerprint(k.Key) != l.Match {
+					return true, nil
+				}
+			}
 			err = f.bb.DeleteDeployKey(ctx, token, pl.workspace, pl.uuid, id)
 		}
 		return err == nil, err

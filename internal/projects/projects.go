@@ -61,6 +61,7 @@ type Bitbucket interface {
 	Repository(ctx context.Context, accessToken, workspace, repoSlugOrUUID string) (bitbucket.Repository, error)
 	RepositoryByUUID(ctx context.Context, accessToken, lastWorkspace, uuid string) (bitbucket.Repository, error)
 	DeployKeys(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.DeployKey, error)
+	DeployKey(ctx context.Context, accessToken, workspace, slug string, id int) (bitbucket.DeployKey, error)
 	CreateDeployKey(ctx context.Context, accessToken, workspace, slug, authorizedKey, label string) (bitbucket.DeployKey, error)
 	DeleteDeployKey(ctx context.Context, accessToken, workspace, slug string, id int) error
 	Hooks(ctx context.Context, accessToken, workspace, slug string) ([]bitbucket.Hook, error)

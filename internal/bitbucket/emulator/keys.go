@@ -79,6 +79,16 @@ func (e *Emulator) addKey(r *repo, line, label string) (*deployKey, error) {
 	return k, nil
 }
 
+// NumberDeployKeysFrom makes the next deploy key's id id, as after the
+// demo's restart, when the emulator (in memory) numbers keys from 1 again
+// and an id Tether stored may name another key. Bitbucket itself never
+// reuses an id.
+func (e *Emulator) NumberDeployKeysFrom(id int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nextKeyID = id
+}
+
 // DeployKeys lists the deploy keys of a repository.
 func (e *Emulator) DeployKeys(fullName string) []DeployKey {
 	e.mu.Lock()
