@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	keeping, stopKeeping := context.WithCancel(context.Background())
 	kept := make(chan struct{})
 	go func() {
-		keepMeters(keeping, log, store, a.Budget)
+		keepMeters(keeping, log, store, a.Budget, meterSaveEvery)
 		close(kept)
 	}()
 	a.closers = append(a.closers, func() {

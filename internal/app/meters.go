@@ -43,12 +43,13 @@ func restoreMeters(ctx context.Context, log *slog.Logger, store meterStore, budg
 	return nil
 }
 
-// keepMeters saves the budget's meters every meterSaveEvery while they
-// change, and once more when ctx is done.
-func keepMeters(ctx context.Context, log *slog.Logger, store meterStore, budget *bitbucket.Budget) {
-	t := time.NewTicker(meterSaveEvery)
+// keepMeters saves the budget's meters every every (meterSaveEvery) while they
+// change, at once when a 429 pauses a connection (a crash must not lift
+// Bitbucket's pause), and once more when ctx is done.
+func keepMeters(ctx context.Context, log *slog.Logger, store meterStore, budget *bitbucket.Budget, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
-	saved := budget.Changes()
+	var saved uint64 // what Restore put back is saved already; anything since is new
 	save := func(ctx context.Context) {
 		changes := budget.Changes()
 		if changes == saved {
@@ -75,6 +76,8 @@ func keepMeters(ctx context.Context, log *slog.Logger, store meterStore, budget 
 			save(context.WithoutCancel(ctx))
 			return
 		case <-t.C:
+			save(ctx)
+		case <-budget.Paused():
 			save(ctx)
 		}
 	}

@@ -174,6 +174,8 @@ type Budget struct {
 	pending map[[sha256.Size]byte][]time.Time
 	// changes counts what the meters recorded (Changes).
 	changes uint64
+	// paused is signalled when a 429 pauses a connection (Paused).
+	paused chan struct{}
 }
 
 type connBudget struct {
@@ -201,6 +203,7 @@ func NewBudget(cfg BudgetConfig) *Budget {
 		clock:   cfg.Clock,
 		conns:   map[int64]*connBudget{},
 		pending: map[[sha256.Size]byte][]time.Time{},
+		paused:  make(chan struct{}, 1),
 	}
 }
 
@@ -436,6 +439,10 @@ func (b *Budget) Observe(conn int64, status int, h http.Header) {
 		if until := now.Add(ra); until.After(c.pausedUntil) {
 			c.pausedUntil = until
 		}
+		select {
+		case b.paused <- struct{}{}:
+		default: // one signal waiting is enough
+		}
 	}
 	switch strings.ToLower(strings.TrimSpace(h.Get("X-RateLimit-NearLimit"))) {
 	case "true":
@@ -575,6 +582,11 @@ func (b *Budget) Restore(meters []Meter) {
 		}
 	}
 }
+
+// Paused receives when a 429 has paused a connection: what a restart must
+// not forget, so the meters are saved at once rather than at the next tick.
+// Signals do not queue: one waiting stands for any number.
+func (b *Budget) Paused() <-chan struct{} { return b.paused }
 
 // Changes counts what the meters have recorded since the budget was made
 // (calls, sheds, token requests, answers observed): when it has not moved,
