@@ -270,7 +270,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ClientIP:      clientIP(proxies),
 	}, handlers.Services{
 		Accounts: acc, OAuth: oauth, Connections: conns,
-		Troubleshooter: troubleshooting.New(log, conns, projectService, checker),
+		Troubleshooter: troubleshooting.New(log, conns, projectService, checker, a.Budget),
 		Projects:       projectService,
 		Receiver:       receiver,
 		Orgs:           orgService,

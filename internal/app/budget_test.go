@@ -265,8 +265,9 @@ func TestAPIBudgetSurvivesARestart(t *testing.T) {
 }
 
 // However Bitbucket's 429 reaches a person — a health row's Check now,
-// the Account page's Check, Regenerate, the repository picker — they are
-// told until when Tether waits, and it is the end of the pause the budget
+// the Account page's Check, Regenerate, the repository picker, the
+// troubleshooting checklist, the Team page's meter — they are told until
+// when Tether waits, and it is the end of the pause the budget
 // took from that 429 (not "a few minutes" for an hour's Retry-After).
 func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 	t.Parallel()
@@ -287,6 +288,14 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 		{"the repository picker", func(c *apptest.Client, _ *apptest.Page) *apptest.Page {
 			return c.Get("/projects/new")
 		}},
+		{"the troubleshooting checklist", func(c *apptest.Client, _ *apptest.Page) *apptest.Page {
+			page := c.Get("/troubleshooting")
+			return c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
+		}},
+		{"the Team page's meter", func(c *apptest.Client, project *apptest.Page) *apptest.Page {
+			c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil)
+			return c.Get("/team")
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -305,7 +314,8 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 				t.Fatalf("Bitbucket did not answer 429 (%d limited), or no pause was taken", env.Emulator.APICallsOf("alice").Limited)
 			}
 			text := strings.Join(strings.Fields(p.Doc.Text()), " ")
-			if !strings.Contains(text, bitbucket.WaitEnd(paused)) || strings.Contains(text, "few minutes") {
+			if !strings.Contains(text, bitbucket.WaitEnd(paused)) || strings.Contains(text, "few minutes") || strings.Contains(text, "in a minute") ||
+				strings.Contains(text, "1h0m0s") || strings.Contains(text, "paused in") {
 				t.Fatalf("the pause ends at %s; the page says:\n%s", bitbucket.WaitEnd(paused), text)
 			}
 		})

@@ -96,17 +96,37 @@ type Health interface {
 	Result(ctx context.Context, projectID int64, part string) (tether.Health, error)
 }
 
+// Budget is each connection's API budget meter (bitbucket.Budget): until
+// when a 429 pauses it.
+type Budget interface {
+	Usage(conn int64) bitbucket.Usage
+}
+
 // Service runs the checklist.
 type Service struct {
 	log      *slog.Logger
 	conns    Connections
 	projects Projects
 	health   Health
+	budget   Budget
 }
 
 // New returns the troubleshooting service.
-func New(log *slog.Logger, conns Connections, projects Projects, health Health) *Service {
-	return &Service{log: log, conns: conns, projects: projects, health: health}
+func New(log *slog.Logger, conns Connections, projects Projects, health Health, budget Budget) *Service {
+	return &Service{log: log, conns: conns, projects: projects, health: health, budget: budget}
+}
+
+// waitFix is what to do while Bitbucket cannot answer: wait out a 429's
+// pause (until when, as every page says it), or check again soon.
+func (s *Service) waitFix(userID int64, err error) string {
+	until, limited := bitbucket.RateLimited(err)
+	if !limited || until.IsZero() {
+		until = s.budget.Usage(userID).PausedUntil
+	}
+	if !until.IsZero() {
+		return "Bitbucket is rate limiting the connection this step uses; check again after " + bitbucket.WaitEnd(until) + "."
+	}
+	return "Bitbucket did not answer just now; check again in a minute."
 }
 
 // shown is how many repository names the checklist lists.
@@ -168,8 +188,8 @@ func (s *Service) project(ctx context.Context, v Viewer, conn Step, p tether.Pro
 		return pr
 	}
 	place = s.repositoryStep(p, v, place, kh, hh, kerr == nil && herr == nil)
-	key = partStep(p, v, key, kh, kerr, "the key")
-	hook = partStep(p, v, hook, hh, herr, "the webhook")
+	key = partStep(p, v, key, kh, kerr, "the key", s.waitFix(p.OwnerID, nil))
+	hook = partStep(p, v, hook, hh, herr, "the webhook", s.waitFix(p.OwnerID, nil))
 	pr.Steps = []Step{place, key, hook, s.deliveryStep(ctx, p, v, hook)}
 	return pr
 }
@@ -222,7 +242,7 @@ func upperFirst(s string) string {
 // it is OK only when the last check found the repository (checked).
 func (s *Service) repositoryStep(p tether.Project, v Viewer, st Step, key, hook tether.Health, checked bool) Step {
 	if !checked || key.Status == tether.Unknown && hook.Status == tether.Unknown {
-		st.State, st.Detail, st.Fix = Unknown, "Tether could not look the repository up on Bitbucket just now.", "Check again in a minute."
+		st.State, st.Detail, st.Fix = Unknown, "Tether could not look the repository up on Bitbucket just now.", s.waitFix(p.OwnerID, nil)
 		if checked && key.Detail != "" {
 			st.Detail = key.Detail
 		}
@@ -242,15 +262,16 @@ func (s *Service) repositoryStep(p tether.Project, v Viewer, st Step, key, hook 
 	return st
 }
 
-// partStep turns a part's recorded health into a step.
-func partStep(p tether.Project, v Viewer, st Step, h tether.Health, err error, what string) Step {
+// partStep turns a part's recorded health into a step; wait is what to
+// do while Bitbucket cannot answer (waitFix).
+func partStep(p tether.Project, v Viewer, st Step, h tether.Health, err error, what, wait string) Step {
 	switch {
 	case err != nil:
 		st.State, st.Detail, st.Fix = Unknown, "Not checked yet.", "Check again in a minute."
 	case h.Status == tether.Valid:
 		st.State, st.Detail = OK, h.Detail
 	case h.Status == tether.Unknown:
-		st.State, st.Detail, st.Fix = Unknown, h.Detail, "Nothing is known to be broken; check again in a minute."
+		st.State, st.Detail, st.Fix = Unknown, h.Detail, "Nothing is known to be broken. "+wait
 	default:
 		st.State, st.Detail = Failed, h.Reason+": "+h.Detail
 		st.Fix, st.Action = fix(h.Reason, p, what)
@@ -333,7 +354,7 @@ func (s *Service) connection(ctx context.Context, userID int64) Step {
 		st.Fix, st.Action = "Grant access again. Until then Tether cannot reach your repositories, and projects set up through this connection cannot be checked or repaired.", "grant"
 	case ident.CheckError != "":
 		st.State, st.Detail = Unknown, fmt.Sprintf("Connected as @%s, but %s.", ident.Username, ident.CheckError)
-		st.Fix = "Bitbucket did not answer just now. Nothing is wrong on your side yet; check again in a minute."
+		st.Fix = "Nothing is wrong on your side yet. " + s.waitFix(userID, nil)
 	default:
 		st.State, st.Detail = OK, fmt.Sprintf("Connected as @%s; the grant was verified just now.", ident.Username)
 		if g := connections.Describe(ident.Scopes); len(g.Missing) > 0 {
@@ -358,7 +379,7 @@ func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step 
 		st.State, st.Detail = Failed, "Bitbucket refused to list repositories: the grant lacks the repository permission."
 		st.Fix, st.Action = "Grant access with repository permissions.", "grant"
 	case bitbucket.IsTransient(err):
-		st.State, st.Detail, st.Fix = Unknown, "Could not reach Bitbucket to list repositories.", "Bitbucket did not answer just now; check again in a minute."
+		st.State, st.Detail, st.Fix = Unknown, "Could not reach Bitbucket to list repositories.", s.waitFix(userID, err)
 	case err != nil:
 		s.log.Error("troubleshooting: list repositories", "user_id", userID, "err", err)
 		st.State, st.Detail, st.Fix = Unknown, "Bitbucket answered in a way Tether did not expect.", "Check again in a minute."
@@ -366,7 +387,7 @@ func (s *Service) repositories(ctx context.Context, userID int64, st Step) Step 
 		st.State, st.Detail = Failed, "Tether could not read "+unreadList(list.Unread)+"."
 		st.Fix = "Each workspace's answer is Bitbucket's; fix what it names on Bitbucket (its access controls, your membership), then check again."
 		if !slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return !u.Transient }) {
-			st.State, st.Fix = Unknown, "Bitbucket did not answer just now; check again in a minute."
+			st.State, st.Fix = Unknown, s.waitFix(userID, nil)
 		}
 		if slices.ContainsFunc(list.Unread, func(u projects.Unread) bool { return u.Grant }) {
 			st.Fix, st.Action = "Grant access again, with the permission Bitbucket named.", "grant"
