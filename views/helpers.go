@@ -26,7 +26,9 @@ func statusTitle(status int) string {
 	case http.StatusUnauthorized:
 		return "Please log in"
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return "Bitbucket could not be reached"
+		// Unreachable, rate limiting, or refusing for now: the message
+		// below says which.
+		return "Bitbucket could not do this just now"
 	}
 	if status >= 500 {
 		return "Something went wrong"

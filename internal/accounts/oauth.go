@@ -98,25 +98,42 @@ func (o *OAuth) Complete(ctx context.Context, code string) (Profile, tether.Toke
 	if o.credentials != nil {
 		o.credentials.ClientAccepted()
 	}
+	// goth does not expose the token response's scopes; Bitbucket reports
+	// them on every API answer, so read them from /user — first, through
+	// Tether's client, whose errors say what Bitbucket answered (a 429 and
+	// its Retry-After), before goth's own reads of the profile.
+	// The account may not exist yet, so this call spends no connection's
+	// budget (it is still counted in the metrics).
+	_, scopes, err := o.client.CurrentUser(bitbucket.Unbudgeted(ctx), sess.AccessToken)
+	if err != nil {
+		return Profile{}, tether.Token{}, profileProblem(err)
+	}
 	gu, err := o.provider.FetchUser(sess)
 	if err != nil && gu.UserID == "" {
-		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, redactErr(err), "Could not read your Bitbucket profile. Please try again.")
+		return Profile{}, tether.Token{}, profileProblem(redactErr(err))
 	}
 	// The profile was read but the e-mail was not (no confirmed primary
 	// address, or the grant lacks the email scope): sign in without one.
-	// goth does not expose the token response's scopes; Bitbucket reports
-	// them on every API answer, so read them from /user.
-	// The account may not exist yet, so this call spends no connection's
-	// budget (it is still counted in the metrics).
-	_, scopes, err := o.client.CurrentUser(bitbucket.Unbudgeted(ctx), gu.AccessToken)
-	if err != nil {
-		return Profile{}, tether.Token{}, problem.Wrap(problem.Unavailable, err, "Could not read your Bitbucket profile. Please try again.")
-	}
 	p := Profile{UUID: gu.UserID, Username: gu.NickName, DisplayName: gu.Name, Email: gu.Email}
 	if p.UUID == "" {
 		return Profile{}, tether.Token{}, problem.New(problem.Unavailable, "Bitbucket did not say who you are. Please try again.")
 	}
 	return p, tether.Token{AccessToken: gu.AccessToken, RefreshToken: gu.RefreshToken, ExpiresAt: gu.ExpiresAt, Scopes: scopes}, nil
+}
+
+// profileProblem says why the profile could not be read: Bitbucket rate
+// limiting the person's account (until when, from its Retry-After), or
+// no usable answer.
+func profileProblem(err error) error {
+	var be *bitbucket.Error
+	if _, limited := bitbucket.RateLimited(err); limited && errors.As(err, &be) {
+		after := "in a few minutes"
+		if be.RetryAfter > 0 {
+			after = "after " + bitbucket.WaitEnd(time.Now().Add(be.RetryAfter))
+		}
+		return problem.Wrap(problem.Unavailable, err, "Bitbucket is rate limiting your account (too many API calls in the last hour), so Tether could not read your profile. Please try again %s.", after)
+	}
+	return problem.Wrap(problem.Unavailable, err, "Could not read your Bitbucket profile. Please try again.")
 }
 
 // oauthWords is the token endpoint's error code and description, or its

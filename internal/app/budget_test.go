@@ -321,3 +321,29 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 		})
 	}
 }
+
+// Logging in with Bitbucket while Bitbucket rate limits the person's
+// account says so, and until when (its Retry-After), instead of "could
+// not be reached"; nothing is signed in, and the account's meter is as
+// it was.
+func TestLogInDuringARateLimitSaysSo(t *testing.T) {
+	t.Parallel()
+	env := apptest.Start(t, apptest.Options{NoSchedule: true})
+	env.AddUser("alice")
+	c := env.Client()
+	c.SignUpWithBitbucket("alice")
+	c.Submit(c.Get("/account"), `form[action="/logout"]`, nil, "")
+	env.Emulator.SetRateLimit(emulator.RateLimit{PerHour: env.Emulator.APICallsOf("alice").LastHour})
+	p := c.Consent(c.StartBitbucket("alice"), true)
+	text := strings.Join(strings.Fields(p.Doc.Find("main").Text()), " ")
+	if p.Status != http.StatusBadGateway || !strings.Contains(text, "rate limiting your account") || !strings.Contains(text, "try again after ") ||
+		strings.Contains(text, "could not be reached") {
+		t.Fatalf("log in during a rate limit: %d\n%s", p.Status, text)
+	}
+	if env.Emulator.APICallsOf("alice").Limited != 1 {
+		t.Fatalf("%d calls answered 429: the sign-in went on asking", env.Emulator.APICallsOf("alice").Limited)
+	}
+	if c.Get("/projects").URL.Path != "/login" {
+		t.Fatal("signed in although Bitbucket did not say who this is")
+	}
+}
