@@ -26,8 +26,10 @@ const (
 
 // logRequests logs one line per request: method, route pattern (never the
 // path itself, which can hold an invitation or hook token, nor the query,
-// which can carry OAuth codes), status and duration. Routes marked quiet
-// log at DEBUG unless they fail with a 5xx.
+// which can carry OAuth codes), status and duration: ERROR for a 5xx
+// of Tether's own, WARN for a 502 (Bitbucket could not do it, and the
+// person was told) and for a 4xx. Routes marked quiet log at DEBUG unless
+// they fail with a 5xx.
 func (h *Handlers) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -38,6 +40,11 @@ func (h *Handlers) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		status := c.Response().Status
 		level := slog.LevelInfo
 		switch {
+		case status == http.StatusBadGateway:
+			// Bitbucket unreachable, rate limiting or refusing for now
+			// (problem.Unavailable): the person was told; nothing here is
+			// broken.
+			level = slog.LevelWarn
 		case status >= 500:
 			level = slog.LevelError
 		case c.Get(quietKey) != nil:

@@ -108,6 +108,12 @@ func (h *Handlers) repositoryChoices(c echo.Context) error {
 
 func (h *Handlers) createProject(c echo.Context) error {
 	p, err := h.projects.Create(c.Request().Context(), viewer(c).Org.ID, currentUser(c).ID, c.FormValue("repository"))
+	if pr, ok := problem.As(err); ok && !isHTMX(c.Request()) {
+		// Posted without JavaScript: back to the picker, where the person
+		// pressed Create, with what went wrong (htmx shows it in place).
+		h.setFlash(c, views.Notice{Kind: "error", Message: pr.Message})
+		return c.Redirect(http.StatusSeeOther, "/projects/new")
+	}
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,12 @@ func (h *Handlers) handleError(err error, c echo.Context) {
 		return
 	}
 	status, msg := statusOf(err)
-	if status >= 500 {
+	switch {
+	case status >= 500 && isProblem(err):
+		// Bitbucket unreachable, rate limiting or refusing for now: the
+		// person was told; an operator sees it, but nothing is broken here.
+		h.log.Warn("request failed", "method", c.Request().Method, "route", c.Path(), "err", err)
+	case status >= 500:
 		h.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "err", err)
 	}
 	var rerr error

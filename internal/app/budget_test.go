@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,6 +293,17 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 			page := c.Get("/troubleshooting")
 			return c.HTMX(http.MethodGet, "/troubleshooting/checks", page, nil)
 		}},
+		{"Create project without JavaScript", func(c *apptest.Client, project *apptest.Page) *apptest.Page {
+			picker := c.Get("/projects/new")
+			form := url.Values{"repository": {"alice/web"}, "_csrf": {picker.CSRF()}}
+			req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(picker.URL.String(), picker.URL.RequestURI())+"/projects", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			p := c.Do(req)
+			if p.URL.Path != "/projects/new" || !p.Has(`main > [data-testid="flash"]`) {
+				t.Errorf("Create without JavaScript during a 429 ended at %s (%d), not on the picker with a notice", p.URL, p.Status)
+			}
+			return p
+		}},
 		{"the Team page's meter", func(c *apptest.Client, project *apptest.Page) *apptest.Page {
 			c.HTMX(http.MethodPost, project.URL.Path+"/webhook/check", project, nil)
 			return c.Get("/team")
@@ -304,6 +316,7 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 			env.App.Connections.Stale = 0 // the Account page's Check asks Bitbucket
 			c, _ := connected(t, env)
 			env.Emulator.AddRepository("alice", "api", true)
+			env.Emulator.AddRepository("alice", "web", true)
 			project := create(t, c, "alice/api")
 			env.App.Health.Coalesce = 0
 			alice := userID(t, env, "alice")
@@ -312,6 +325,12 @@ func TestA429SaysUntilWhenWhereverItShows(t *testing.T) {
 			paused := env.App.Budget.Usage(alice).PausedUntil
 			if paused.IsZero() || env.Emulator.APICallsOf("alice").Limited == 0 {
 				t.Fatalf("Bitbucket did not answer 429 (%d limited), or no pause was taken", env.Emulator.APICallsOf("alice").Limited)
+			}
+			// Expected and told to the person: an operator's WARN, not an ERROR.
+			for _, line := range strings.Split(env.Logs.String(), "\n") {
+				if strings.Contains(line, "level=ERROR") {
+					t.Errorf("a 429 logged as an error: %s", line)
+				}
 			}
 			text := strings.Join(strings.Fields(p.Doc.Text()), " ")
 			if !strings.Contains(text, bitbucket.WaitEnd(paused)) || strings.Contains(text, "few minutes") || strings.Contains(text, "in a minute") ||
