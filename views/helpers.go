@@ -168,8 +168,12 @@ func auditSummary(total, onPage int, filtered bool) string {
 // DemoLeftoversNote says what a demo restarted on an old data folder means
 // for its projects: the emulator lives in memory.
 func DemoLeftoversNote(n int) string {
+	verb := " show"
+	if n == 1 {
+		verb = " shows"
+	}
 	return "The demo Bitbucket lives in memory and started afresh: " + plural(n, "project", "projects") +
-		" from an earlier run show Invalid until you grant access again and Regenerate, or stop Tether and delete its data folder to start over."
+		" from an earlier run" + verb + " Invalid until you grant access again and Regenerate, or stop Tether and delete its data folder to start over."
 }
 
 // otherRole is the role a Make … button gives.

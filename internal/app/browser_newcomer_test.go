@@ -503,6 +503,11 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 	if link := b.Attr(`[data-testid="invite-link"]`, "value"); !strings.HasPrefix(link, tm.env.URL+"/invitations/") {
 		t.Fatalf("Invite without scripts shows the link %q", link)
 	}
+	// Copy needs a script: without one it is not offered (the link is
+	// there to select by hand).
+	if got := b.Eval(`getComputedStyle(document.querySelector('[data-testid="copy-invite"]')).display`); got != "none" {
+		t.Errorf("without scripts the Copy button is shown (display %q) and does nothing", got)
+	}
 	b.Click(`[data-testid="revoke-invitation"]`)
 	b.WaitVisible(`main > [data-testid="flash"]`)
 	if got := b.Text(`main > [data-testid="flash"]`); !strings.Contains(got, "revoked") {
