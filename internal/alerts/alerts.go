@@ -306,6 +306,12 @@ func (s *Service) AddWebhook(ctx context.Context, a Actor, rawURL, secret string
 	if len(chans) >= maxChannels {
 		return "", problem.New(problem.Conflict, "An organization has %d channels at most; remove one first.", maxChannels)
 	}
+	for _, c := range chans {
+		if c.Kind == tether.ChannelWebhook && c.URL == rawURL {
+			// Twice, every alert would arrive twice.
+			return "", problem.Field("url", "Alerts already go to this webhook. To change its secret, remove it and add it again.")
+		}
+	}
 	_, err = s.store.CreateAlertChannel(ctx, tether.AlertChannel{OrgID: a.OrgID, Kind: tether.ChannelWebhook, URL: rawURL, Secret: secret}, a.UserID,
 		a.audit("alert channel added", "webhook "+MaskURL(rawURL)))
 	return generated, err

@@ -273,3 +273,22 @@ func TestAlertsAndMissedWorkflows(t *testing.T) {
 		}
 	}
 }
+
+// The same webhook URL added twice would send every alert twice: the
+// second Add webhook says so on the URL field and stores nothing.
+func TestTheSameAlertWebhookIsAddedOnce(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	team := tm.alice.Get("/team")
+	form := url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}}
+	apptest.MustStatus(t, tm.alice.HTMX(http.MethodPost, "/team/notifications/webhooks", team, form), http.StatusOK)
+	p := tm.alice.HTMX(http.MethodPost, "/team/notifications/webhooks", team, form)
+	if p.Status != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "Alerts already go to this webhook") {
+		t.Fatalf("the same URL again: %d\n%s", p.Status, p.Body)
+	}
+	var n int
+	rawDB(t, tm.env).QueryRow(`SELECT count(*) FROM alert_channels WHERE kind = 'webhook'`).Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d webhook channels stored, want 1", n)
+	}
+}
