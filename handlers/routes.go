@@ -41,7 +41,9 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	// route's authorization come before anything a route adds. A
 	// destructive action adds confirmFirst, which asks its question (as
 	// htmx's hx-confirm does) before a form posted without JavaScript acts.
-	app := e.Group("", h.csrf(), h.loadSession)
+	// The session is read first, so a refused post (a stale CSRF token)
+	// still shows the person signed in on its error page.
+	app := e.Group("", h.loadSession, h.csrf())
 
 	// Ways in.
 	app.GET("/", h.home)

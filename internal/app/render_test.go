@@ -243,3 +243,17 @@ func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
 		t.Errorf("adding a webhook without htmx: %d, whole page %v, secret shown %v", p.Status, p.Has("html body main"), p.Has(`[data-testid="new-secret"]`))
 	}
 }
+
+// A post refused before its handler (a stale CSRF token) answers with an
+// error page that still shows the person signed in: their Log out, not
+// "Log in" and "Sign up".
+func TestRefusedPostStillShowsWhoIsSignedIn(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	req, _ := http.NewRequest(http.MethodPost, tm.env.URL+"/team/invitations", strings.NewReader(url.Values{"_csrf": {"stale-token"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	p := tm.alice.Do(req)
+	if p.Status != http.StatusForbidden || !p.Has(`header form[action="/logout"]`) || p.Has(`header a[href="/login"]`) {
+		t.Fatalf("a refused post: %d, Log out shown %v, Log in shown %v", p.Status, p.Has(`header form[action="/logout"]`), p.Has(`header a[href="/login"]`))
+	}
+}
