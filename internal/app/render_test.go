@@ -130,9 +130,10 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 			html, _ := goquery.OuterHtml(e)
 			t.Errorf("%s: <%s> htmx posts is not a form that also posts without JavaScript: %.200s", path, goquery.NodeName(e), html)
 		})
-		// What htmx gets on a press (not a poll or a load) is a link or a
-		// GET form the browser follows without JavaScript too.
-		p.Doc.Find("[hx-get]").Not("a[href], form[method=get][action]").Each(func(_ int, e *goquery.Selection) {
+		// What htmx gets on a press (not a poll or a load) is a link, a
+		// GET form or its submit button: the browser follows it without
+		// JavaScript too.
+		p.Doc.Find("[hx-get]").Not("a[href], form[method=get][action], form[method=get][action] [type=submit]").Each(func(_ int, e *goquery.Selection) {
 			trigger := e.AttrOr("hx-trigger", "")
 			if strings.HasPrefix(trigger, "every ") || strings.HasPrefix(trigger, "load") {
 				return
