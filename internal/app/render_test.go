@@ -94,7 +94,7 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)
 	pages := map[string]*apptest.Page{}
-	for _, path := range []string{tm.id, "/team", "/account", "/projects/new", "/troubleshooting", "/team/audit"} {
+	for _, path := range []string{tm.id, "/team", "/account", "/projects/new", "/troubleshooting", "/troubleshooting?run=1", "/team/audit"} {
 		pages[path] = tm.alice.Get(path)
 	}
 	pages["Invite's answer"] = tm.alice.HTMX(http.MethodPost, "/team/invitations", pages["/team"], nil)
@@ -242,5 +242,70 @@ func TestPlainPostsSayWhatHTMXWouldShow(t *testing.T) {
 	p = post("/team/notifications/webhooks", url.Values{"url": {"https://chat.example.com/hooks/T0/B0/x"}})
 	if p.Status != http.StatusOK || !p.Has("html body main") || !p.Has(`[data-testid="new-secret"]`) {
 		t.Errorf("adding a webhook without htmx: %d, whole page %v, secret shown %v", p.Status, p.Has("html body main"), p.Has(`[data-testid="new-secret"]`))
+	}
+}
+
+// Without JavaScript the Troubleshooting page runs its checklist when
+// asked: opening it asks Bitbucket nothing; Check, a GET form, answers
+// with the whole page and the checklist on it, and so does Check again;
+// the fixes beside a failed step (Update URL, and Regenerate after its
+// question) land back on the page with their outcome said once.
+func TestTroubleshootingWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	h := withHook(t)
+	env, c := h.env, h.c
+	env.App.Connections.Coalesce, env.App.Projects.ListFresh = 0, 0
+	calls := func() int { return env.Emulator.APICallsOf("alice").Total }
+	before := calls()
+	page := c.Get("/troubleshooting")
+	if spent := calls() - before; spent != 0 || page.Has(`[data-testid="checklist"]`) {
+		t.Fatalf("opening Troubleshooting cost %d Bitbucket calls (checklist shown %v)", spent, page.Has(`[data-testid="checklist"]`))
+	}
+	run := `form:has([data-testid="run-checks"])`
+	if f := page.Doc.Find(run); f.AttrOr("method", "") != "get" || f.AttrOr("action", "") != "/troubleshooting" {
+		t.Fatalf("no Check the browser follows on its own:\n%s", page.Body)
+	}
+	ranAt := func(p *apptest.Page, what string) {
+		t.Helper()
+		if p.Status != http.StatusOK || p.URL.Path != "/troubleshooting" || !p.Has(`main [data-testid="checklist"]`) ||
+			p.Attr(`[data-testid="step-connection"]`, "data-status") != "ok" {
+			t.Fatalf("%s without scripts: %d at %s, checklist %v\n%s", what, p.Status, p.URL, p.Has(`[data-testid="checklist"]`), p.Body)
+		}
+	}
+	before = calls()
+	p := c.Submit(page, run, nil, "")
+	ranAt(p, "Check")
+	if calls() == before {
+		t.Error("Check answered without asking Bitbucket")
+	}
+	p = c.Submit(p, `form:has([data-testid="check-again"])`, nil, "")
+	ranAt(p, "Check again")
+
+	env.Emulator.RenameRepository("alice/api", "api-v2")
+	p = c.Submit(p, `form:has([data-testid="check-again"])`, nil, "")
+	ranAt(p, "Check again after a rename")
+	p = c.Submit(p, `form:has([data-testid="update-url"])`, nil, "")
+	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != "/troubleshooting" || !strings.Contains(got, "now uses alice/api-v2") {
+		t.Fatalf("Update URL without scripts ended at %s saying %q", p.URL, got)
+	}
+
+	env.Emulator.DeleteDeployKey("alice/api-v2", env.Emulator.DeployKeys("alice/api-v2")[0].ID)
+	p = c.Submit(p, run, nil, "")
+	ranAt(p, "Check after the key was removed")
+	p = c.Submit(p, `[data-testid="project-alice/api-v2"] [data-testid="step-deploy-key"] form:has([data-testid="regenerate"])`, nil, "")
+	if !p.Has(`[data-testid="confirm-form"]`) || p.Attr(`[data-testid="cancel"]`, "href") != "/troubleshooting" {
+		t.Fatalf("Regenerate without scripts does not ask first, with Cancel back to the checklist:\n%s", p.Body)
+	}
+	p = c.Submit(p, `[data-testid="confirm-form"]`, nil, "")
+	if got := p.Text(`main > [data-testid="flash"]`); p.URL.Path != "/troubleshooting" || !strings.Contains(got, "A new deploy key is in force") {
+		t.Fatalf("the confirmed Regenerate without scripts ended at %s saying %q", p.URL, got)
+	}
+	p = c.Submit(p, run, nil, "")
+	ranAt(p, "Check after Regenerate")
+	if got := p.Attr(`[data-testid="project-alice/api-v2"] [data-testid="step-deploy-key"]`, "data-status"); got != "ok" {
+		t.Errorf("the deploy key step after Regenerate: %q", got)
+	}
+	if p.Has(`[data-testid="flash"]`) {
+		t.Errorf("an outcome is said again: %q", p.Text(`[data-testid="flash"]`))
 	}
 }
