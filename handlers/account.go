@@ -34,13 +34,15 @@ func (h *Handlers) bitbucketStatus(c echo.Context) error {
 }
 
 // checkBitbucket is "Check now" (connections.CheckNow): it waits for
-// Bitbucket's answer.
+// Bitbucket's answer. In place the row shows what the check found; a
+// plain post is sent back to the Account page, which says it once.
 func (h *Handlers) checkBitbucket(c echo.Context) error {
 	st, err := h.connections.CheckNow(c.Request().Context(), currentUser(c).ID)
 	if err != nil {
 		return err
 	}
-	return h.renderConnection(c, st)
+	conn := h.connectionView(c, st)
+	return h.renderPart(c, http.StatusOK, views.Connection(conn), "/account", views.ConnectionCheckedNotice(conn))
 }
 
 // disconnectBitbucket is Disconnect (connections.Disconnect).

@@ -9,6 +9,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"tether/internal/apptest"
+	"tether/internal/bitbucket/emulator"
 )
 
 // Every part of a page that htmx asks for on its own (a badge, a section,
@@ -307,5 +308,43 @@ func TestTroubleshootingWithoutJavaScript(t *testing.T) {
 	}
 	if p.Has(`[data-testid="flash"]`) {
 		t.Errorf("an outcome is said again: %q", p.Text(`[data-testid="flash"]`))
+	}
+}
+
+// Check now on the Account page, posted without JavaScript, lands on the
+// Account page (303, so a reload does not post it again) saying once what
+// the check found, in the row's words.
+func TestAccountCheckWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	env, c := withRepo(t, apptest.Options{})
+	env.App.Connections.Coalesce = 0 // each press checks
+	for _, tc := range []struct {
+		name, says string
+		breakIt    func()
+	}{
+		{"connected", "✓ Bitbucket connection checked just now: Connected.", func() {}},
+		{"Bitbucket failing", "Bitbucket connection could not be checked just now: Bitbucket answered 502, will retry.", func() {
+			env.Emulator.FailAPI(emulator.Failure{PathPrefix: "/user", Status: 502})
+		}},
+		{"revoked", "Bitbucket connection checked just now: Not Connected: access was revoked on Bitbucket", func() {
+			env.Emulator.ClearFailures()
+			env.Emulator.RevokeAuthorization("alice", apptest.ClientID)
+		}},
+	} {
+		tc.breakIt()
+		account := c.Get("/account")
+		if !account.Has(`form[action="/account/bitbucket/check"]`) {
+			t.Fatalf("%s: no Check now on the account page", tc.name)
+		}
+		req, _ := http.NewRequest(http.MethodPost, env.URL+"/account/bitbucket/check",
+			strings.NewReader(url.Values{"_csrf": {account.CSRF()}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		p := c.Do(req)
+		if got := p.Text(`main > [data-testid="flash"]`); p.Status != http.StatusOK || p.URL.Path != "/account" || !strings.Contains(got, tc.says) {
+			t.Errorf("%s: Check now without htmx: %d at %s saying %q; want %q", tc.name, p.Status, p.URL, got, tc.says)
+		}
+		if again := c.Get("/account"); again.Has(`[data-testid="flash"]`) {
+			t.Errorf("%s: the outcome is said again: %q", tc.name, again.Text(`[data-testid="flash"]`))
+		}
 	}
 }
