@@ -94,6 +94,7 @@ func TestActionsWithoutHTMXEndOnThePage(t *testing.T) {
 func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)
+	tm.join(t, tm.invite(t)) // Bob's row has Make Admin and Remove
 	pages := map[string]*apptest.Page{}
 	for _, path := range []string{tm.id, "/team", "/account", "/projects/new", "/troubleshooting", "/troubleshooting?run=1", "/team/audit"} {
 		pages[path] = tm.alice.Get(path)
@@ -108,6 +109,8 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 		!pages["Change's question"].Has(`[data-testid="cancel-change"]`) {
 		t.Fatal("no invitation link, signing secret or Change's question to check")
 	}
+	// An htmx answer is swapped into a page, whose indicators it may use.
+	hosts := map[string]string{"Invite's answer": "/team", "Add webhook's answer": "/team", "Change's question": tm.id}
 	for path, p := range pages {
 		if p.Status != http.StatusOK {
 			t.Fatalf("%s: %d", path, p.Status)
@@ -142,6 +145,19 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 			html, _ := goquery.OuterHtml(e)
 			t.Errorf("%s: <%s> htmx gets on a press is not a link or a GET form that works without JavaScript: %.200s", path, goquery.NodeName(e), html)
 		})
+		// A form htmx posts can be sent once at a time: its button is
+		// disabled while the post is in flight (hx-disable, or an hx-sync
+		// that drops repeats), so a double click does not act twice, and
+		// a working indicator on the page shows meanwhile.
+		p.Doc.Find("form[hx-post]").Each(func(_ int, f *goquery.Selection) {
+			head, _, _ := strings.Cut(func() string { h, _ := goquery.OuterHtml(f); return h }(), ">")
+			if f.AttrOr("hx-disable", "") == "" && !strings.HasSuffix(f.AttrOr("hx-sync", ""), ":drop") {
+				t.Errorf("%s: a form htmx posts leaves its button pressable while in flight: %s>", path, head)
+			}
+			if indicatorOf(f, p, pages[hosts[path]]).Length() == 0 {
+				t.Errorf("%s: a form htmx posts has no working indicator (hx-indicator naming an .htmx-indicator): %s>", path, head)
+			}
+		})
 		p.Doc.Find("form").Each(func(_ int, f *goquery.Selection) {
 			method, _ := f.Attr("method")
 			action, _ := f.Attr("action")
@@ -158,6 +174,28 @@ func TestEveryHTMXFormIsAlsoAPlainForm(t *testing.T) {
 			}
 		})
 	}
+}
+
+// indicatorOf is the working indicator form f names (hx-indicator: a CSS
+// selector, or "closest …" or "find …"), looked up in the answer p and
+// the page it is swapped into (host, nil for a whole page); only elements
+// that are .htmx-indicator count, as only those are hidden until a
+// request is in flight (static/app.css).
+func indicatorOf(f *goquery.Selection, p, host *apptest.Page) *goquery.Selection {
+	sel := f.AttrOr("hx-indicator", "")
+	switch {
+	case sel == "":
+		return f.Filter(".htmx-indicator") // htmx's default: the form itself
+	case strings.HasPrefix(sel, "closest "):
+		return f.Closest(strings.TrimPrefix(sel, "closest ")).Filter(".htmx-indicator")
+	case strings.HasPrefix(sel, "find "):
+		return f.Find(strings.TrimPrefix(sel, "find ")).First().Filter(".htmx-indicator")
+	}
+	found := p.Doc.Find(sel).Filter(".htmx-indicator")
+	if found.Length() == 0 && host != nil {
+		found = host.Doc.Find(sel).Filter(".htmx-indicator")
+	}
+	return found
 }
 
 // Someone signed in who belongs to no organization yet can stay on their
