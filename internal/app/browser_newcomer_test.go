@@ -524,6 +524,34 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 		t.Error("without scripts the header's Switch button overlaps Log out or leaves the window")
 	}
 	b.ScreenshotViewport("no-js-revoked")
+
+	// Troubleshooting runs its checklist on Check, and again on Check
+	// again, each a page the browser loads itself.
+	b.Navigate(tm.env.URL + "/troubleshooting")
+	if got := b.Eval(`getComputedStyle(document.querySelector("#checklist-indicator")).visibility`); got != "hidden" {
+		t.Errorf("the checklist's indicator is %q without scripts", got)
+	}
+	b.Click(`[data-testid="run-checks"]`)
+	b.WaitVisible(`[data-testid="checklist"] [data-testid="step-connection"]`)
+	b.Eval(`document.body.dataset.before = "check-again"; ""`) // gone once the new page is in
+	b.Click(`[data-testid="check-again"]`)
+	b.WaitVisible(`body:not([data-before]) [data-testid="checklist"] [data-testid="step-connection"]`)
+	if got := b.Attr(`[data-testid="step-connection"]`, "data-status"); got != "ok" {
+		t.Errorf("the checklist without scripts says the connection is %q", got)
+	}
+	b.ScreenshotViewport("no-js-troubleshooting")
+
+	// Check now on the Account page says what it found, on the page.
+	b.Navigate(tm.env.URL + "/account")
+	b.Click(`[data-testid="check-now"]`)
+	b.WaitVisible(`main > [data-testid="flash"]`)
+	if got := b.Text(`main > [data-testid="flash"]`); got != "✓ Bitbucket connection checked just now: Connected." {
+		t.Errorf("the account's Check now without scripts says %q", got)
+	}
+	if got := b.Eval(`location.pathname`); got != "/account" {
+		t.Errorf("the account's Check now without scripts ended at %s", got)
+	}
+	b.ScreenshotViewport("no-js-account-checked")
 }
 
 // Invite pressed three times in quick succession makes one invitation,
