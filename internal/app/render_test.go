@@ -33,6 +33,7 @@ func TestPartsOfPagesAnswerHTMXAndSendBrowsersToThePage(t *testing.T) {
 		{"/projects/new/repositories?q=api", "/projects/new?q=api"},
 		{"/team/notifications/channels", "/team"},
 		{"/troubleshooting/checks", "/troubleshooting"},
+		{"/account/bitbucket", "/account"},
 	}
 	noFollow := &http.Client{Jar: c.HTTP.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, tc := range cases {
@@ -384,5 +385,71 @@ func TestAccountCheckWithoutJavaScript(t *testing.T) {
 		if again := c.Get("/account"); again.Has(`[data-testid="flash"]`) {
 			t.Errorf("%s: the outcome is said again: %q", tc.name, again.Text(`[data-testid="flash"]`))
 		}
+	}
+}
+
+// A GET of an action's address — a reload, or Enter in the address bar,
+// after a plain post answered there (an invitation link, a question, a
+// refusal) — is sent (303) to the page the action belongs to, never
+// "nothing at this address", and acts on nothing: Invite posted without
+// htmx shows its link once, and the reload lands on the Team page with
+// no second invitation.
+func TestActionAddressesLeadToTheirPages(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	tm.join(t, tm.invite(t))
+	project := strings.TrimPrefix(tm.id, "/projects/")
+	values := strings.NewReplacer(":id", project, ":user", "2", ":invitation", "1", ":channel", "1", ":token", "x")
+	noFollow := &http.Client{Jar: tm.alice.HTTP.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	seen := 0
+	for _, r := range tm.env.App.Routes {
+		if r.Method != http.MethodPost || strings.Contains(r.Path, "*") || strings.HasPrefix(r.Path, "/hooks/") {
+			continue
+		}
+		seen++
+		address := values.Replace(r.Path)
+		resp, err := noFollow.Get(tm.env.URL + address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		to := resp.Header.Get("Location")
+		if resp.StatusCode == http.StatusSeeOther && to != address && strings.HasPrefix(address, strings.TrimSuffix(to, "/")+"/") {
+			if p := tm.alice.Get(address); p.URL.Path == address || !p.Has("html body main") {
+				t.Errorf("GET %s ends at %s with %d", address, p.URL, p.Status)
+			}
+			continue
+		}
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+			t.Errorf("GET %s (an action's address): %d", address, resp.StatusCode)
+		}
+	}
+	if seen < 20 {
+		t.Fatalf("only %d actions among the routes", seen)
+	}
+	for address, page := range map[string]string{
+		"/team/invitations":              "/team",
+		"/team/members/2/remove":         "/team",
+		"/account/bitbucket/check":       "/account",
+		tm.id + "/delete":                tm.id,
+		tm.id + "/deploy-key/regenerate": tm.id,
+	} {
+		if p := tm.alice.Get(address); p.Status != http.StatusOK || p.URL.Path != page {
+			t.Errorf("GET %s ends at %s with %d; want %s", address, p.URL, p.Status, page)
+		}
+	}
+
+	count := func() (n int) {
+		rawDB(t, tm.env).QueryRow(`SELECT COUNT(*) FROM invitations WHERE accepted_at IS NULL AND revoked_at IS NULL`).Scan(&n)
+		return n
+	}
+	team := tm.alice.Get("/team")
+	invited := tm.alice.Submit(team, `form:has([data-testid="invite"])`, nil, "")
+	if invited.URL.Path != "/team/invitations" || !invited.Has(`[data-testid="invite-link"]`) || count() != 1 {
+		t.Fatalf("Invite without htmx: at %s, link shown %v, %d pending", invited.URL, invited.Has(`[data-testid="invite-link"]`), count())
+	}
+	reload := tm.alice.Get(invited.URL.Path)
+	if reload.URL.Path != "/team" || reload.Has(`[data-testid="invite-link"]`) || count() != 1 {
+		t.Errorf("reloading Invite's answer: at %s, link shown %v, %d pending", reload.URL, reload.Has(`[data-testid="invite-link"]`), count())
 	}
 }
