@@ -24,8 +24,12 @@ func (h *Handlers) account(c echo.Context) error {
 
 // bitbucketStatus is the badge poll (connections.Status): it renders what
 // is stored and, when that is stale, starts a check in the background for
-// the next poll.
+// the next poll. Opened directly it is sent to the Account page before
+// anything starts.
 func (h *Handlers) bitbucketStatus(c echo.Context) error {
+	if !wantsFragment(c.Request()) {
+		return h.renderPart(c, http.StatusOK, nil, "/account", views.Notice{})
+	}
 	st, err := h.connections.Status(c.Request().Context(), currentUser(c).ID, true)
 	if err != nil {
 		return err
@@ -34,13 +38,15 @@ func (h *Handlers) bitbucketStatus(c echo.Context) error {
 }
 
 // checkBitbucket is "Check now" (connections.CheckNow): it waits for
-// Bitbucket's answer.
+// Bitbucket's answer. In place the row shows what the check found; a
+// plain post is sent back to the Account page, which says it once.
 func (h *Handlers) checkBitbucket(c echo.Context) error {
 	st, err := h.connections.CheckNow(c.Request().Context(), currentUser(c).ID)
 	if err != nil {
 		return err
 	}
-	return h.renderConnection(c, st)
+	conn := h.connectionView(c, st)
+	return h.renderPart(c, http.StatusOK, views.Connection(conn), "/account", views.ConnectionCheckedNotice(conn))
 }
 
 // disconnectBitbucket is Disconnect (connections.Disconnect).
@@ -55,11 +61,10 @@ func (h *Handlers) disconnectBitbucket(c echo.Context) error {
 	return h.renderConnection(c, st)
 }
 
-// renderConnection answers with the connection badge (the whole Account
-// page for a browser's own request).
+// renderConnection answers htmx with the Bitbucket row (renderPart: the
+// Account page for anyone else).
 func (h *Handlers) renderConnection(c echo.Context, st connections.Status) error {
-	conn := h.connectionView(c, st)
-	return render(c, http.StatusOK, views.AccountPage(h.page(c, "Account", "account"), conn, ""), views.Connection(conn))
+	return h.renderPart(c, http.StatusOK, views.Connection(h.connectionView(c, st)), "/account", views.Notice{})
 }
 
 // connectionView shows the stored connection as the page does.

@@ -302,6 +302,11 @@ func (h *Handlers) regeneratePart(pt part) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if c.FormValue("from") == "checklist" {
+			// Pressed on the troubleshooting checklist without
+			// JavaScript, it comes back there with the outcome.
+			return h.renderPart(c, status, views.HealthRow(v), "/troubleshooting", views.Notice{Kind: v.MessageKind, Message: v.Message})
+		}
 		return h.renderHealthRow(c, status, p, v)
 	}
 }

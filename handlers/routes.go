@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -114,4 +115,38 @@ func (h *Handlers) Register(e *echo.Echo, mounts map[string]http.Handler) {
 	projectAdmin.POST("/rehome", h.rehome, h.confirmFirst(h.rehomeQuestion))
 	projectAdmin.POST("/delete", h.deleteProject, h.confirmFirst(h.deleteQuestion))
 	projectAdmin.POST("/missed/start", h.startMissed)
+
+	actionAddressesLeadToPages(e)
+}
+
+// actionAddressesLeadToPages gives every action (a POST route) without a
+// page of its own a GET that sends the browser (303) to the page the
+// action belongs to: the nearest address above it that answers GET (the
+// Team page for /team/invitations, a project for its /delete). A plain
+// post may answer at its own address — an invitation link shown once, a
+// question asked first, a refusal beside what was typed — and a reload
+// then, or Enter in the address bar, is a GET there, which would
+// otherwise say there is nothing at this address. It sends only to the
+// page; that page checks who may see it.
+func actionAddressesLeadToPages(e *echo.Echo) {
+	gets := map[string]bool{}
+	for _, r := range e.Routes() {
+		if r.Method == http.MethodGet {
+			gets[r.Path] = true
+		}
+	}
+	for _, r := range e.Routes() {
+		if r.Method != http.MethodPost || gets[r.Path] || r.Path == webhookRoute || strings.Contains(r.Path, "*") {
+			continue
+		}
+		segments := strings.Split(strings.Trim(r.Path, "/"), "/")
+		up := len(segments) - 1
+		for up > 0 && !gets["/"+strings.Join(segments[:up], "/")] {
+			up--
+		}
+		e.GET(r.Path, func(c echo.Context) error {
+			parts := strings.Split(strings.Trim(c.Request().URL.EscapedPath(), "/"), "/")
+			return c.Redirect(http.StatusSeeOther, localTarget("/"+strings.Join(parts[:min(up, len(parts))], "/"), "/"))
+		})
+	}
 }

@@ -261,3 +261,20 @@ func CheckedNotice(title string, b health.Badge) Notice {
 		return Notice{Kind: "ok", Message: title + " is being checked with Bitbucket; the page shows the result when it is in."}
 	}
 }
+
+// ConnectionCheckedNotice says what Check now on the Account page found,
+// for the page a plain post lands on, in the Bitbucket row's words: the
+// badge's word, why it is Not Connected, or why the check gave no verdict.
+func ConnectionCheckedNotice(v ConnectionView) Notice {
+	const title = "Bitbucket connection"
+	switch {
+	case v.Connected && v.Notice != "":
+		return Notice{Kind: "warning", Message: title + " could not be checked just now: " + v.Notice + "."}
+	case v.Connected:
+		return Notice{Kind: "ok", Message: title + " checked just now: Connected."}
+	case v.Linked && v.Reason != "":
+		return Notice{Kind: "warning", Message: title + " checked just now: Not Connected: " + v.Reason + "."}
+	default:
+		return Notice{Kind: "warning", Message: title + " checked just now: Not Connected."}
+	}
+}

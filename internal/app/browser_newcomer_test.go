@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"tether/internal/apptest"
 	"tether/internal/bitbucket/emulator"
 	"tether/views"
@@ -527,6 +529,74 @@ func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 		t.Error("without scripts the header's Switch button overlaps Log out or leaves the window")
 	}
 	b.ScreenshotViewport("no-js-revoked")
+
+	// Troubleshooting runs its checklist on Check, and again on Check
+	// again, each a page the browser loads itself.
+	b.Navigate(tm.env.URL + "/troubleshooting")
+	if got := b.Eval(`getComputedStyle(document.querySelector("#checklist-indicator")).visibility`); got != "hidden" {
+		t.Errorf("the checklist's indicator is %q without scripts", got)
+	}
+	b.Click(`[data-testid="run-checks"]`)
+	b.WaitVisible(`[data-testid="checklist"] [data-testid="step-connection"]`)
+	b.Eval(`document.body.dataset.before = "check-again"; ""`) // gone once the new page is in
+	b.Click(`[data-testid="check-again"]`)
+	b.WaitVisible(`body:not([data-before]) [data-testid="checklist"] [data-testid="step-connection"]`)
+	if got := b.Attr(`[data-testid="step-connection"]`, "data-status"); got != "ok" {
+		t.Errorf("the checklist without scripts says the connection is %q", got)
+	}
+	b.ScreenshotViewport("no-js-troubleshooting")
+
+	// Check now on the Account page says what it found, on the page.
+	b.Navigate(tm.env.URL + "/account")
+	b.Click(`[data-testid="check-now"]`)
+	b.WaitVisible(`main > [data-testid="flash"]`)
+	if got := b.Text(`main > [data-testid="flash"]`); got != "✓ Bitbucket connection checked just now: Connected." {
+		t.Errorf("the account's Check now without scripts says %q", got)
+	}
+	if got := b.Eval(`location.pathname`); got != "/account" {
+		t.Errorf("the account's Check now without scripts ended at %s", got)
+	}
+	b.ScreenshotViewport("no-js-account-checked")
+}
+
+// Invite pressed three times in quick succession makes one invitation,
+// whose link is shown: the button is disabled while the first press is in
+// flight, and says it is working.
+func TestBrowserInviteTripleClickMakesOneInvitation(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	b := apptest.NewBrowser(t)
+	logInAsAlice(tm, b)
+	b.Navigate(tm.env.URL + "/team")
+	b.WaitFor(`document.readyState === "complete" && !!window.htmx`, 10*time.Second)
+	var x, y float64
+	if _, err := fmt.Sscanf(b.Eval(`(() => { const e = document.querySelector('[data-testid="invite"]'); e.scrollIntoView({block: "center"});
+		const r = e.getBoundingClientRect();
+		return (r.left + r.width/2) + " " + (r.top + r.height/2) })()`), "%g %g", &x, &y); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b.Ctx,
+		chromedp.MouseClickXY(x, y, chromedp.ClickCount(1)),
+		chromedp.MouseClickXY(x, y, chromedp.ClickCount(2)),
+		chromedp.MouseClickXY(x, y, chromedp.ClickCount(3))); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitVisible(`[data-testid="invite-link"]`)
+	b.WaitFor(`!document.querySelector(".htmx-request")`, 10*time.Second)
+	var n int
+	if err := rawDB(t, tm.env).QueryRow(`SELECT COUNT(*) FROM invitations WHERE revoked_at IS NULL AND accepted_at IS NULL`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("three quick presses of Invite made %d invitations, want 1", n)
+	}
+	if rows := b.Eval(`String(document.querySelectorAll('[data-testid="invitation"]').length)`); rows != "1" {
+		t.Errorf("the Team page lists %s pending invitations, want 1", rows)
+	}
+	if link := b.Attr(`[data-testid="invite-link"]`, "value"); !strings.HasPrefix(link, tm.env.URL+"/invitations/") {
+		t.Errorf("the link shown is %q", link)
+	}
+	b.ScreenshotViewport("invite-triple-click")
 }
 
 // logInAsAlice logs the browser in with Bitbucket as Alice, the team's

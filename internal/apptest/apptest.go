@@ -356,7 +356,8 @@ func (c *Client) HTMX(method, path string, from *Page, form url.Values) *Page {
 
 // Submit fills the form matched by sel on page with fields (on top of its
 // own inputs, hidden ones included), adds the named submit button's value
-// if button is not empty, and posts it where the form says.
+// if button is not empty, and sends it where the form says: posted, or
+// as the query of a GET when the form's method is get.
 func (c *Client) Submit(p *Page, sel string, fields map[string]string, button string) *Page {
 	c.T.Helper()
 	form := p.Doc.Find(sel).First()
@@ -398,6 +399,11 @@ func (c *Client) Submit(p *Page, sel string, fields map[string]string, button st
 	target, err := p.URL.Parse(action)
 	if err != nil {
 		c.T.Fatal(err)
+	}
+	if strings.EqualFold(form.AttrOr("method", ""), http.MethodGet) {
+		target.RawQuery = vals.Encode()
+		req, _ := http.NewRequest(http.MethodGet, target.String(), nil)
+		return c.Do(req)
 	}
 	req, _ := http.NewRequest(http.MethodPost, target.String(), strings.NewReader(vals.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
