@@ -483,10 +483,7 @@ func TestBrowserLayoutAt1280(t *testing.T) {
 // page. No "working" indicator shows when nothing is working.
 func TestBrowserActionsWorkWithoutJavaScript(t *testing.T) {
 	t.Parallel()
-	tm := newTeam(t)
-	b := apptest.NewBrowser(t)
-	logInAsAlice(tm, b)
-	b.DisableJavaScript()
+	tm, b := aliceWithoutJavaScript(t)
 
 	b.Navigate(tm.env.URL + tm.id)
 	if got := b.Eval(`getComputedStyle(document.querySelector("#deploy-key-indicator")).visibility`); got != "hidden" {
@@ -611,16 +608,24 @@ func logInAsAlice(tm *team, b *apptest.Browser) {
 	b.WaitFor(`location.pathname === "/projects" || location.pathname === "/account"`, 10*time.Second)
 }
 
+// aliceWithoutJavaScript is Alice's team with Alice signed in, in a
+// browser whose scripts are then switched off.
+func aliceWithoutJavaScript(t *testing.T) (*team, *apptest.Browser) {
+	t.Helper()
+	tm := newTeam(t)
+	b := apptest.NewBrowser(t)
+	logInAsAlice(tm, b)
+	b.DisableJavaScript()
+	return tm, b
+}
+
 // Without JavaScript, Regenerate asks first, on a page of its own: Cancel
 // goes back to the project with nothing replaced, and Regenerate there
 // replaces the key and lands on the project with the outcome and the new
 // fingerprint.
 func TestBrowserRegenerateAsksFirstWithoutJavaScript(t *testing.T) {
 	t.Parallel()
-	tm := newTeam(t)
-	b := apptest.NewBrowser(t)
-	logInAsAlice(tm, b)
-	b.DisableJavaScript()
+	tm, b := aliceWithoutJavaScript(t)
 
 	b.Navigate(tm.env.URL + tm.id)
 	// The fingerprint is under the row's Details, closed until opened.
