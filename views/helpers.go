@@ -251,11 +251,11 @@ const syncWithPoll = "closest [data-poll]:replace"
 // its status in the badge's word, and why when it is not valid.
 func CheckedNotice(title string, b health.Badge) Notice {
 	switch b.Status {
-	case "valid":
+	case tether.Valid:
 		return Notice{Kind: "ok", Message: title + " checked with Bitbucket just now: Valid."}
-	case "invalid":
+	case tether.Invalid:
 		return Notice{Kind: "warning", Message: title + " checked with Bitbucket just now: Invalid: " + b.Reason + "."}
-	case "unknown":
+	case tether.Unknown:
 		return Notice{Kind: "warning", Message: title + " could not be checked just now: " + b.Detail}
 	default:
 		return Notice{Kind: "ok", Message: title + " is being checked with Bitbucket; the page shows the result when it is in."}

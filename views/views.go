@@ -69,7 +69,7 @@ func (f Form) Invalid(name string) string {
 type csrfKey struct{}
 
 // WithCSRF returns ctx carrying the CSRF token the forms rendered under it
-// post (CSRFInput).
+// post (CSRFField).
 func WithCSRF(ctx context.Context, token string) context.Context {
 	return context.WithValue(ctx, csrfKey{}, token)
 }
